@@ -1,0 +1,4 @@
+"""Mini-batch iteration."""
+from tinyopt.data.dataloader import DataLoader
+
+__all__ = ["DataLoader"]

@@ -1,0 +1,158 @@
+"""Stateless functions behind the layers and losses (torch.nn.functional's names).
+
+Softmax-family functions take NumPy's `axis=` (torch's `dim=` is accepted too).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tinyopt.autograd import ops
+from tinyopt.random import resolve
+from tinyopt.tensor import Tensor, _operand, where
+
+# ----------------------------------------------------------------------------- activations
+
+
+def relu(x: Tensor) -> Tensor:
+    return ops.ReLU.apply(x)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    return ops.Sigmoid.apply(x)
+
+
+def tanh(x: Tensor) -> Tensor:
+    return ops.Tanh.apply(x)
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    return where(x.data > 0, x, x * negative_slope)
+
+
+def _axis(axis, dim):
+    return dim if dim is not None else axis
+
+
+def softmax(x: Tensor, axis: int = -1, dim=None) -> Tensor:
+    return ops.Softmax.apply(x, axis=_axis(axis, dim))
+
+
+def log_softmax(x: Tensor, axis: int = -1, dim=None) -> Tensor:
+    return ops.LogSoftmax.apply(x, axis=_axis(axis, dim))
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """y = x Wᵀ + b."""
+    y = x @ weight.T
+    return y if bias is None else y + bias
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng=None) -> Tensor:
+    """Inverted dropout: zero each element with probability p and scale the rest by 1/(1−p), so
+    the expected activation is unchanged and evaluation needs no rescaling."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * 0.0
+    keep = resolve(rng).random(x.shape) >= p
+    return x * (keep / (1.0 - p)).astype(x.dtype)
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _labels(target) -> np.ndarray:
+    labels = np.asarray(target.data if isinstance(target, Tensor) else target)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"class-index targets must be integers, got dtype {labels.dtype}")
+    return labels
+
+
+def nll_loss(log_probs: Tensor, target, reduction: str = "mean") -> Tensor:
+    """ℓ_n = −log_probs[n, y_n] for log-probabilities of shape (N, C) and labels of shape (N,)."""
+    labels = _labels(target)
+    if log_probs.ndim != 2 or labels.shape != (log_probs.shape[0],):
+        raise ValueError(
+            f"nll_loss expects log-probabilities of shape (N, C) and labels of shape (N,), "
+            f"got {tuple(log_probs.shape)} and {labels.shape}"
+        )
+    n_classes = log_probs.shape[1]
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(f"labels must lie in [0, {n_classes}), got values from {labels.min()} to {labels.max()}")
+    picked = log_probs[np.arange(labels.shape[0]), labels]
+    return _reduce(-picked, reduction)
+
+
+def cross_entropy(logits: Tensor, target, reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """Softmax cross-entropy from raw logits (torch.nn.functional.cross_entropy).
+
+    With integer labels y: ℓ_n = −log softmax(z_n)[y_n] = −z_{n,y} + log Σ_c exp(z_{n,c}).
+    With a float target of the logits' shape (class probabilities): ℓ_n = −Σ_c p_{n,c} log softmax(z_n)_c.
+    `label_smoothing` ε mixes the target with the uniform distribution: (1−ε)·target + ε/C.
+    The log-softmax subtracts the row maximum first, so logits of ±1000 stay finite.
+    """
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+    log_p = log_softmax(logits, axis=1)
+    raw_target = np.asarray(target.data if isinstance(target, Tensor) else target)
+    if np.issubdtype(raw_target.dtype, np.floating):
+        if raw_target.shape != logits.shape:
+            raise ValueError(f"probability targets must have the logits' shape {tuple(logits.shape)}, got {raw_target.shape}")
+        probs = raw_target
+        if label_smoothing:
+            probs = (1 - label_smoothing) * probs + label_smoothing / logits.shape[1]
+        return _reduce(-(log_p * probs.astype(log_p.dtype)).sum(axis=1), reduction)
+    nll = nll_loss(log_p, raw_target, reduction="none")
+    if label_smoothing:
+        smooth = -log_p.mean(axis=1)
+        nll = nll * (1 - label_smoothing) + smooth * label_smoothing
+    return _reduce(nll, reduction)
+
+
+def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:  # noqa: A002 - torch's name
+    """ℓ = (x − y)²."""
+    diff = input - _operand(target)
+    return _reduce(diff * diff, reduction)
+
+
+def l1_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:  # noqa: A002
+    return _reduce((input - _operand(target)).abs(), reduction)
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target, reduction: str = "mean", pos_weight=None) -> Tensor:  # noqa: A002
+    """ℓ = −[w_p·y·log σ(x) + (1 − y)·log(1 − σ(x))], computed stably as
+    (1 − y)·x + (1 + (w_p − 1)·y)·(log(1 + e^(−|x|)) + max(−x, 0))   (torch's formulation)."""
+    y = _operand(target)
+    softplus_neg = (1 + (-input.abs()).exp()).log() + (-input).relu()  # = log(1 + e^(−x))
+    if pos_weight is None:
+        loss = (1 - y) * input + softplus_neg
+    else:
+        weight = 1 + (_operand(pos_weight) - 1) * y
+        loss = (1 - y) * input + weight * softplus_neg
+    return _reduce(loss, reduction)
+
+
+def binary_cross_entropy(input: Tensor, target, reduction: str = "mean", eps: float = 1e-12) -> Tensor:  # noqa: A002
+    """ℓ = −[y·log p + (1 − y)·log(1 − p)] on probabilities p (clamped away from 0 and 1)."""
+    y = _operand(target)
+    p = input.clip(eps, 1 - eps)
+    return _reduce(-(y * p.log() + (1 - y) * (1 - p).log()), reduction)
+
+
+# Keras-style loss objects, under the names the seed articles use (defined in nn/loss.py).
+from tinyopt.nn.loss import CategoricalCrossentropy, SparseCategoricalCrossentropy  # noqa: E402,F401

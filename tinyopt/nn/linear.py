@@ -1,0 +1,64 @@
+"""Fully connected layer and the shape helpers that go with it."""
+from __future__ import annotations
+
+import math
+
+from tinyopt.nn import functional as F
+from tinyopt.nn import init
+from tinyopt.nn.module import Module, check_last_dim
+from tinyopt.nn.parameter import Parameter
+from tinyopt.tensor import Tensor
+
+import numpy as np
+
+
+class Linear(Module):
+    """y = x Wᵀ + b, with W of shape (out_features, in_features) like torch.
+
+    Initialisation as torch's default: W ~ U(−1/√in, 1/√in) (kaiming_uniform_ with a = √5) and
+    b ~ U(−1/√in, 1/√in), drawn from `rng` (or the default generator).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=None, rng=None):
+        super().__init__()
+        if in_features <= 0 or out_features <= 0:
+            raise ValueError(f"Linear needs positive sizes, got in_features={in_features}, out_features={out_features}")
+        self.in_features, self.out_features = in_features, out_features
+        dtype = np.float32 if dtype is None else dtype
+        self.weight = Parameter(np.empty((out_features, in_features), dtype=dtype))
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5), generator=rng)
+        if bias:
+            self.bias = Parameter(np.empty(out_features, dtype=dtype))
+            bound = 1 / math.sqrt(in_features)
+            init.uniform_(self.bias, -bound, bound, generator=rng)
+        else:
+            self.register_parameter("bias", None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_last_dim(self, x, self.in_features)
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Flatten(Module):
+    """Flatten axes start_dim..end_dim into one (torch default: keep the batch axis)."""
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        start = self.start_dim % x.ndim
+        end = self.end_dim % x.ndim
+        shape = x.shape[:start] + (-1,) + x.shape[end + 1:]
+        return x.reshape(shape)
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Identity(Module):
+    def forward(self, x):
+        return x

@@ -1,0 +1,222 @@
+"""`Module`: the base class of layers and models, with torch.nn.Module's interface.
+
+Assigning a `Parameter` or a `Module` to an attribute registers it (in assignment order, which
+makes `named_parameters()` and `state_dict()` keys stable); `register_buffer` registers state
+that is saved but not trained (BatchNorm's running statistics).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from tinyopt.nn.parameter import Parameter
+from tinyopt.tensor import Tensor
+
+
+class ShapeError(ValueError):
+    """An input whose shape a layer cannot take; the message names the layer and both shapes."""
+
+
+class Module:
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # ------------------------------------------------------------------ registration
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() before assigning {name!r}")
+        if name in self._buffers and not isinstance(value, (Parameter, Module)):
+            object.__setattr__(self, name, value)  # a buffer reassigned (e.g. running_mean) stays a buffer
+            return
+        for registry in (self._parameters, self._buffers, self._modules):
+            registry.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        for registry in (self._parameters, self._buffers, self._modules):
+            registry.pop(name, None)
+        object.__delattr__(self, name)
+
+    def register_parameter(self, name: str, param) -> None:
+        if param is None:
+            object.__setattr__(self, name, None)
+            self._parameters.pop(name, None)
+        else:
+            setattr(self, name, param)
+
+    def register_buffer(self, name: str, array, persistent: bool = True) -> None:
+        """Register an ndarray that belongs to the module's state but is not trained."""
+        value = None if array is None else np.asarray(array)
+        object.__setattr__(self, name, value)
+        if persistent:
+            self._buffers[name] = None  # looked up by name, so reassignment keeps working
+
+    def add_module(self, name: str, module) -> None:
+        setattr(self, name, module)
+
+    # ------------------------------------------------------------------ calling
+    def forward(self, *args, **kwargs):  # pragma: no cover - interface
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # ------------------------------------------------------------------ traversal
+    def children(self):
+        return iter(self._modules.values())
+
+    def named_children(self):
+        return iter(self._modules.items())
+
+    def named_modules(self, prefix: str = ""):
+        yield prefix, self
+        for name, child in self._modules.items():
+            if child is not None:
+                yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        for _, m in self.named_modules():
+            yield m
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True):
+        """(name, Parameter) pairs in registration order, each parameter once."""
+        seen = set()
+        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for module_name, module in modules:
+            for name, p in module._parameters.items():
+                if p is None or id(p) in seen:
+                    continue
+                seen.add(id(p))
+                yield (f"{module_name}.{name}" if module_name else name), p
+
+    def parameters(self, recurse: bool = True):
+        for _, p in self.named_parameters(recurse=recurse):
+            yield p
+
+    def named_buffers(self, prefix: str = ""):
+        for module_name, module in self.named_modules(prefix):
+            for name in module._buffers:
+                value = getattr(module, name)
+                if value is not None:
+                    yield (f"{module_name}.{name}" if module_name else name), value
+
+    def buffers(self):
+        for _, b in self.named_buffers():
+            yield b
+
+    # ------------------------------------------------------------------ modes and grads
+    def train(self, mode: bool = True):
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.parameters():
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad[...] = 0
+
+    def requires_grad_(self, requires_grad: bool = True):
+        for p in self.parameters():
+            p.requires_grad = requires_grad
+        return self
+
+    def apply(self, fn):
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.size for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """Copies of every parameter and persistent buffer, by dotted name."""
+        state = OrderedDict()
+        for name, p in self.named_parameters():
+            state[name] = p.data.copy()
+        for name, b in self.named_buffers():
+            state[name] = np.array(b, copy=True)
+        return state
+
+    def load_state_dict(self, state_dict, strict: bool = True):
+        """Copy values into the existing arrays (so optimizers holding the parameters keep working).
+
+        With `strict=True`, missing keys, unexpected keys and shape mismatches raise one
+        `RuntimeError` that lists them all; nothing is changed when it is raised. Returns
+        `(missing_keys, unexpected_keys)`.
+        """
+        own = self._state_targets()
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        mismatched = [
+            f"{k}: checkpoint {tuple(np.shape(state_dict[k]))} vs model {tuple(np.shape(own[k][0]()))}"
+            for k in own
+            if k in state_dict and tuple(np.shape(state_dict[k])) != tuple(np.shape(own[k][0]()))
+        ]
+        problems = []
+        if strict and missing:
+            problems.append("missing keys: " + ", ".join(missing))
+        if strict and unexpected:
+            problems.append("unexpected keys: " + ", ".join(unexpected))
+        if mismatched:
+            problems.append("shape mismatches: " + "; ".join(mismatched))
+        if problems:
+            raise RuntimeError(f"error loading state_dict into {type(self).__name__}:\n  " + "\n  ".join(problems))
+        for k, (get, set_) in own.items():
+            if k in state_dict:
+                set_(np.asarray(state_dict[k]))
+        return missing, unexpected
+
+    def _state_targets(self):
+        """name → (getter, setter) for every entry of state_dict()."""
+        targets = OrderedDict()
+        for name, p in self.named_parameters():
+            targets[name] = (lambda p=p: p.data, lambda v, p=p: np.copyto(p.data, v, casting="same_kind"))
+        for module_name, module in self.named_modules():
+            for bname in module._buffers:
+                if getattr(module, bname) is None:
+                    continue
+                key = f"{module_name}.{bname}" if module_name else bname
+
+                def setter(v, m=module, n=bname):
+                    current = getattr(m, n)
+                    object.__setattr__(m, n, np.array(v, dtype=current.dtype, copy=True))
+
+                targets[key] = (lambda m=module, n=bname: getattr(m, n), setter)
+        return targets
+
+    # ------------------------------------------------------------------ printing
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        children = list(self._modules.items())
+        if not children:
+            return lines[0] + ")"
+        for name, child in children:
+            child_repr = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {child_repr}")
+        return "\n".join(lines) + "\n)"
+
+
+def check_last_dim(module: Module, x: Tensor, expected: int, what: str = "features") -> None:
+    if x.ndim == 0 or x.shape[-1] != expected:
+        raise ShapeError(
+            f"{module!r} expects input of shape (*, {expected}) ({expected} {what}), "
+            f"got input of shape {tuple(x.shape)}"
+        )

@@ -1,0 +1,5 @@
+"""Optimizers, with torch.optim's names, defaults and semantics."""
+from tinyopt.optim.optimizer import Optimizer
+from tinyopt.optim.sgd import SGD
+
+__all__ = ["Optimizer", "SGD"]
