@@ -1,0 +1,196 @@
+"""2-D convolution as im2col + one BLAS matrix product, with the gather/scatter loops in Numba.
+
+Notation (NCHW, like torch): input x of shape (N, C, H, W), weight w of shape (O, C/G, KH, KW),
+G groups, stride (s_h, s_w), padding (p_h, p_w) on the top/left, dilation (d_h, d_w), output of
+shape (N, O, OH, OW).  The cross-correlation that torch calls convolution is
+
+    y[n, o, a, b] = bias[o] + Σ_{c, i, j} w[o, c, i, j] · x_pad[n, g·C/G + c, a·s_h + i·d_h, b·s_w + j·d_w]
+
+with g = o // (O/G) the group of output channel o and x_pad the zero-padded input.
+
+im2col unrolls every receptive field into one column:
+
+    cols[(c, i, j), (n, a, b)] = x_pad[n, c, a·s_h + i·d_h, b·s_w + j·d_w]       shape (C·KH·KW, N·OH·OW)
+
+so that, per group g (rows of cols and of w in contiguous blocks),
+
+    Y_g  = W_g · cols_g                 forward         (O/G, N·OH·OW)
+    dW_g = dY_g · cols_gᵀ               weight gradient (O/G, C/G·KH·KW)
+    dcols_g = W_gᵀ · dY_g               then dx = col2im(dcols), the adjoint of im2col (sums overlaps)
+    dbias[o] = Σ_{n,a,b} dY[o, (n, a, b)]
+
+Why im2col + BLAS and not a direct loop: the three products above are single large float32
+GEMMs that OpenBLAS runs near peak on both cores, while a direct Numba convolution is a 7-deep
+loop that Numba does not vectorise as well; measured on the LeNet and Keras-CNN shapes
+(benchmarks/bench_conv.py) im2col + GEMM was faster for every layer, including the C=1 first
+layer.  The gather (im2col) and scatter-add (col2im) are memory-bound loops: those run in Numba.
+
+Each loop exists twice with the same signature: `<op>_reference` (NumPy slicing, the readable
+specification) and `<op>_numba`; the public `<op>` dispatches (see `backend.py`).
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .backend import dispatch
+
+
+def conv_output_size(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int, dilation: int) -> int:
+    """⌊(size + p_begin + p_end − d·(k − 1) − 1) / s⌋ + 1, the number of window positions."""
+    return (size + pad_begin + pad_end - dilation * (kernel - 1) - 1) // stride + 1
+
+
+# ----------------------------------------------------------------------------- im2col
+
+
+def im2col_reference(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """cols[(c, i, j), (n, a, b)] = x_pad[n, c, a·sh + i·dh, b·sw + j·dw] (zero outside x).
+
+    `ph, pw` pad the top/left; the bottom/right padding is whatever `oh, ow` need, so asymmetric
+    ('same') padding works too.
+    """
+    n, c, h, w = x.shape
+    pad_bottom = max(0, (oh - 1) * sh + (kh - 1) * dh + 1 - h - ph)
+    pad_right = max(0, (ow - 1) * sw + (kw - 1) * dw + 1 - w - pw)
+    x_pad = np.pad(x, ((0, 0), (0, 0), (ph, pad_bottom), (pw, pad_right)))
+    cols = np.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            rows = x_pad[:, :, i * dh: i * dh + (oh - 1) * sh + 1: sh, j * dw: j * dw + (ow - 1) * sw + 1: sw]
+            cols[:, i, j] = rows.transpose(1, 0, 2, 3)  # (C, N, OH, OW)
+    return cols.reshape(c * kh * kw, n * oh * ow)
+
+
+@numba.njit(cache=True, parallel=True)
+def im2col_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    n, c, h, w = x.shape
+    cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
+    n_rows = c * kh * kw
+    for r in numba.prange(n_rows):  # one row of cols per (channel, kernel offset): race-free
+        ch = r // (kh * kw)
+        i = (r // kw) % kh
+        j = r % kw
+        for b in range(n):
+            base = b * oh * ow
+            for a in range(oh):
+                y = a * sh - ph + i * dh
+                k0 = base + a * ow
+                if y < 0 or y >= h:
+                    for q in range(ow):
+                        cols[r, k0 + q] = 0
+                    continue
+                for q in range(ow):
+                    xx = q * sw - pw + j * dw
+                    if 0 <= xx < w:
+                        cols[r, k0 + q] = x[b, ch, y, xx]
+                    else:
+                        cols[r, k0 + q] = 0
+    return cols
+
+
+im2col = dispatch(im2col_reference, im2col_numba)
+
+
+# ----------------------------------------------------------------------------- col2im
+
+
+def col2im_reference(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """The adjoint of im2col: dx[n, c, y, x] = Σ over every (i, j, a, b) that im2col read x[n, c, y, x]
+    from of cols[(c, i, j), (n, a, b)].  Entries that fell in the padding are dropped."""
+    pad_bottom = max(0, (oh - 1) * sh + (kh - 1) * dh + 1 - h - ph)
+    pad_right = max(0, (ow - 1) * sw + (kw - 1) * dw + 1 - w - pw)
+    dx_pad = np.zeros((n, c, h + ph + pad_bottom, w + pw + pad_right), dtype=cols.dtype)
+    blocks = cols.reshape(c, kh, kw, n, oh, ow)
+    for i in range(kh):
+        for j in range(kw):
+            # Within one (i, j) the strided slice touches each position once, so += is exact.
+            dx_pad[:, :, i * dh: i * dh + (oh - 1) * sh + 1: sh, j * dw: j * dw + (ow - 1) * sw + 1: sw] += (
+                blocks[:, i, j].transpose(1, 0, 2, 3)
+            )
+    return dx_pad[:, :, ph: ph + h, pw: pw + w]
+
+
+@numba.njit(cache=True, parallel=True)
+def col2im_numba(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    dx = np.zeros((n, c, h, w), dtype=cols.dtype)
+    for t in numba.prange(n * c):  # one (sample, channel) plane per task: race-free
+        b = t // c
+        ch = t % c
+        base = b * oh * ow
+        for i in range(kh):
+            for j in range(kw):
+                r = (ch * kh + i) * kw + j
+                for a in range(oh):
+                    y = a * sh - ph + i * dh
+                    if y < 0 or y >= h:
+                        continue
+                    k0 = base + a * ow
+                    for q in range(ow):
+                        xx = q * sw - pw + j * dw
+                        if 0 <= xx < w:
+                            dx[b, ch, y, xx] += cols[r, k0 + q]
+    return dx
+
+
+col2im = dispatch(col2im_reference, col2im_numba)
+
+
+# ----------------------------------------------------------------------------- convolution
+
+
+def _geometry(x_shape, w_shape, stride, padding, dilation, out_hw):
+    kh, kw = w_shape[2], w_shape[3]
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    oh, ow = out_hw
+    return kh, kw, sh, sw, ph, pw, dh, dw, oh, ow
+
+
+def conv2d_forward(x, w, bias, stride, padding, dilation, groups, out_hw):
+    """y = W·im2col(x) + bias, per group.  Returns (y of shape (N, O, OH, OW), cols) — cols is kept
+    for the weight gradient.  `padding` is the top/left padding; `out_hw` = (OH, OW)."""
+    n = x.shape[0]
+    o = w.shape[0]
+    geo = _geometry(x.shape, w.shape, stride, padding, dilation, out_hw)
+    oh, ow = out_hw
+    cols = im2col(np.ascontiguousarray(x), *geo)
+    if groups == 1:
+        y = w.reshape(o, -1) @ cols  # (O, N·OH·OW)
+    else:
+        w_g = w.reshape(groups, o // groups, -1)
+        y = np.matmul(w_g, cols.reshape(groups, w_g.shape[2], -1)).reshape(o, -1)
+    if bias is not None:
+        y += bias.reshape(o, 1)
+    out = np.ascontiguousarray(y.reshape(o, n, oh, ow).transpose(1, 0, 2, 3))
+    return out, cols
+
+
+def conv2d_backward(grad, x_shape, w, cols, stride, padding, dilation, groups,
+                    need_input=True, need_weight=True, need_bias=True):
+    """(dx, dw, dbias) from dy = `grad` (N, O, OH, OW); each is None when not needed."""
+    n, c, h, w_in = x_shape
+    o = w.shape[0]
+    oh, ow = grad.shape[2], grad.shape[3]
+    geo = _geometry(x_shape, w.shape, stride, padding, dilation, (oh, ow))
+    g2 = np.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(o, -1)  # (O, N·OH·OW)
+    dx = dw = db = None
+    if need_bias:
+        db = g2.sum(axis=1)
+    if groups == 1:
+        w2 = w.reshape(o, -1)
+        if need_weight:
+            dw = (g2 @ cols.T).reshape(w.shape)
+        if need_input:
+            dcols = w2.T @ g2
+    else:
+        og = o // groups
+        w_g = w.reshape(groups, og, -1)
+        g_g = g2.reshape(groups, og, -1)
+        if need_weight:
+            cols_g = cols.reshape(groups, w_g.shape[2], -1)
+            dw = np.matmul(g_g, cols_g.transpose(0, 2, 1)).reshape(w.shape)
+        if need_input:
+            dcols = np.matmul(w_g.transpose(0, 2, 1), g_g).reshape(c * w.shape[2] * w.shape[3], -1)
+    if need_input:
+        dx = col2im(np.ascontiguousarray(dcols), n, c, h, w_in, *geo)
+    return dx, dw, db

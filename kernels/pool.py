@@ -1,0 +1,242 @@
+"""2-D max and average pooling, forward and backward, each as a NumPy reference and a Numba twin.
+
+Notation (NCHW): input x (N, C, H, W), window (k_h, k_w), stride (s_h, s_w), padding (p_h, p_w)
+on both sides, dilation (d_h, d_w) (max pooling only), output (N, C, OH, OW).  The window of
+output position (a, b) starts at (h₀, w₀) = (a·s_h − p_h, b·s_w − p_w).
+
+Max pooling:  y[n, c, a, b] = max_{i, j} x[n, c, h₀ + i·d_h, w₀ + j·d_w]  over positions inside x
+(padding acts as −∞).  The index of the maximum, as a flat index y·W + x into the (H, W) plane, is
+kept (`argmax`, torch's `return_indices`): the backward pass routes each output gradient to it,
+
+    dx[n, c, argmax[n, c, a, b]] += dy[n, c, a, b].
+
+Ties go to the first maximum in row-major window order, and a NaN wins (the last NaN when there are
+several): the comparison `v > best or isnan(v)` of torch's CPU kernel.
+
+Average pooling (torch's definition, which `ceil_mode` windows make non-trivial):
+
+    h_end = min(h₀ + k_h, H + p_h),  pool = (h_end − h₀)·(w_end − w₀)       (window clipped to the padding)
+    h₀ ← max(h₀, 0), h_end ← min(h_end, H)                                (then clipped to x)
+    divisor = divisor_override  or  pool               if count_include_pad (torch's default)
+                                or  (h_end − h₀)·(w_end − w₀) otherwise
+    y[n, c, a, b] = Σ_{h₀ ≤ y < h_end, w₀ ≤ x < w_end} x[n, c, y, x] / divisor
+    dx[n, c, y, x] += dy[n, c, a, b] / divisor   for every window containing (y, x)
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from .backend import dispatch
+
+
+def pool_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1, ceil_mode: bool = False) -> int:
+    """torch's rule: ⌊ or ⌈(size + 2p − d·(k − 1) − 1) / s⌉ + 1, and with ceil_mode the last window
+    must start inside the input or the left padding."""
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    out = (math.ceil(span / stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+# ----------------------------------------------------------------------------- max pooling
+
+
+def max_pool2d_forward_reference(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """Returns (y, argmax) with argmax[n, c, a, b] the flat index into x[n, c] of the maximum."""
+    n, c, h, w = x.shape
+    y = np.full((n, c, oh, ow), -np.inf, dtype=x.dtype)
+    argmax = np.full((n, c, oh, ow), -1, dtype=np.int64)
+    for a in range(oh):
+        for b in range(ow):
+            h0, w0 = a * sh - ph, b * sw - pw
+            for i in range(kh):
+                for j in range(kw):
+                    yy, xx = h0 + i * dh, w0 + j * dw
+                    if not (0 <= yy < h and 0 <= xx < w):
+                        continue
+                    v = x[:, :, yy, xx]
+                    better = (v > y[:, :, a, b]) | np.isnan(v)
+                    y[:, :, a, b] = np.where(better, v, y[:, :, a, b])
+                    argmax[:, :, a, b] = np.where(better, yy * w + xx, argmax[:, :, a, b])
+    return y, argmax
+
+
+@numba.njit(cache=True, parallel=True)
+def max_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    n, c, h, w = x.shape
+    y = np.empty((n, c, oh, ow), dtype=x.dtype)
+    argmax = np.empty((n, c, oh, ow), dtype=np.int64)
+    for t in numba.prange(n * c):
+        b_ = t // c
+        ch = t % c
+        for a in range(oh):
+            h0 = a * sh - ph
+            for b in range(ow):
+                w0 = b * sw - pw
+                best = -np.inf
+                best_idx = -1
+                for i in range(kh):
+                    yy = h0 + i * dh
+                    if yy < 0 or yy >= h:
+                        continue
+                    for j in range(kw):
+                        xx = w0 + j * dw
+                        if xx < 0 or xx >= w:
+                            continue
+                        v = x[b_, ch, yy, xx]
+                        if v > best or np.isnan(v):
+                            best = v
+                            best_idx = yy * w + xx
+                y[b_, ch, a, b] = best
+                argmax[b_, ch, a, b] = best_idx
+    return y, argmax
+
+
+max_pool2d_forward = dispatch(max_pool2d_forward_reference, max_pool2d_forward_numba)
+
+
+def max_pool2d_backward_reference(grad, argmax, h, w):
+    """dx[n, c, argmax] += dy: scatter-add (np.add.at, since windows may share a maximum)."""
+    n, c = grad.shape[:2]
+    dx = np.zeros((n * c, h * w), dtype=grad.dtype)
+    rows = np.repeat(np.arange(n * c), grad.shape[2] * grad.shape[3])
+    np.add.at(dx, (rows, argmax.reshape(-1)), grad.reshape(-1))
+    return dx.reshape(n, c, h, w)
+
+
+@numba.njit(cache=True, parallel=True)
+def max_pool2d_backward_numba(grad, argmax, h, w):
+    n, c, oh, ow = grad.shape
+    dx = np.zeros((n, c, h * w), dtype=grad.dtype)
+    for t in numba.prange(n * c):
+        b_ = t // c
+        ch = t % c
+        for a in range(oh):
+            for b in range(ow):
+                k = argmax[b_, ch, a, b]
+                if k >= 0:
+                    dx[b_, ch, k] += grad[b_, ch, a, b]
+    return dx.reshape(n, c, h, w)
+
+
+max_pool2d_backward = dispatch(max_pool2d_backward_reference, max_pool2d_backward_numba)
+
+
+# ----------------------------------------------------------------------------- average pooling
+
+
+def _avg_window(a, k, s, p, size):
+    """(start, end, pool) of one window along one axis, as in the module docstring."""
+    start = a * s - p
+    end = min(start + k, size + p)
+    pool = end - start
+    return max(start, 0), min(end, size), pool
+
+
+def avg_pool2d_forward_reference(x, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad, divisor_override):
+    n, c, h, w = x.shape
+    y = np.empty((n, c, oh, ow), dtype=x.dtype)
+    for a in range(oh):
+        h0, h1, pool_h = _avg_window(a, kh, sh, ph, h)
+        for b in range(ow):
+            w0, w1, pool_w = _avg_window(b, kw, sw, pw, w)
+            if divisor_override > 0:
+                divisor = divisor_override
+            elif count_include_pad:
+                divisor = pool_h * pool_w
+            else:
+                divisor = (h1 - h0) * (w1 - w0)
+            y[:, :, a, b] = x[:, :, h0:h1, w0:w1].sum(axis=(2, 3)) / divisor
+    return y
+
+
+@numba.njit(cache=True, parallel=True)
+def avg_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad, divisor_override):
+    n, c, h, w = x.shape
+    y = np.empty((n, c, oh, ow), dtype=x.dtype)
+    for t in numba.prange(n * c):
+        b_ = t // c
+        ch = t % c
+        for a in range(oh):
+            h0 = a * sh - ph
+            h1 = min(h0 + kh, h + ph)
+            pool_h = h1 - h0
+            h0 = max(h0, 0)
+            h1 = min(h1, h)
+            for b in range(ow):
+                w0 = b * sw - pw
+                w1 = min(w0 + kw, w + pw)
+                pool_w = w1 - w0
+                w0 = max(w0, 0)
+                w1 = min(w1, w)
+                if divisor_override > 0:
+                    divisor = divisor_override
+                elif count_include_pad:
+                    divisor = pool_h * pool_w
+                else:
+                    divisor = (h1 - h0) * (w1 - w0)
+                acc = 0.0
+                for yy in range(h0, h1):
+                    for xx in range(w0, w1):
+                        acc += x[b_, ch, yy, xx]
+                y[b_, ch, a, b] = acc / divisor
+    return y
+
+
+avg_pool2d_forward = dispatch(avg_pool2d_forward_reference, avg_pool2d_forward_numba)
+
+
+def avg_pool2d_backward_reference(grad, h, w, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override):
+    n, c, oh, ow = grad.shape
+    dx = np.zeros((n, c, h, w), dtype=grad.dtype)
+    for a in range(oh):
+        h0, h1, pool_h = _avg_window(a, kh, sh, ph, h)
+        for b in range(ow):
+            w0, w1, pool_w = _avg_window(b, kw, sw, pw, w)
+            if divisor_override > 0:
+                divisor = divisor_override
+            elif count_include_pad:
+                divisor = pool_h * pool_w
+            else:
+                divisor = (h1 - h0) * (w1 - w0)
+            dx[:, :, h0:h1, w0:w1] += (grad[:, :, a, b] / divisor)[:, :, None, None]
+    return dx
+
+
+@numba.njit(cache=True, parallel=True)
+def avg_pool2d_backward_numba(grad, h, w, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override):
+    n, c, oh, ow = grad.shape
+    dx = np.zeros((n, c, h, w), dtype=grad.dtype)
+    for t in numba.prange(n * c):
+        b_ = t // c
+        ch = t % c
+        for a in range(oh):
+            h0 = a * sh - ph
+            h1 = min(h0 + kh, h + ph)
+            pool_h = h1 - h0
+            h0 = max(h0, 0)
+            h1 = min(h1, h)
+            for b in range(ow):
+                w0 = b * sw - pw
+                w1 = min(w0 + kw, w + pw)
+                pool_w = w1 - w0
+                w0 = max(w0, 0)
+                w1 = min(w1, w)
+                if divisor_override > 0:
+                    divisor = divisor_override
+                elif count_include_pad:
+                    divisor = pool_h * pool_w
+                else:
+                    divisor = (h1 - h0) * (w1 - w0)
+                g = grad[b_, ch, a, b] / divisor
+                for yy in range(h0, h1):
+                    for xx in range(w0, w1):
+                        dx[b_, ch, yy, xx] += g
+    return dx
+
+
+avg_pool2d_backward = dispatch(avg_pool2d_backward_reference, avg_pool2d_backward_numba)
