@@ -108,11 +108,13 @@ class MatMul(Function):
         need_a, need_b = ctx.needs_input_grad
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
+        # Put back the axes NumPy removed for 1-D operands: b's trailing axis first, so that
+        # for 1-D @ 1-D the 0-d gradient becomes (1,) and then (1, 1).
         g = grad
-        if a.ndim == 1:
-            g = np.expand_dims(g, -2)
         if b.ndim == 1:
             g = np.expand_dims(g, -1)
+        if a.ndim == 1:
+            g = np.expand_dims(g, -2)
         grad_a = grad_b = None
         if need_a:
             grad_a = np.matmul(g, np.swapaxes(b2, -1, -2))
