@@ -7,6 +7,7 @@ from tinyopt.nn import functional as F
 from tinyopt.nn import init
 from tinyopt.nn.module import Module, check_last_dim
 from tinyopt.nn.parameter import Parameter
+from tinyopt.random import resolve
 from tinyopt.tensor import Tensor
 
 import numpy as np
@@ -25,6 +26,9 @@ class Linear(Module):
             raise ValueError(f"Linear needs positive sizes, got in_features={in_features}, out_features={out_features}")
         self.in_features, self.out_features = in_features, out_features
         dtype = np.float32 if dtype is None else dtype
+        # Resolve once: an int seed must seed one stream for W and b (resolving it twice would
+        # restart the stream and make b a copy of W's first row).
+        rng = resolve(rng)
         self.weight = Parameter(np.empty((out_features, in_features), dtype=dtype))
         init.kaiming_uniform_(self.weight, a=math.sqrt(5), generator=rng)
         if bias:
