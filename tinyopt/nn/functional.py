@@ -138,7 +138,9 @@ def binary_cross_entropy_with_logits(input: Tensor, target, reduction: str = "me
     """ℓ = −[w_p·y·log σ(x) + (1 − y)·log(1 − σ(x))], computed stably as
     (1 − y)·x + (1 + (w_p − 1)·y)·(log(1 + e^(−|x|)) + max(−x, 0))   (torch's formulation)."""
     y = _operand(target)
-    softplus_neg = (1 + (-input.abs()).exp()).log() + (-input).relu()  # = log(1 + e^(−x))
+    # log(1 + e^(−x)) = log(1 + e^(−|x|)) + max(−x, 0). At x = 0 both terms have a kink; abs' (0) = 0
+    # and maximum's tie rule (½ to each side) give the true derivative −½ there (relu would give 0).
+    softplus_neg = (1 + (-input.abs()).exp()).log() + (-input).maximum(0.0)
     if pos_weight is None:
         loss = (1 - y) * input + softplus_neg
     else:
