@@ -10,10 +10,14 @@ from tinyopt.nn.loss import (
 )
 from tinyopt.nn.module import Module, ShapeError
 from tinyopt.nn.parameter import Parameter
+from tinyopt.nn.conv import Conv2d
+from tinyopt.nn.pooling import AvgPool2d, MaxPool2d
+from tinyopt.nn.batchnorm import BatchNorm1d, BatchNorm2d
 
 __all__ = [
     "BCELoss", "BCEWithLogitsLoss", "CategoricalCrossentropy", "CrossEntropyLoss", "Dropout", "Flatten",
     "Identity", "L1Loss", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "Module", "ModuleList", "NLLLoss",
     "Parameter", "ReLU", "Sequential", "ShapeError", "Sigmoid", "Softmax", "SparseCategoricalCrossentropy",
     "Tanh", "functional", "init",
+    "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "MaxPool2d",
 ]

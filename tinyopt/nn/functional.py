@@ -158,3 +158,36 @@ def binary_cross_entropy(input: Tensor, target, reduction: str = "mean", eps: fl
 
 # Keras-style loss objects, under the names the seed articles use (defined in nn/loss.py).
 from tinyopt.nn.loss import CategoricalCrossentropy, SparseCategoricalCrossentropy  # noqa: E402,F401
+
+
+# ----------------------------------------------------------------------------- convolution, pooling, normalization
+# Thin wrappers: the ops and their docstrings live in nn/conv.py, nn/pooling.py and nn/batchnorm.py.
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):  # noqa: A002 - torch's names
+    """torch.nn.functional.conv2d; see `tinyopt.nn.conv.conv2d`."""
+    from tinyopt.nn.conv import conv2d as _conv2d
+
+    return _conv2d(input, weight, bias, stride, padding, dilation, groups)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):  # noqa: A002
+    """torch.nn.functional.max_pool2d; see `tinyopt.nn.pooling.max_pool2d`."""
+    from tinyopt.nn.pooling import max_pool2d as _max_pool2d
+
+    return _max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,  # noqa: A002
+               divisor_override=None):
+    """torch.nn.functional.avg_pool2d; see `tinyopt.nn.pooling.avg_pool2d`."""
+    from tinyopt.nn.pooling import avg_pool2d as _avg_pool2d
+
+    return _avg_pool2d(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):  # noqa: A002
+    """torch.nn.functional.batch_norm; see `tinyopt.nn.batchnorm.batch_norm`."""
+    from tinyopt.nn.batchnorm import batch_norm as _batch_norm
+
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
