@@ -1,0 +1,4 @@
+"""Model zoo for the tutorials: small CNNs for 28×28 grey images (Fashion-MNIST)."""
+from tinyopt.models.cnn import KerasCNN, LeNet5
+
+__all__ = ["KerasCNN", "LeNet5"]

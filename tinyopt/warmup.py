@@ -1,0 +1,34 @@
+"""`warmup()`: compile (or load from Numba's on-disk cache) every kernel before a timed run.
+
+Numba compiles a kernel on its first call for each new combination of argument types, which
+takes seconds; with `cache=True` the machine code is stored next to the source (or under
+`NUMBA_CACHE_DIR`) and later processes only load it.  Calling `warmup()` once after import moves
+that cost out of the first training step, so a benchmark or a tutorial's timer measures steady
+state.  It runs each kernel on a tiny input with the dtypes tinyopt uses (float32 by default).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from tinyopt.kernels import conv as _conv
+from tinyopt.kernels import pool as _pool
+
+
+def warmup(dtypes=(np.float32,), verbose: bool = False) -> float:
+    """Compile/load the Numba conv and pooling kernels for each dtype; return the seconds it took."""
+    start = time.perf_counter()
+    for dtype in dtypes:
+        x = np.zeros((1, 1, 4, 4), dtype=dtype)
+        geometry = (3, 3, 1, 1, 1, 1, 1, 1, 4, 4)  # kh, kw, sh, sw, ph, pw, dh, dw, oh, ow
+        cols = _conv.im2col_numba(x, *geometry)
+        _conv.col2im_numba(cols, 1, 1, 4, 4, *geometry)
+        y, argmax = _pool.max_pool2d_forward_numba(x, 2, 2, 2, 2, 0, 0, 1, 1, 2, 2)
+        _pool.max_pool2d_backward_numba(y, argmax, 4, 4)
+        _pool.avg_pool2d_forward_numba(x, 2, 2, 2, 2, 0, 0, 2, 2, True, 0)
+        _pool.avg_pool2d_backward_numba(y, 4, 4, 2, 2, 2, 2, 0, 0, True, 0)
+    seconds = time.perf_counter() - start
+    if verbose:
+        print(f"tinyopt.warmup: Numba kernels ready in {seconds:.2f} s")
+    return seconds
