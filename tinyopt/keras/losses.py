@@ -1,0 +1,114 @@
+"""Keras loss names and objects, resolved onto tinyopt.nn's losses (no second implementation).
+
+Keras losses are called as `loss(y_true, y_pred)`; torch-style `nn` loss modules as
+`loss(input, target)`. `get(identifier)` returns a callable with Keras' argument order either way.
+
+    sparse_categorical_crossentropy:  ℓ_n = −log p_{n, y_n}             (integer labels y_n)
+    categorical_crossentropy:         ℓ_n = −Σ_c y_{n,c} log p_{n,c}    (one-hot y)
+    mean_squared_error:               ℓ_n = mean_j (y_{n,j} − ŷ_{n,j})²
+    binary_crossentropy:              ℓ_n = −mean_j [y log p + (1 − y) log(1 − p)]
+
+`p` are probabilities (the model ends in softmax/sigmoid); with `from_logits=True` the loss
+applies the (log-)softmax itself. The batch loss is the mean over samples (Keras'
+"sum_over_batch_size").
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tinyopt import nn
+from tinyopt.nn import functional as F
+from tinyopt.nn.loss import CategoricalCrossentropy, SparseCategoricalCrossentropy
+from tinyopt.nn.module import Module
+from tinyopt.tensor import Tensor
+
+
+class MeanSquaredError:
+    """ℓ = mean over samples and features of (y − ŷ)²."""
+
+    def __call__(self, y_true, y_pred: Tensor) -> Tensor:
+        y = np.asarray(y_true.data if isinstance(y_true, Tensor) else y_true, dtype=y_pred.dtype)
+        if y.shape != y_pred.shape:
+            y = y.reshape(y_pred.shape) if y.size == y_pred.size else y
+        return F.mse_loss(y_pred, y)
+
+    def __repr__(self):
+        return "MeanSquaredError()"
+
+
+class BinaryCrossentropy:
+    """ℓ = −[y log p + (1 − y) log(1 − p)], mean over samples and outputs; p clipped to [ε, 1 − ε]
+    with ε = 1e-7 like Keras (or computed from logits with `from_logits=True`)."""
+
+    def __init__(self, from_logits: bool = False):
+        self.from_logits = from_logits
+
+    def __call__(self, y_true, y_pred: Tensor) -> Tensor:
+        y = np.asarray(y_true.data if isinstance(y_true, Tensor) else y_true, dtype=y_pred.dtype)
+        if y.shape != y_pred.shape and y.size == y_pred.size:
+            y = y.reshape(y_pred.shape)
+        if self.from_logits:
+            return F.binary_cross_entropy_with_logits(y_pred, y)
+        return F.binary_cross_entropy(y_pred, y, eps=1e-7)
+
+    def __repr__(self):
+        return f"BinaryCrossentropy(from_logits={self.from_logits})"
+
+
+class _TorchOrder:
+    """Adapts a torch-style loss module, called (input, target), to Keras' (y_true, y_pred)."""
+
+    def __init__(self, module: Module):
+        self.module = module
+
+    def __call__(self, y_true, y_pred):
+        return self.module(y_pred, y_true)
+
+    def __repr__(self):
+        return repr(self.module)
+
+
+NAMES = {
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "mean_squared_error": MeanSquaredError, "mse": MeanSquaredError,
+    "binary_crossentropy": BinaryCrossentropy,
+}
+
+
+def get(identifier):
+    """A loss callable `(y_true, y_pred) -> scalar Tensor` from a Keras name, a Keras-style loss object,
+    a torch-style `nn` loss module, or any callable taking (y_true, y_pred)."""
+    if isinstance(identifier, str):
+        key = identifier.lower()
+        if key not in NAMES:
+            raise ValueError(f"unknown loss {identifier!r}; choose one of {sorted(NAMES)} or pass a loss object")
+        return NAMES[key]()
+    if isinstance(identifier, Module):
+        return _TorchOrder(identifier)
+    if callable(identifier):
+        return identifier
+    raise TypeError(f"loss must be a name, a loss object or a callable, got {type(identifier).__name__}")
+
+
+def kind(loss) -> str:
+    """'sparse', 'categorical', 'binary' or 'other': which accuracy Keras would pair with this loss."""
+    if isinstance(loss, _TorchOrder):
+        loss = loss.module
+        if isinstance(loss, (nn.CrossEntropyLoss, nn.NLLLoss)):
+            return "sparse"
+        if isinstance(loss, (nn.BCELoss, nn.BCEWithLogitsLoss)):
+            return "binary"
+        return "other"
+    if isinstance(loss, SparseCategoricalCrossentropy):
+        return "sparse"
+    if isinstance(loss, CategoricalCrossentropy):
+        return "categorical"
+    if isinstance(loss, BinaryCrossentropy):
+        return "binary"
+    return "other"
+
+
+__all__ = [
+    "BinaryCrossentropy", "CategoricalCrossentropy", "MeanSquaredError", "SparseCategoricalCrossentropy", "get", "kind",
+]

@@ -1,0 +1,373 @@
+"""Keras' `Sequential` model: `compile`, `fit`, `evaluate`, `predict`, `summary`, on tinyopt's engine.
+
+`Sequential` is an `nn.Module` whose children are the Keras layers (which wrap `nn` modules), so
+everything torch-style works on it too: `model.parameters()`, `state_dict()`, a hand-written loop.
+
+One training step of `fit` (for a batch X, Y of `batch_size` samples) is the PyTorch loop:
+
+    Ŷ = model(X)                          (training mode: dropout active)
+    L = loss(Y, Ŷ) + Σ_layers R(W)        (R: kernel/bias regularizers, e.g. l2: λ Σ w²)
+    ∇L by backpropagation; optimizer.step()
+
+The epoch's `loss` (and each metric) is the mean over all samples of the epoch, i.e. batch values
+weighted by batch size, as Keras reports it. `val_loss` / `val_*` are computed in evaluation
+mode (no dropout) after the epoch, on `validation_data` or on the last `validation_split` fraction
+of x, y (taken before shuffling, as Keras does).
+
+Randomness: shuffling draws from `fit(..., rng=)` (a Generator or a seed; default generator when
+omitted), layer initialisation from each layer's `rng=`.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import numpy as np
+
+from tinyopt.autograd import no_grad
+from tinyopt.keras import callbacks as callbacks_module
+from tinyopt.keras import losses as losses_module
+from tinyopt.keras import metrics as metrics_module
+from tinyopt.keras import optimizers as optimizers_module
+from tinyopt.keras.layers import InputLayer, Layer
+from tinyopt.nn.module import Module, ShapeError
+from tinyopt.random import resolve
+from tinyopt.tensor import Tensor
+
+
+def _as_float_input(x) -> np.ndarray:
+    x = np.asarray(x.data if isinstance(x, Tensor) else x)
+    if x.dtype != np.float32:
+        x = x.astype(np.float32)  # Keras' floatx: uint8 images and float64 arrays become float32
+    return x
+
+
+def _as_target(y) -> np.ndarray:
+    y = np.asarray(y.data if isinstance(y, Tensor) else y)
+    if y.dtype == np.float64:
+        y = y.astype(np.float32)
+    return y
+
+
+class Sequential(Module):
+    """A linear stack of Keras layers. `Sequential([layer, ...])` or `add(layer)` one at a time."""
+
+    def __init__(self, layers=None, name: str = "sequential"):
+        super().__init__()
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "_layers", [])
+        object.__setattr__(self, "_name_counts", {})
+        object.__setattr__(self, "built", False)
+        object.__setattr__(self, "input_shape", None)
+        object.__setattr__(self, "optimizer", None)
+        object.__setattr__(self, "loss", None)
+        object.__setattr__(self, "compiled_metrics", [])
+        object.__setattr__(self, "stop_training", False)
+        object.__setattr__(self, "history", None)
+        for layer in layers or []:
+            self.add(layer)
+
+    # ------------------------------------------------------------------ building
+    @property
+    def layers(self) -> list:
+        return [layer for layer in self._layers if not isinstance(layer, InputLayer)]
+
+    def add(self, layer: Layer) -> None:
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add takes keras layers (tinyopt.keras.layers), got {type(layer).__name__}")
+        if layer.name is None:
+            n = self._name_counts.get(layer.kind, 0)
+            self._name_counts[layer.kind] = n + 1
+            layer.name = layer.kind if n == 0 else f"{layer.kind}_{n}"
+        if any(existing.name == layer.name for existing in self._layers):
+            raise ValueError(f"layer name {layer.name!r} is used twice in this model")
+        self._layers.append(layer)
+        self.add_module(layer.name, layer)
+        if len(self._layers) == 1 and layer.input_spec is not None:
+            self.build((None,) + layer.input_spec)
+        elif self.built:
+            shape = layer._build(self.output_shape[1:])
+            object.__setattr__(self, "output_shape", (None,) + shape)
+
+    def build(self, input_shape) -> None:
+        """Build every layer for inputs of `input_shape` (with the batch axis, which may be None)."""
+        shape = tuple(input_shape)[1:]
+        object.__setattr__(self, "input_shape", (None,) + tuple(shape))
+        for layer in self._layers:
+            try:
+                shape = layer._build(shape)
+            except ShapeError as e:
+                raise ShapeError(f"while building layer {layer.name!r} of Sequential {self.name!r}: {e}") from None
+        object.__setattr__(self, "output_shape", (None,) + tuple(shape))
+        object.__setattr__(self, "built", True)
+
+    def forward(self, x):
+        if not isinstance(x, Tensor):
+            x = Tensor(_as_float_input(x))
+        if not self.built:
+            self.build((None,) + tuple(x.shape[1:]))
+        for layer in self._layers:
+            try:
+                x = layer(x)
+            except ShapeError as e:
+                raise ShapeError(f"layer {layer.name!r} of Sequential {self.name!r}: {e}") from None
+        return x
+
+    call = forward
+
+    def regularization_loss(self):
+        terms = [t for layer in self._layers for t in layer.regularization_losses()]
+        if not terms:
+            return None
+        total = terms[0]
+        for t in terms[1:]:
+            total = total + t
+        return total
+
+    # ------------------------------------------------------------------ weights
+    def get_weights(self) -> list:
+        """Copies of all parameters and buffers, in state_dict order (tinyopt's layout)."""
+        return [v.copy() for v in self.state_dict().values()]
+
+    def set_weights(self, weights) -> None:
+        keys = list(self.state_dict())
+        if len(weights) != len(keys):
+            raise ValueError(f"model {self.name!r} has {len(keys)} weight arrays, got {len(weights)}")
+        self.load_state_dict(dict(zip(keys, weights)))
+
+    def count_params(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+    def save_weights(self, path) -> None:
+        from tinyopt.checkpoint import save
+
+        save({"model": self.state_dict()}, path)
+
+    def load_weights(self, path) -> None:
+        from tinyopt.checkpoint import restore
+
+        restore(path, model=self)
+
+    # ------------------------------------------------------------------ compile
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+        """Choose the optimizer (a name, a keras optimizer, or a tinyopt.optim optimizer), the loss
+        (a name or a loss object) and metrics (names like "accuracy")."""
+        if loss is None:
+            raise ValueError("compile needs a loss, e.g. loss='sparse_categorical_crossentropy'")
+        opt = optimizers_module.get(optimizer)
+        object.__setattr__(self, "optimizer", opt)
+        object.__setattr__(self, "loss", losses_module.get(loss))
+        kind = losses_module.kind(self.loss)
+        object.__setattr__(self, "compiled_metrics", [metrics_module.get(m, kind) for m in (metrics or [])])
+        if self.built:
+            self._build_optimizer()
+
+    def _build_optimizer(self):
+        opt = self.optimizer
+        if isinstance(opt, optimizers_module.KerasOptimizer) and opt.optimizer is None:
+            opt.build(self.parameters())
+
+    def _require_compiled(self, what: str):
+        if self.loss is None:
+            raise RuntimeError(f"call model.compile(optimizer=..., loss=...) before model.{what}()")
+
+    # ------------------------------------------------------------------ one batch
+    def _metric_values(self, y, y_pred: np.ndarray) -> dict:
+        return {name: fn(y, y_pred) for name, fn in self.compiled_metrics}
+
+    def train_on_batch(self, x, y) -> dict:
+        """One optimisation step; returns the batch's loss and metrics."""
+        self._require_compiled("train_on_batch")
+        x, y = _as_float_input(x), _as_target(y)
+        if not self.built:
+            self.build((None,) + x.shape[1:])
+        self._build_optimizer()
+        self.train()
+        self.optimizer.zero_grad()
+        y_pred = self(Tensor(x))
+        loss = self.loss(y, y_pred)
+        reg = self.regularization_loss()
+        total = loss if reg is None else loss + reg
+        total.backward()
+        self.optimizer.step()
+        logs = {"loss": float(total.item())}
+        logs.update({k: float(np.mean(v)) for k, v in self._metric_values(y, y_pred.data).items()})
+        return logs
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, x=None, y=None, batch_size=None, epochs: int = 1, verbose="auto", callbacks=None,
+            validation_split: float = 0.0, validation_data=None, shuffle: bool = True, initial_epoch: int = 0,
+            rng=None):
+        """Train for `epochs` epochs; returns a `History` (`.history` dict of per-epoch lists)."""
+        self._require_compiled("fit")
+        if x is None or y is None:
+            raise ValueError("fit needs x and y arrays")
+        x, y = _as_float_input(x), _as_target(y)
+        if len(x) != len(y):
+            raise ValueError(f"x and y must have the same number of samples, got {len(x)} and {len(y)}")
+        batch_size = 32 if batch_size is None else batch_size
+        if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
+        if validation_data is None and validation_split > 0:
+            split = int(len(x) * (1.0 - validation_split))
+            if split == 0 or split == len(x):
+                raise ValueError(f"validation_split={validation_split} leaves no training or no validation samples")
+            validation_data = (x[split:], y[split:])
+            x, y = x[:split], y[:split]
+        if validation_data is not None:
+            if len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (x_val, y_val)")
+            validation_data = (_as_float_input(validation_data[0]), _as_target(validation_data[1]))
+        if not self.built:
+            self.build((None,) + x.shape[1:])
+        self._build_optimizer()
+
+        rng = resolve(rng)
+        n = len(x)
+        steps = math.ceil(n / batch_size)
+        verbose = 1 if verbose == "auto" else int(verbose)
+        history = callbacks_module.History()
+        cbs = callbacks_module.CallbackList(
+            list(callbacks or []) + [history], model=self,
+            params={"verbose": verbose, "epochs": epochs, "steps": steps},
+        )
+        history.params = {"verbose": verbose, "epochs": epochs, "steps": steps}
+        history.model = self
+        object.__setattr__(self, "history", history)
+        object.__setattr__(self, "stop_training", False)
+        use_bar = verbose == 1 and sys.stdout.isatty()
+
+        cbs.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            cbs.on_epoch_begin(epoch)
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            sums, seen = {}, 0
+            start = time.perf_counter()
+            bar = None
+            if use_bar:
+                from tqdm import tqdm
+
+                bar = tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", unit="step", leave=True, file=sys.stdout)
+            for step in range(steps):
+                idx = order[step * batch_size:(step + 1) * batch_size]
+                cbs.on_train_batch_begin(step)
+                logs = self.train_on_batch(x[idx], y[idx])
+                for k, v in logs.items():
+                    sums[k] = sums.get(k, 0.0) + v * len(idx)
+                seen += len(idx)
+                running = {k: s / seen for k, s in sums.items()}
+                cbs.on_train_batch_end(step, dict(logs))
+                if bar is not None:
+                    bar.set_postfix({k: f"{v:.4f}" for k, v in running.items()}, refresh=False)
+                    bar.update(1)
+                if self.stop_training:
+                    break
+            epoch_logs = {k: s / seen for k, s in sums.items()}
+            if validation_data is not None:
+                val = self._evaluate_logs(*validation_data, batch_size=batch_size)
+                epoch_logs.update({f"val_{k}": v for k, v in val.items()})
+            epoch_logs["learning_rate"] = optimizers_module.get_lr(self.optimizer)
+            elapsed = time.perf_counter() - start
+            if bar is not None:
+                bar.set_postfix({k: f"{v:.4f}" for k, v in epoch_logs.items() if k != "learning_rate"})
+                bar.close()
+            elif verbose in (1, 2):
+                shown = " - ".join(f"{k}: {v:.4f}" for k, v in epoch_logs.items() if k != "learning_rate")
+                print(f"Epoch {epoch + 1}/{epochs} - {elapsed:.1f}s - {shown}", flush=True)
+            cbs.on_epoch_end(epoch, epoch_logs)
+            if self.stop_training:
+                break
+        cbs.on_train_end()
+        return history
+
+    # ------------------------------------------------------------------ evaluate / predict
+    def _evaluate_logs(self, x, y, batch_size: int = 32) -> dict:
+        self._require_compiled("evaluate")
+        x, y = _as_float_input(x), _as_target(y)
+        was_training = self.training
+        self.eval()
+        sums, n = {}, 0
+        try:
+            with no_grad():
+                for start in range(0, len(x), batch_size):
+                    xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+                    y_pred = self(Tensor(xb))
+                    loss = self.loss(yb, y_pred)
+                    sums["loss"] = sums.get("loss", 0.0) + float(loss.item()) * len(xb)
+                    for k, v in self._metric_values(yb, y_pred.data).items():
+                        sums[k] = sums.get(k, 0.0) + float(np.sum(v))
+                    n += len(xb)
+        finally:
+            self.train(was_training)
+        reg = self.regularization_loss()
+        logs = {k: s / n for k, s in sums.items()}
+        if reg is not None:
+            logs["loss"] += float(reg.item())  # Keras reports the loss including regularization
+        return logs
+
+    def evaluate(self, x, y, batch_size=None, verbose="auto", return_dict: bool = False):
+        """Loss (and metrics) on x, y in evaluation mode. Returns the loss alone when no metrics were
+        compiled, else [loss, metric, ...] (or a dict with `return_dict=True`), like Keras."""
+        logs = self._evaluate_logs(x, y, batch_size or 32)
+        if verbose in (1, 2):
+            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x, batch_size=None, verbose=0) -> np.ndarray:
+        """Model outputs for x (evaluation mode, no graph), as an ndarray."""
+        x = _as_float_input(x)
+        batch_size = batch_size or 32
+        was_training = self.training
+        self.eval()
+        try:
+            with no_grad():
+                outs = [self(Tensor(x[s:s + batch_size])).data for s in range(0, len(x), batch_size)]
+        finally:
+            self.train(was_training)
+        return np.concatenate(outs, axis=0)
+
+    def __call__(self, x, training=None):
+        if training is None:
+            return self.forward(x)
+        was = self.training
+        self.train(bool(training))
+        try:
+            return self.forward(x)
+        finally:
+            self.train(was)
+
+    # ------------------------------------------------------------------ summary
+    def summary(self, print_fn=print, line_length: int = 65) -> str:
+        """Print (and return) a table of layers, output shapes and parameter counts."""
+        if not self.built:
+            raise ValueError(
+                f"model {self.name!r} is not built yet: give the first layer input_shape=..., call "
+                "model.build((None, ...)), or fit it once"
+            )
+        cols = (29, 26, 10)
+        rows = [f'Model: "{self.name}"', "_" * line_length,
+                f"{'Layer (type)':<{cols[0]}}{'Output Shape':<{cols[1]}}{'Param #':>{cols[2]}}", "=" * line_length]
+        for i, layer in enumerate(self.layers):
+            label = f"{layer.name} ({type(layer).__name__})"
+            shape = str((None,) + tuple(layer.output_shape))
+            rows.append(f"{label:<{cols[0]}}{shape:<{cols[1]}}{layer.count_params():>{cols[2]},}")
+            rows.append("_" * line_length if i < len(self.layers) - 1 else "=" * line_length)
+        total = self.count_params()
+        trainable = sum(p.size for p in self.parameters() if p.requires_grad)
+        rows += [f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+                 f"Non-trainable params: {total - trainable:,}", "_" * line_length]
+        text = "\n".join(rows)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+
+Model = Sequential  # the functional Model API is not implemented; Sequential covers the seed examples
+
+__all__ = ["Model", "Sequential"]
