@@ -6,21 +6,23 @@ is compiled, creates the tinyopt.optim optimizer of the same name with the torch
 
 | Keras                    | defaults (Keras)                                  | runs as tinyopt.optim       |
 |--------------------------|---------------------------------------------------|-----------------------------|
-| `SGD`                    | learning_rate=0.01, momentum=0, nesterov=False   | `SGD(lr, momentum, nesterov)` |
-| `Adam`                   | learning_rate=0.001, β₁=0.9, β₂=0.999, ε=1e-7     | `Adam(lr, betas, eps)`      |
+| `SGD`                    | learning_rate=0.01, momentum=0, nesterov=False   | `SGD(lr, momentum, nesterov, momentum_style="sutskever")` |
+| `Adam`                   | learning_rate=0.001, β₁=0.9, β₂=0.999, ε=1e-7     | `Adam(lr, betas, eps, eps_placement="keras")` |
 | `AdamW`                  | learning_rate=0.001, weight_decay=0.004, ε=1e-7   | `AdamW(lr, betas, eps, weight_decay)` |
 | `RMSprop`                | learning_rate=0.001, ρ=0.9, momentum=0, ε=1e-7    | `RMSprop(lr, alpha=ρ, eps, momentum)` |
 | `Adagrad`                | learning_rate=0.001, initial_accumulator_value=0.1, ε=1e-7 | `Adagrad(lr, initial_accumulator_value, eps)` |
 
 The defaults are Keras' (they differ from torch's: Keras' Adam ε is 1e-7, torch's 1e-8; Keras'
-RMSprop ρ is 0.9, torch's α is 0.99). The update rules are tinyopt's (torch's), which differ from
-Keras' in small places, stated here so nobody is surprised:
+RMSprop ρ is 0.9, torch's α is 0.99). Where Keras' update rule differs from torch's, the
+tinyopt.optim option that reproduces Keras is switched on:
 
-- SGD with momentum: torch keeps b ← μb + g, θ ← θ − γb; Keras keeps v ← μv − γg, θ ← θ + v.
-  They agree while γ is constant (v = −γb) and differ after a learning-rate change.
-- Adam: torch divides by √v̂ + ε with v̂ = v/(1 − β₂ᵗ); Keras by √v + ε̂ (ε̂ = ε·√(1 − β₂ᵗ)).
-  They differ only in where ε sits.
-- RMSprop: torch divides by √v + ε; Keras by √(v + ε).
+- SGD with momentum: Keras keeps v ← μv − γg, θ ← θ + v, i.e. the learning rate inside the
+  velocity; that is `SGD(momentum_style="sutskever")` (torch keeps b ← μb + g, θ ← θ − γb; the two
+  agree while γ is constant and differ after a learning-rate change).
+- Adam/AdamW: Keras divides by √v + ε̂ with ε̂ = ε·√(1 − β₂ᵗ), not by √v̂ + ε; that is
+  `Adam(eps_placement="keras")`.
+- RMSprop: Keras divides by √(v + ε), torch by √v + ε; tinyopt.optim.RMSprop has only torch's
+  form, so this one differs from Keras in where ε sits (negligible unless v ≈ ε).
 
 `get(identifier)` accepts a name ('sgd', 'adam', 'adamw', 'rmsprop', 'adagrad'), a
 `KerasOptimizer`, or an already-built `tinyopt.optim.Optimizer`. The tinyopt.optim classes are
@@ -128,7 +130,8 @@ class SGD(KerasOptimizer):
         h = self.hyper
         if not h["momentum"] and not h["nesterov"] and not h["weight_decay"]:
             return {}  # plain SGD: works with the most basic tinyopt.optim.SGD
-        return dict(momentum=h["momentum"], nesterov=h["nesterov"], weight_decay=h["weight_decay"])
+        return dict(momentum=h["momentum"], nesterov=h["nesterov"], weight_decay=h["weight_decay"] or 0.0,
+                    momentum_style="sutskever")
 
 
 class Adam(KerasOptimizer):
@@ -137,7 +140,7 @@ class Adam(KerasOptimizer):
 
     def torch_kwargs(self):
         h = self.hyper
-        kwargs = dict(betas=(h["beta_1"], h["beta_2"]), eps=h["epsilon"])
+        kwargs = dict(betas=(h["beta_1"], h["beta_2"]), eps=h["epsilon"], eps_placement="keras")
         if h["amsgrad"]:
             kwargs["amsgrad"] = True
         return kwargs
@@ -149,7 +152,8 @@ class AdamW(KerasOptimizer):
 
     def torch_kwargs(self):
         h = self.hyper
-        kwargs = dict(betas=(h["beta_1"], h["beta_2"]), eps=h["epsilon"], weight_decay=h["weight_decay"])
+        kwargs = dict(betas=(h["beta_1"], h["beta_2"]), eps=h["epsilon"], weight_decay=h["weight_decay"],
+                      eps_placement="keras")
         if h["amsgrad"]:
             kwargs["amsgrad"] = True
         return kwargs
