@@ -25,6 +25,7 @@ elements per quantity; `k=None` keeps whole arrays.
 """
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -134,7 +135,7 @@ class Trace:
         ]
         header_cells = "".join(f"{f'[{j}]':>{width}}" for j in range(n))
         name_width = max([len(nm) for r in records for nm in r.quantities] + [4])
-        symbol_width = max([len(symbols.get(nm, (nm, ""))[0]) for r in records for nm in r.quantities] + [6])
+        symbol_width = max([_width(symbols.get(nm, (nm, ""))[0]) for r in records for nm in r.quantities] + [6])
         for r in records:
             scalars = "  ".join(f"{_pretty_scalar_name(name)} = {_fmt(v, precision)}" for name, v in r.scalars.items())
             lines.append(f"── t = {r.step} ──  {scalars}".rstrip())
@@ -142,7 +143,7 @@ class Trace:
             for name in _ordered(r.quantities, symbols):
                 symbol, meaning = symbols.get(name, (name, ""))
                 cells = "".join(f"{_fmt(x, precision):>{width}}" for x in r.quantities[name][:n])
-                lines.append(f"  {symbol:<{symbol_width}}  {name:<{name_width}}{cells}   {meaning}".rstrip())
+                lines.append(f"  {_pad(symbol, symbol_width)}  {name:<{name_width}}{cells}   {meaning}".rstrip())
         return "\n".join(lines)
 
     def print(self, param: int = 0, steps=None, k: int | None = None, precision: int = 6) -> None:
@@ -173,6 +174,15 @@ def _symbols_of(optimizer) -> dict:
 def _ordered(quantities: dict, symbols: dict) -> list:
     known = [name for name in symbols if name in quantities]
     return known + [name for name in quantities if name not in symbols]
+
+
+def _width(text: str) -> int:
+    """Printed width: combining marks (the hat in m̂) take no column."""
+    return sum(0 if unicodedata.combining(c) else 1 for c in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * max(width - _width(text), 0)
 
 
 def _fmt(x, precision: int) -> str:
