@@ -1,0 +1,196 @@
+"""Requantization: int32 accumulators → int8/uint8 outputs with integer arithmetic only.
+
+A quantized layer (Jacob et al. 2018, §2.2) computes q_out = Z_out + M · acc, where
+acc = Σ (q_x − Z_x)(q_w − Z_w) (+ bias in int32) and the real multiplier M = S_x S_w / S_out.
+M is stored as a fixed-point number:
+
+    M = M0 · 2⁻³¹ · 2⁻ⁿ,    M0 ∈ [2³⁰, 2³¹)  (so M0 · 2⁻³¹ ∈ [0.5, 1)),  n an integer shift
+
+(`quantize_multiplier`; n < 0 means a left shift, for M ≥ 1).  Then, exactly as gemmlowp and
+TFLite do it (`MultiplyByQuantizedMultiplier`):
+
+    x  = acc · 2^max(−n, 0)                                       (left shift, saturated to int32)
+    y  = SRDHM(x, M0) = round(x · M0 / 2³¹)                       (saturating rounding doubling
+                                                                    high multiply; ties toward +∞)
+    z  = RDBPOT(y, max(n, 0)) = round(y / 2ⁿ)                     (rounding right shift; ties away from 0)
+    q  = clamp(z + Z_out, q_min, q_max)                           (saturate to the output dtype)
+
+The two roundings differ from round(acc · M) (one rounding, ties to even) by at most one unit
+in the last place (LSB); `requantize_float` is that one-rounding float simulation.
+
+Per-channel requantization passes arrays M0[c], n[c] that broadcast along `axis`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .backend import dispatch
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+def quantize_multiplier(m):
+    """Real multiplier(s) M ≥ 0 → (M0, n) with M = M0 · 2⁻³¹ · 2⁻ⁿ, M0 ∈ [2³⁰, 2³¹) int32.
+
+    M = 0 gives (0, 0).  Accepts a float or an array (per-channel); returns int32 arrays then.
+    Raises ValueError for negative, NaN or infinite M, or M outside the representable shift range.
+    """
+    arr = np.asarray(m, dtype=np.float64)
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError(f"quantize_multiplier: multipliers must be finite and >= 0, got {m}")
+    m0 = np.zeros(arr.shape, np.int64)
+    n = np.zeros(arr.shape, np.int64)
+    for idx, value in np.ndenumerate(arr):
+        if value == 0.0:
+            continue
+        mantissa, exponent = math.frexp(float(value))       # value = mantissa · 2^exponent, mantissa ∈ [0.5, 1)
+        q = int(round(mantissa * 2**31))                     # M0 = round(mantissa · 2³¹)
+        if q == 2**31:                                       # rounding reached 1.0: renormalise
+            q //= 2
+            exponent += 1
+        if not -31 <= -exponent <= 62:
+            raise ValueError(f"quantize_multiplier: M = {value} is out of range (needs a shift of {-exponent})")
+        m0[idx], n[idx] = q, -exponent
+    if arr.ndim == 0:
+        return int(m0), int(n)
+    return m0.astype(np.int32), n.astype(np.int32)
+
+
+def multiplier_value(m0, n):
+    """The real number M0 · 2⁻³¹ · 2⁻ⁿ that (M0, n) encodes."""
+    return np.asarray(m0, np.float64) * 2.0 ** (-31 - np.asarray(n, np.float64))
+
+
+# ----------------------------------------------------------------------------- reference (NumPy int64)
+
+
+def srdhm_reference(x, m0):
+    """Saturating rounding doubling high multiply: round(x · M0 / 2³¹) as gemmlowp computes it:
+    (x·M0 + nudge) / 2³¹ truncated toward zero, nudge = 2³⁰ for x·M0 ≥ 0 else 1 − 2³⁰, so ties
+    go toward +∞ (−1.5 → −1, 1.5 → 2);
+    the one overflow case (x = M0 = −2³¹) saturating to 2³¹ − 1.  int64 arithmetic."""
+    x = np.asarray(x, np.int64)
+    m0 = np.asarray(m0, np.int64)
+    ab = x * m0
+    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    num = ab + nudge
+    result = np.where(num >= 0, num >> 31, -((-num) >> 31))   # C-style division: truncate toward 0
+    overflow = (x == INT32_MIN) & (m0 == INT32_MIN)
+    return np.where(overflow, INT32_MAX, result)
+
+
+def rounding_divide_by_pot_reference(x, exponent):
+    """round(x / 2^exponent), ties away from zero (gemmlowp RoundingDivideByPOT)."""
+    x = np.asarray(x, np.int64)
+    exponent = np.asarray(exponent, np.int64)
+    mask = (np.int64(1) << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + (remainder > threshold)
+
+
+def _broadcast_channel(v, ndim, axis):
+    v = np.asarray(v, np.int64)
+    if v.ndim == 0:
+        return v
+    shape = [1] * ndim
+    shape[axis] = v.shape[0]
+    return v.reshape(shape)
+
+
+def requantize_reference(acc, m0, n, zero_point=0, qmin=-128, qmax=127, axis=-1, out_dtype=np.int8):
+    """q = clamp(RDBPOT(SRDHM(acc · 2^max(−n,0), M0), max(n,0)) + Z_out, qmin, qmax) in NumPy int64.
+
+    `acc` int32 array; `m0`, `n` scalars or per-channel arrays along `axis`; returns `out_dtype`.
+    """
+    acc = np.asarray(acc)
+    if acc.dtype != np.int32:
+        raise TypeError(f"requantize: accumulators must be int32, got {acc.dtype}")
+    axis = axis % acc.ndim if acc.ndim else 0
+    m0 = _broadcast_channel(m0, acc.ndim, axis)
+    n = _broadcast_channel(n, acc.ndim, axis)
+    left = np.maximum(-n, 0)
+    right = np.maximum(n, 0)
+    x = np.clip(acc.astype(np.int64) << left, INT32_MIN, INT32_MAX)
+    y = srdhm_reference(x, m0)
+    z = rounding_divide_by_pot_reference(y, right)
+    return np.clip(z + int(zero_point), qmin, qmax).astype(out_dtype)
+
+
+def requantize_float(acc, multiplier, zero_point=0, qmin=-128, qmax=127, axis=-1, out_dtype=np.int8):
+    """Float simulation: clamp(round_half_even(acc · M) + Z_out) with M in float64 (for tests)."""
+    acc = np.asarray(acc)
+    axis = axis % acc.ndim if acc.ndim else 0
+    mult = np.asarray(multiplier, np.float64)
+    if mult.ndim:
+        shape = [1] * acc.ndim
+        shape[axis] = mult.shape[0]
+        mult = mult.reshape(shape)
+    return np.clip(np.rint(acc * mult) + zero_point, qmin, qmax).astype(out_dtype)
+
+
+# ----------------------------------------------------------------------------- Numba twin
+
+
+@njit(cache=True, inline="always")
+def _requantize_one(acc, m0, n, zero_point, qmin, qmax):
+    """One element, the same steps as the reference, in int64 scalars."""
+    left = -n if n < 0 else 0
+    right = n if n > 0 else 0
+    x = np.int64(acc) << left
+    if x > INT32_MAX:
+        x = np.int64(INT32_MAX)
+    elif x < INT32_MIN:
+        x = np.int64(INT32_MIN)
+    # SRDHM
+    if x == INT32_MIN and m0 == INT32_MIN:
+        y = np.int64(INT32_MAX)
+    else:
+        ab = x * np.int64(m0)
+        num = ab + ((1 << 30) if ab >= 0 else (1 - (1 << 30)))
+        y = (num >> 31) if num >= 0 else -((-num) >> 31)
+    # RDBPOT
+    mask = (np.int64(1) << right) - 1
+    remainder = y & mask
+    threshold = (mask >> 1) + (1 if y < 0 else 0)
+    z = (y >> right) + (1 if remainder > threshold else 0)
+    q = z + zero_point
+    if q < qmin:
+        q = qmin
+    elif q > qmax:
+        q = qmax
+    return q
+
+
+@njit(cache=True, parallel=True)
+def _requantize_2d(acc, m0, n, zero_point, qmin, qmax, out):
+    """acc int32 [R, C]; m0, n int64 [C] or [1]; out [R, C]."""
+    rows, cols = acc.shape
+    per_channel = m0.shape[0] > 1
+    for r in prange(rows):
+        for c in range(cols):
+            k = c if per_channel else 0
+            out[r, c] = _requantize_one(acc[r, c], m0[k], n[k], zero_point, qmin, qmax)
+
+
+def requantize_numba(acc, m0, n, zero_point=0, qmin=-128, qmax=127, axis=-1, out_dtype=np.int8):
+    acc = np.asarray(acc)
+    if acc.dtype != np.int32:
+        raise TypeError(f"requantize: accumulators must be int32, got {acc.dtype}")
+    if acc.ndim == 0:
+        return requantize_reference(acc, m0, n, zero_point, qmin, qmax, axis, out_dtype)
+    axis = axis % acc.ndim
+    moved = np.moveaxis(acc, axis, -1)
+    flat = np.ascontiguousarray(moved).reshape(-1, moved.shape[-1])
+    m0_arr = np.atleast_1d(np.asarray(m0, np.int64))
+    n_arr = np.atleast_1d(np.asarray(n, np.int64))
+    out = np.empty(flat.shape, out_dtype)
+    _requantize_2d(flat, m0_arr, n_arr, int(zero_point), int(qmin), int(qmax), out)
+    return np.moveaxis(out.reshape(moved.shape), -1, axis)
+
+
+requantize = dispatch(requantize_reference, requantize_numba)
+requantize.__doc__ = requantize_reference.__doc__

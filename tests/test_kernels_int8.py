@@ -1,0 +1,182 @@
+"""int8 kernels: matmul, requantize and im2col conv, each bit-exact against its NumPy int64 twin."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from tinyopt.kernels import conv_int8, matmul_int8 as mi, requantize as rq
+
+HAS_AVX2 = mi._host_has_avx2()
+FAST_KERNELS = [mi.matmul_int8_portable] + ([mi.matmul_int8_avx2] if HAS_AVX2 else [])
+
+
+def rand_int8(rng, shape):
+    return rng.integers(-128, 128, shape, dtype=np.int8)
+
+
+def int64_matmul(a, b):
+    """An independent reference: an explicit sum over k of outer products, in Python ints' range."""
+    out = np.zeros((a.shape[0], b.shape[1]), np.int64)
+    for k in range(a.shape[1]):
+        out += np.outer(a[:, k].astype(np.int64), b[k].astype(np.int64))
+    return out
+
+
+# ----------------------------------------------------------------------------- matmul_int8
+
+
+@pytest.mark.parametrize("kernel", FAST_KERNELS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("shape", [(1, 1, 1), (5, 7, 3), (6, 16, 16), (37, 129, 45), (13, 300, 33), (3, 0, 4)])
+def test_matmul_int8_bit_exact(kernel, shape):
+    m, k, n = shape
+    rng = np.random.default_rng(sum(shape))
+    a, b = rand_int8(rng, (m, k)), rand_int8(rng, (k, n))
+    expected = int64_matmul(a, b)
+    np.testing.assert_array_equal(mi.matmul_int8_reference(a, b), expected)
+    got = kernel(a, b)
+    assert got.dtype == np.int32 and got.shape == (m, n)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("kernel", [mi.matmul_int8_reference] + FAST_KERNELS, ids=lambda f: f.__name__)
+def test_matmul_int8_extremes_large_k(kernel):
+    """-128·-128 = 16384 summed over K = 8191: int16 intermediates would overflow at the second term."""
+    k = 8191
+    a = np.full((7, k), -128, np.int8)
+    b = np.full((k, 19), -128, np.int8)
+    b[:, 1] = 127                                   # the most negative column: k · (−128 · 127)
+    got = kernel(a, b)
+    assert got[0, 0] == k * 16384 and got[0, 1] == -k * 128 * 127
+    np.testing.assert_array_equal(got, int64_matmul(a, b))
+
+
+@pytest.mark.skipif(not HAS_AVX2, reason="CPU has no AVX2")
+def test_packed_weight_reused():
+    rng = np.random.default_rng(3)
+    b = rand_int8(rng, (65, 40))
+    packed = mi.pack_b(b)
+    for m in (1, 6, 11):
+        a = rand_int8(rng, (m, 65))
+        np.testing.assert_array_equal(mi.matmul_int8_avx2(a, packed), int64_matmul(a, b))
+    np.testing.assert_array_equal(mi.matmul_int8_reference(a, packed), int64_matmul(a, b))
+
+
+@settings(max_examples=25, deadline=None)
+@given(m=st.integers(1, 20), k=st.integers(1, 70), n=st.integers(1, 40), seed=st.integers(0, 2**16),
+       transposed=st.booleans())
+def test_matmul_int8_hypothesis_shapes(m, k, n, seed, transposed):
+    rng = np.random.default_rng(seed)
+    a = rand_int8(rng, (m, k))
+    b = rand_int8(rng, (n, k)).T if transposed else rand_int8(rng, (k, n))   # non-contiguous b
+    expected = int64_matmul(a, b)
+    for kernel in FAST_KERNELS:
+        np.testing.assert_array_equal(kernel(a, b), expected)
+
+
+def test_matmul_int8_dispatch_and_errors():
+    a = np.ones((2, 3), np.int8)
+    assert mi.matmul_int8(a, np.ones((3, 4), np.int8)).tolist() == [[3] * 4] * 2
+    with pytest.raises(ValueError, match=r"inner dimensions differ: a \(2, 3\) @ b \(4, 4\)"):
+        mi.matmul_int8(a, np.ones((4, 4), np.int8))
+    with pytest.raises(TypeError, match="int8"):
+        mi.matmul_int8(a.astype(np.float32), np.ones((3, 4), np.int8))
+    with pytest.raises(ValueError, match="overflow"):
+        mi.matmul_int8_reference(np.ones((1, mi.MAX_K + 1), np.int8), np.ones((mi.MAX_K + 1, 1), np.int8))
+
+
+def test_kernel_info_reports_features():
+    info = mi.int8_kernel_info()
+    assert info["kernel"] in ("avx2", "portable")
+    assert "avx512vnni" in info
+
+
+# ----------------------------------------------------------------------------- requantize
+
+
+@pytest.mark.parametrize("m", [0.0, 1e-6, 0.0123, 0.25, 0.5, 0.7071, 0.999999999, 1.0, 3.7, 1234.5])
+def test_quantize_multiplier_normalised(m):
+    m0, n = rq.quantize_multiplier(m)
+    if m == 0:
+        assert (m0, n) == (0, 0)
+        return
+    assert 2**30 <= m0 < 2**31
+    assert rq.multiplier_value(m0, n) == pytest.approx(m, rel=2**-30)
+
+
+def test_quantize_multiplier_rejects_bad_input():
+    for bad in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            rq.quantize_multiplier(bad)
+
+
+def test_srdhm_and_rdbpot_rounding():
+    # RDBPOT: ties away from zero; SRDHM (gemmlowp's nudge and truncating division): ties toward +inf
+    assert rq.rounding_divide_by_pot_reference(np.array([5, -5, 6, -6, 7, -7]), 1).tolist() == [3, -3, 3, -3, 4, -4]
+    assert rq.srdhm_reference(np.int64(-(2**31)), np.int64(-(2**31))) == 2**31 - 1
+    half = 2**30                                       # M0/2³¹ = 0.5
+    assert rq.srdhm_reference(np.array([3, -3, 4, -5]), half).tolist() == [2, -1, 2, -2]
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_requantize_numba_equals_reference_and_float_within_one_lsb(per_channel):
+    rng = np.random.default_rng(7)
+    acc = rng.integers(-(2**20), 2**20, (33, 10), dtype=np.int32)
+    acc[0, :3] = [2**31 - 1, -(2**31), 0]
+    if per_channel:
+        real = rng.uniform(1e-5, 2e-3, 10)
+        real[3] = 1.5                                  # a multiplier ≥ 1: left shift
+    else:
+        real = np.float64(3.1e-4)
+    m0, n = rq.quantize_multiplier(real)
+    ref = rq.requantize_reference(acc, m0, n, zero_point=-3, axis=1)
+    fast = rq.requantize_numba(acc, m0, n, zero_point=-3, axis=1)
+    np.testing.assert_array_equal(fast, ref)
+    sim = rq.requantize_float(acc, rq.multiplier_value(m0, n), zero_point=-3, axis=1)
+    assert np.abs(ref.astype(int) - sim.astype(int)).max() <= 1
+    assert ref.dtype == np.int8 and ref.min() >= -128 and ref.max() <= 127
+
+
+def test_requantize_uint8_and_axis():
+    rng = np.random.default_rng(1)
+    acc = rng.integers(-5000, 5000, (2, 3, 4, 4), dtype=np.int32)
+    m0, n = rq.quantize_multiplier(np.array([0.01, 0.02, 0.03]))
+    kw = dict(zero_point=128, qmin=0, qmax=255, axis=1, out_dtype=np.uint8)
+    np.testing.assert_array_equal(rq.requantize_numba(acc, m0, n, **kw), rq.requantize_reference(acc, m0, n, **kw))
+    sim = rq.requantize_float(acc, rq.multiplier_value(m0, n), **{k: v for k, v in kw.items()})
+    assert np.abs(rq.requantize_reference(acc, m0, n, **kw).astype(int) - sim.astype(int)).max() <= 1
+
+
+# ----------------------------------------------------------------------------- conv2d_int8
+
+
+def direct_conv_int64(x, w, stride, padding, pad_value):
+    """Loops over output positions: independent of both twins."""
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    xp = np.full((n, c, h + 2 * padding, wd + 2 * padding), pad_value, np.int64)
+    xp[:, :, padding:padding + h, padding:padding + wd] = x
+    ho, wo = (h + 2 * padding - kh) // stride + 1, (wd + 2 * padding - kw) // stride + 1
+    out = np.zeros((n, o, ho, wo), np.int64)
+    for y in range(ho):
+        for xx in range(wo):
+            patch = xp[:, :, y * stride:y * stride + kh, xx * stride:xx * stride + kw]
+            out[:, :, y, xx] = np.tensordot(patch, w.astype(np.int64), axes=([1, 2, 3], [1, 2, 3]))
+    return out
+
+
+@pytest.mark.parametrize("stride,padding,pad_value", [(1, 0, 0), (1, 1, -7), (2, 2, 5), (3, 1, -128)])
+def test_conv2d_int8_bit_exact(stride, padding, pad_value):
+    rng = np.random.default_rng(stride * 10 + padding)
+    x = rand_int8(rng, (2, 3, 9, 8))
+    w = rand_int8(rng, (5, 3, 3, 3))
+    expected = direct_conv_int64(x, w, stride, padding, pad_value)
+    ref = conv_int8.conv2d_int8_reference(x, w, stride, padding, pad_value)
+    fast = conv_int8.conv2d_int8_numba(x, w, stride, padding, pad_value)
+    packed = conv_int8.conv2d_int8_numba(x, w, stride, padding, pad_value, packed_w=conv_int8.pack_conv_weight(w))
+    for got in (ref, fast, packed):
+        assert got.dtype == np.int32
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_conv2d_int8_channel_mismatch_message():
+    with pytest.raises(ValueError, match="input has 2 channels but the weight"):
+        conv_int8.conv2d_int8(np.zeros((1, 2, 5, 5), np.int8), np.zeros((4, 3, 3, 3), np.int8))
