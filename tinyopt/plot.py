@@ -1,0 +1,237 @@
+"""Plots for training runs and lessons (matplotlib; the Agg backend when there is no display).
+
+Every function returns the `matplotlib.figure.Figure` it drew and, given `save="file.png"`,
+also writes it as a PNG. Figures are made with `pyplot.subplots`, so they show in notebooks;
+scripts that make many of them should `close(fig)` (or pass `close=True` with `save=`).
+
+- `training_curves(history)`: loss / accuracy per epoch, training and validation.
+- `lr_schedule(lrs)`: learning rate per step, for one or several schedules.
+- `optimizer_paths(f, paths)`: paths of optimizers over the contour lines of f(x, y).
+- `histograms(model)`: histograms of every parameter's values (`which="weights"`) or gradients.
+- `confusion_matrix(y_true, y_pred)`: counts C[i, j] = #{n : y_n = i, ŷ_n = j}, as a heat map.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import matplotlib
+import numpy as np
+
+if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        matplotlib.use("Agg")  # headless (CI, ssh): draw to files only
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _finish(fig, save, close: bool):
+    fig.tight_layout()
+    if save is not None:
+        folder = os.path.dirname(os.fspath(save))
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        fig.savefig(save, dpi=100)
+        if close:
+            plt.close(fig)
+    return fig
+
+
+def close(fig) -> None:
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- training curves
+
+
+def _history_dict(history) -> dict:
+    """Accept a Keras `History`, its `.history` dict of lists, or a list of per-epoch dicts
+    (the records of metrics.jsonl)."""
+    if hasattr(history, "history"):
+        history = history.history
+    if isinstance(history, (list, tuple)):
+        out: dict = {}
+        for record in history:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    out.setdefault(k, []).append(v)
+        return out
+    if isinstance(history, dict):
+        return history
+    raise TypeError(f"history must be a History, a dict of lists or a list of dicts, got {type(history).__name__}")
+
+
+def training_curves(history, metrics=("loss", "accuracy"), title=None, save=None, close: bool = False):
+    """One panel per metric: the training value (`name` or `train_name`) and the validation value
+    (`val_name`) per epoch. Metrics that the history does not have are skipped."""
+    h = _history_dict(history)
+    panels = []
+    for m in metrics:
+        train = h.get(m, h.get(f"train_{m}"))
+        val = h.get(f"val_{m}")
+        if train is not None or val is not None:
+            panels.append((m, train, val))
+    if not panels:
+        raise ValueError(f"history has none of the metrics {list(metrics)}; it has {sorted(h)}")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for ax, (name, train, val) in zip(axes[0], panels):
+        epochs = h.get("epoch")
+        for values, label, style in ((train, "training", "-o"), (val, "validation", "--s")):
+            if values is None:
+                continue
+            xs = epochs if epochs is not None and len(epochs) == len(values) else np.arange(1, len(values) + 1)
+            ax.plot(xs, values, style, label=label, markersize=3)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, save, close)
+
+
+# ----------------------------------------------------------------------------- learning rate
+
+
+def lr_schedule(lrs, title="learning rate per step", log: bool = False, save=None, close: bool = False):
+    """Plot learning rates per step: `lrs` is a sequence, or a dict name → sequence."""
+    series = lrs if isinstance(lrs, dict) else {"lr": lrs}
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, values in series.items():
+        values = np.asarray(values, dtype=float)
+        ax.plot(np.arange(len(values)), values, label=str(name))
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    if log:
+        ax.set_yscale("log")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if len(series) > 1:
+        ax.legend()
+    return _finish(fig, save, close)
+
+
+# ----------------------------------------------------------------------------- optimizer paths
+
+
+def optimizer_paths(f, paths: dict, xlim=None, ylim=None, levels=30, log_levels: bool = True, title=None,
+                    minimum=None, save=None, close: bool = False):
+    """Contour lines of f(x, y) (a function on NumPy arrays, evaluated on a 200×200 grid) with each
+    optimizer's path `paths[name]` (an array of shape (T, 2)) drawn over them.
+
+    With `log_levels`, contour levels are spaced geometrically between min f and max f on the
+    grid, which shows narrow valleys (Rosenbrock) better than even spacing."""
+    arrays = {name: np.asarray(p, dtype=float) for name, p in paths.items()}
+    for name, p in arrays.items():
+        if p.ndim != 2 or p.shape[1] != 2:
+            raise ValueError(f"path {name!r} must have shape (T, 2), got {p.shape}")
+    if xlim is None or ylim is None:
+        pts = np.concatenate(list(arrays.values())) if arrays else np.zeros((1, 2))
+        pts = pts[np.all(np.isfinite(pts), axis=1)]
+        lo, hi = pts.min(0), pts.max(0)
+        pad = np.maximum(0.2 * (hi - lo), 0.5)
+        xlim = xlim or (lo[0] - pad[0], hi[0] + pad[0])
+        ylim = ylim or (lo[1] - pad[1], hi[1] + pad[1])
+    gx, gy = np.meshgrid(np.linspace(*xlim, 200), np.linspace(*ylim, 200))
+    z = np.asarray(f(gx, gy), dtype=float)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    if log_levels and np.isfinite(z).all():
+        zmin = z.min()
+        shifted = z - zmin + 1e-3 * (z.max() - zmin + 1e-12)
+        lv = np.geomspace(shifted.min(), shifted.max(), levels) if isinstance(levels, int) else levels
+        ax.contour(gx, gy, shifted, levels=lv, cmap="viridis", linewidths=0.7)
+    else:
+        ax.contour(gx, gy, z, levels=levels, cmap="viridis", linewidths=0.7)
+    for name, p in arrays.items():
+        ax.plot(p[:, 0], p[:, 1], "-o", markersize=2, linewidth=1.2, label=f"{name} ({len(p) - 1} steps)")
+    if minimum is not None:
+        ax.plot([minimum[0]], [minimum[1]], "k*", markersize=12, label="minimum")
+    ax.set_xlim(xlim)
+    ax.set_ylim(ylim)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _finish(fig, save, close)
+
+
+# ----------------------------------------------------------------------------- histograms
+
+
+def histograms(model_or_arrays, which: str = "weights", bins: int = 50, save=None, close: bool = False):
+    """Histograms of each parameter's values (`which="weights"`) or gradients (`which="grads"`).
+
+    `model_or_arrays` is a Module (its `named_parameters()`) or a dict name → array."""
+    if which not in ("weights", "grads"):
+        raise ValueError(f"which must be 'weights' or 'grads', got {which!r}")
+    if isinstance(model_or_arrays, dict):
+        arrays = {k: np.asarray(v) for k, v in model_or_arrays.items()}
+    else:
+        arrays = {}
+        for name, p in model_or_arrays.named_parameters():
+            value = p.data if which == "weights" else p.grad
+            if value is not None:
+                arrays[name] = value
+    if not arrays:
+        raise ValueError("nothing to plot: no parameters" + (" have gradients (call backward() first)" if which == "grads" else ""))
+    n = len(arrays)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    for ax, (name, values) in zip(axes.flat, arrays.items()):
+        v = np.asarray(values, dtype=float).ravel()
+        ax.hist(v, bins=bins, color="tab:blue" if which == "weights" else "tab:orange")
+        ax.set_title(f"{name}\nmean {v.mean():.2g}, std {v.std():.2g}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle("weights" if which == "weights" else "gradients")
+    return _finish(fig, save, close)
+
+
+# ----------------------------------------------------------------------------- confusion matrix
+
+
+def confusion_counts(y_true, y_pred, num_classes=None) -> np.ndarray:
+    """C[i, j] = number of samples with true class i predicted as j."""
+    y_true = np.asarray(y_true).astype(np.int64).ravel()
+    y_pred = np.asarray(y_pred).astype(np.int64).ravel()
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true and y_pred must have the same length, got {len(y_true)} and {len(y_pred)}")
+    if num_classes is None:
+        num_classes = int(max(y_true.max(initial=-1), y_pred.max(initial=-1))) + 1
+    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(counts, (y_true, y_pred), 1)
+    return counts
+
+
+def confusion_matrix(y_true, y_pred, class_names=None, normalize: bool = False, title=None, save=None,
+                     close: bool = False):
+    """Heat map of `confusion_counts` (rows: true class, columns: predicted class); with
+    `normalize`, each row is divided by its total (per-class recall on the diagonal)."""
+    n = len(class_names) if class_names is not None else None
+    counts = confusion_counts(y_true, y_pred, n)
+    shown = counts / np.maximum(counts.sum(1, keepdims=True), 1) if normalize else counts
+    k = len(counts)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * k, 0.8 + 0.55 * k))
+    im = ax.imshow(shown, cmap="Blues")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
+    ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(k), names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    threshold = shown.max() / 2 if shown.size else 0
+    for i in range(k):
+        for j in range(k):
+            text = f"{shown[i, j]:.2f}" if normalize else str(counts[i, j])
+            ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                    color="white" if shown[i, j] > threshold else "black")
+    acc = np.trace(counts) / max(counts.sum(), 1)
+    ax.set_title(title or f"confusion matrix (accuracy {acc:.3f})")
+    return _finish(fig, save, close)
+
+
+__all__ = ["close", "confusion_counts", "confusion_matrix", "histograms", "lr_schedule", "optimizer_paths",
+           "training_curves"]
