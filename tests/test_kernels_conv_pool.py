@@ -1,0 +1,131 @@
+"""The Numba kernels agree with their NumPy reference twins on random configurations (shapes,
+strides, padding, dilation, dtypes), drawn by Hypothesis; and the backend switch routes calls."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinyopt import kernels
+from tinyopt.kernels import conv as K
+from tinyopt.kernels import pool as P
+
+SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
+
+
+@st.composite
+def conv_geometry(draw):
+    """An input shape and a conv window (kernel, stride, padding top/left, dilation, output size)
+    whose output is at least 1×1; the bottom/right padding is drawn separately (asymmetric)."""
+    n, c = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, 3)), draw(st.integers(0, 3))
+    extra_h, extra_w = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 12))
+    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 12))
+    oh = K.conv_output_size(h, kh, sh, ph, ph + extra_h, dh)
+    ow = K.conv_output_size(w, kw, sw, pw, pw + extra_w, dw)
+    seed = draw(st.integers(0, 2**32 - 1))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    return (n, c, h, w), (kh, kw, sh, sw, ph, pw, dh, dw, oh, ow), np.random.default_rng(seed), dtype
+
+
+@SETTINGS
+@given(conv_geometry())
+def test_im2col_twins_agree(case):
+    shape, geometry, rng, dtype = case
+    x = rng.standard_normal(shape).astype(dtype)
+    fast, ref = K.im2col_numba(x, *geometry), K.im2col_reference(x, *geometry)
+    assert fast.dtype == ref.dtype == dtype
+    np.testing.assert_array_equal(fast, ref)  # a pure gather: bit-identical
+
+
+@SETTINGS
+@given(conv_geometry())
+def test_col2im_twins_agree_and_are_the_adjoint_of_im2col(case):
+    shape, geometry, rng, dtype = case
+    rows = shape[1] * geometry[0] * geometry[1]
+    cols = rng.standard_normal((rows, shape[0] * geometry[-2] * geometry[-1]))
+    fast, ref = K.col2im_numba(cols, *shape, *geometry), K.col2im_reference(cols, *shape, *geometry)
+    np.testing.assert_allclose(fast, ref, rtol=1e-12, atol=1e-12)
+    # Adjointness: <im2col(x), cols> = <x, col2im(cols)> for any x.
+    x = rng.standard_normal(shape)
+    np.testing.assert_allclose(np.sum(K.im2col_reference(x, *geometry) * cols), np.sum(x * ref), rtol=1e-10)
+
+
+@st.composite
+def pool_geometry(draw, with_dilation=True):
+    n, c = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+    dh, dw = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) if with_dilation else (1, 1)
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 11))
+    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 11))
+    ceil_mode = draw(st.booleans())
+    oh = P.pool_output_size(h, kh, sh, ph, dh, ceil_mode)
+    ow = P.pool_output_size(w, kw, sw, pw, dw, ceil_mode)
+    seed = draw(st.integers(0, 2**32 - 1))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    return (n, c, h, w), (kh, kw, sh, sw, ph, pw, dh, dw, oh, ow), np.random.default_rng(seed), dtype
+
+
+@SETTINGS
+@given(pool_geometry())
+def test_max_pool_twins_agree(case):
+    shape, geometry, rng, dtype = case
+    x = rng.standard_normal(shape).astype(dtype)
+    if rng.random() < 0.3:
+        x = np.round(x)  # many ties: both twins must pick the same (first) maximum
+    y_fast, idx_fast = P.max_pool2d_forward_numba(x, *geometry)
+    y_ref, idx_ref = P.max_pool2d_forward_reference(x, *geometry)
+    np.testing.assert_array_equal(y_fast, y_ref)
+    np.testing.assert_array_equal(idx_fast, idx_ref)
+    grad = rng.standard_normal(y_ref.shape).astype(dtype)
+    np.testing.assert_allclose(P.max_pool2d_backward_numba(grad, idx_ref, *shape[2:]),
+                               P.max_pool2d_backward_reference(grad, idx_ref, *shape[2:]), rtol=1e-6, atol=1e-6)
+
+
+@SETTINGS
+@given(pool_geometry(with_dilation=False), st.booleans(), st.sampled_from([0, 1, 5]))
+def test_avg_pool_twins_agree(case, count_include_pad, divisor_override):
+    shape, geometry, rng, dtype = case
+    kh, kw, sh, sw, ph, pw, _, _, oh, ow = geometry
+    x = rng.standard_normal(shape).astype(dtype)
+    options = (count_include_pad, divisor_override)
+    np.testing.assert_allclose(P.avg_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw, oh, ow, *options),
+                               P.avg_pool2d_forward_reference(x, kh, kw, sh, sw, ph, pw, oh, ow, *options),
+                               rtol=1e-5, atol=1e-6)
+    grad = rng.standard_normal((shape[0], shape[1], oh, ow)).astype(dtype)
+    np.testing.assert_allclose(P.avg_pool2d_backward_numba(grad, *shape[2:], kh, kw, sh, sw, ph, pw, *options),
+                               P.avg_pool2d_backward_reference(grad, *shape[2:], kh, kw, sh, sw, ph, pw, *options),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_conv2d_forward_and_backward_agree_across_backends():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4, 9, 8)).astype(np.float32)
+    w = rng.standard_normal((6, 2, 3, 2)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    out_hw = (K.conv_output_size(9, 3, 2, 1, 1, 1), K.conv_output_size(8, 2, 1, 2, 2, 2))
+    args = ((2, 1), (1, 2), (1, 2), 2, out_hw)
+    results = {}
+    for name in ("numba", "reference"):
+        with kernels.backend(name):
+            y, cols = K.conv2d_forward(x, w, b, *args[:4], args[4])
+            grads = K.conv2d_backward(np.ones_like(y), x.shape, w, cols, *args[:4])
+            results[name] = (y,) + grads
+    for fast, ref in zip(results["numba"], results["reference"]):
+        np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("module, name", [(K, "im2col"), (K, "col2im"), (P, "max_pool2d_forward"),
+                                          (P, "max_pool2d_backward"), (P, "avg_pool2d_forward"),
+                                          (P, "avg_pool2d_backward")])
+def test_every_public_kernel_dispatches_to_its_twins(module, name):
+    op = getattr(module, name)
+    assert op.reference is getattr(module, f"{name}_reference")
+    assert op.fast is getattr(module, f"{name}_numba")
