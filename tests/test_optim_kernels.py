@@ -14,13 +14,17 @@ def _arrays(n, dtype, rng, count):
     return [rng.standard_normal(n).astype(dtype) for _ in range(count)]
 
 
+SIZES = [1001, optim_update.PARALLEL_THRESHOLD + 3]  # the single-threaded and the parallel kernel
+
+
+@pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-13), (np.float32, 2e-6)])
 @pytest.mark.parametrize("momentum,dampening,weight_decay,nesterov,maximize,first",
                          [(0.0, 0.0, 0.0, False, False, False), (0.9, 0.0, 0.0, False, False, True),
                           (0.9, 0.2, 0.01, False, True, False), (0.8, 0.0, 0.05, True, False, False)])
-def test_sgd_twins_agree(dtype, tol, momentum, dampening, weight_decay, nesterov, maximize, first):
+def test_sgd_twins_agree(n, dtype, tol, momentum, dampening, weight_decay, nesterov, maximize, first):
     rng = np.random.default_rng(0)
-    param, grad, buf = _arrays(1001, dtype, rng, 3)
+    param, grad, buf = _arrays(n, dtype, rng, 3)
     a = [param.copy(), grad.copy(), buf.copy()]
     b = [param.copy(), grad.copy(), buf.copy()]
     args = (0.05, momentum, dampening, weight_decay, nesterov, maximize, first)
@@ -31,12 +35,13 @@ def test_sgd_twins_agree(dtype, tol, momentum, dampening, weight_decay, nesterov
     assert not np.array_equal(a[0], param)  # the update happened, in place
 
 
+@pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-13), (np.float32, 2e-6)])
 @pytest.mark.parametrize("amsgrad,maximize,coupled,decoupled", list(itertools.product([False, True], [False, True], [0.0, 0.1], [1.0, 0.999])))
-def test_adam_twins_agree(dtype, tol, amsgrad, maximize, coupled, decoupled):
+def test_adam_twins_agree(n, dtype, tol, amsgrad, maximize, coupled, decoupled):
     rng = np.random.default_rng(1)
-    param, grad, m = _arrays(777, dtype, rng, 3)
-    v, vmax = (np.abs(x) for x in _arrays(777, dtype, rng, 2))
+    param, grad, m = _arrays(n, dtype, rng, 3)
+    v, vmax = (np.abs(x) for x in _arrays(n, dtype, rng, 2))
     a = [x.copy() for x in (param, grad, m, v, vmax)]
     b = [x.copy() for x in (param, grad, m, v, vmax)]
     args = (0.01 / 0.271, np.sqrt(0.003), 0.9, 0.999, 1e-8, coupled, decoupled, amsgrad, maximize)
