@@ -11,5 +11,6 @@ from tinyopt.optim.rmsprop import RMSprop
 from tinyopt.optim.adam import Adam
 from tinyopt.optim.adamw import AdamW
 from tinyopt.optim.trace import StepRecord, Trace
+from tinyopt.optim import lr_scheduler
 
 __all__ = ["GD", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Optimizer", "StepRecord", "Trace"]
