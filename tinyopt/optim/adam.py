@@ -22,14 +22,14 @@ class Adam(Optimizer):
         initialize:  m₀ ← 0,  v₀ ← 0,  v₀_max ← 0
         for t = 1, 2, ...:
             g_t ← ∇_θ f_t(θ_{t−1})                    (g_t ← −∇_θ f_t(θ_{t−1}) if maximize)
-            if decoupled:  θ_{t−1} ← θ_{t−1} (1 − γλ)   (AdamW)
-            elif λ ≠ 0:    g_t ← g_t + λ θ_{t−1}       (coupled L2, Adam)
+            if decoupled:  θ′_{t−1} ← θ_{t−1} (1 − γλ)  (AdamW)
+            else:          θ′_{t−1} ← θ_{t−1};  if λ ≠ 0: g_t ← g_t + λ θ_{t−1}   (coupled L2, Adam)
             m_t ← β₁ m_{t−1} + (1 − β₁) g_t
             v_t ← β₂ v_{t−1} + (1 − β₂) g_t²
             m̂_t ← m_t / (1 − β₁ᵗ)
             if amsgrad:  v_t_max ← max(v_{t−1}_max, v_t);  v̂_t ← v_t_max / (1 − β₂ᵗ)
             else:        v̂_t ← v_t / (1 − β₂ᵗ)
-            θ_t ← θ_{t−1} − γ m̂_t / (√v̂_t + ε)
+            θ_t ← θ′_{t−1} − γ m̂_t / (√v̂_t + ε)
         return θ_t
 
     All operations are element-wise; γ_eff = γ / (√v̂_t + ε) is the effective per-element learning
@@ -48,8 +48,8 @@ class Adam(Optimizer):
       torch's 1e-8.
 
     Code names (also the trace's): g, m, v, v_max, m_hat, v_hat, lr_eff, update, theta_prev,
-    theta. State per parameter, torch's keys: 'step' (int), 'exp_avg' (m), 'exp_avg_sq' (v),
-    'max_exp_avg_sq' (v_max, with amsgrad).
+    theta_decayed (θ′, AdamW only), theta. State per parameter, torch's keys: 'step' (int),
+    'exp_avg' (m), 'exp_avg_sq' (v), 'max_exp_avg_sq' (v_max, with amsgrad).
 
     `fused=None` (default) runs the Numba kernel `kernels/optim_update.py::adam_update` when the
     kernel backend is "numba", the arrays are contiguous, and no trace is attached; `fused=False`
@@ -60,7 +60,8 @@ class Adam(Optimizer):
     """
 
     trace_symbols = [
-        ("theta_prev", "θ_{t−1}", "parameter before the step (after decoupled decay, for AdamW)"),
+        ("theta_prev", "θ_{t−1}", "parameter before the step"),
+        ("theta_decayed", "θ′_{t−1}", "AdamW: θ_{t−1} (1 − γλ), the decoupled decay"),
         ("g", "g_t", "gradient (+ λθ for Adam's coupled decay)"),
         ("m", "m_t", "first moment: β₁ m_{t−1} + (1 − β₁) g_t"),
         ("v", "v_t", "second moment: β₂ v_{t−1} + (1 − β₂) g_t²"),
@@ -133,13 +134,14 @@ class Adam(Optimizer):
         θ = p.data
         m, v = state["exp_avg"], state["exp_avg_sq"]
 
+        theta_prev = θ.copy() if self.tracing else None
         g = -p.grad if group["maximize"] else p.grad
         if λ != 0:
             if group["decoupled_weight_decay"]:
                 θ *= 1 - γ * λ
             else:
                 g = g + λ * θ
-        theta_prev = θ.copy() if self.tracing else None
+        theta_decayed = θ.copy() if self.tracing and group["decoupled_weight_decay"] else None
 
         m *= β1
         m += (1 - β1) * g
@@ -166,6 +168,8 @@ class Adam(Optimizer):
                               lr_eff=lr_eff, update=update, theta=θ)
             if v_max is not None:
                 quantities["v_max"] = v_max
+            if theta_decayed is not None:
+                quantities["theta_decayed"] = theta_decayed
             self._record(p, group, quantities,
                          dict(t=t, lr=γ, beta1=β1, beta2=β2, eps=ε, weight_decay=λ,
                               bias_correction1=bias_correction1, bias_correction2=bias_correction2))

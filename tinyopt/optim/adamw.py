@@ -12,13 +12,13 @@ class AdamW(Adam):
         initialize:  m₀ ← 0,  v₀ ← 0,  v₀_max ← 0
         for t = 1, 2, ...:
             g_t ← ∇_θ f_t(θ_{t−1})                    (g_t ← −∇_θ f_t(θ_{t−1}) if maximize)
-            θ_{t−1} ← θ_{t−1} (1 − γλ)                 (decoupled decay: not seen by m, v)
+            θ′_{t−1} ← θ_{t−1} (1 − γλ)                (decoupled decay: not seen by m, v)
             m_t ← β₁ m_{t−1} + (1 − β₁) g_t
             v_t ← β₂ v_{t−1} + (1 − β₂) g_t²
             m̂_t ← m_t / (1 − β₁ᵗ)
             if amsgrad:  v_t_max ← max(v_{t−1}_max, v_t);  v̂_t ← v_t_max / (1 − β₂ᵗ)
             else:        v̂_t ← v_t / (1 − β₂ᵗ)
-            θ_t ← θ_{t−1} − γ m̂_t / (√v̂_t + ε)
+            θ_t ← θ′_{t−1} − γ m̂_t / (√v̂_t + ε)
         return θ_t
 
     Why decoupled: with Adam's coupled L2 (g ← g + λθ) the decay term is divided by √v̂ like the
