@@ -1,0 +1,110 @@
+"""The README's MLP recipe in tinyopt and in PyTorch (CPU), side by side in one process.
+
+Both get the same initial weights (tinyopt's, copied into torch), the same mini-batches in the
+same order, the same plain SGD. Prints test accuracy and training throughput of each and their
+ratio. Usage:
+
+    python benchmarks/bench_mlp.py [--epochs 2] [--batch-size 128] [--lr 0.1] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import numpy as np
+
+import tinyopt as to
+import tinyopt.nn as nn
+import tinyopt.nn.functional as F
+
+
+def build_tinyopt(seed: int):
+    rng = np.random.default_rng(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 256, rng=rng), nn.ReLU(), nn.Linear(256, 10, rng=rng))
+
+
+def batches(n: int, batch_size: int, epochs: int, seed: int):
+    """The batch index lists both frameworks train on, epoch by epoch."""
+    rng = np.random.default_rng(seed)
+    return [[order[i:i + batch_size] for i in range(0, n, batch_size)] for order in (rng.permutation(n) for _ in range(epochs))]
+
+
+def train_tinyopt(model, x, y, plan, lr):
+    opt = to.optim.SGD(model.parameters(), lr=lr)
+    start = time.perf_counter()
+    for epoch in plan:
+        for idx in epoch:
+            opt.zero_grad()
+            loss = F.cross_entropy(model(to.tensor(x[idx])), y[idx])
+            loss.backward()
+            opt.step()
+    return time.perf_counter() - start
+
+
+def accuracy_tinyopt(model, x, y):
+    with to.no_grad():
+        return float((model(to.tensor(x)).data.argmax(1) == y).mean())
+
+
+def train_torch(torch, model, x, y, plan, lr):
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+    start = time.perf_counter()
+    for epoch in plan:
+        for idx in epoch:
+            idx_t = torch.from_numpy(idx)
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(xt[idx_t]), yt[idx_t])
+            loss.backward()
+            opt.step()
+    return time.perf_counter() - start
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    (x_train, y_train), (x_test, y_test) = to.datasets.fashion_mnist.load_data()
+    x_train = x_train.reshape(len(x_train), -1).astype(np.float32) / 255.0
+    x_test = x_test.reshape(len(x_test), -1).astype(np.float32) / 255.0
+    plan = batches(len(x_train), args.batch_size, args.epochs, args.seed)
+    images = sum(len(idx) for epoch in plan for idx in epoch)
+
+    model = build_tinyopt(args.seed)
+    init_state = model.state_dict()
+    t_tiny = train_tinyopt(model, x_train, y_train, plan, args.lr)
+    acc_tiny = accuracy_tinyopt(model, x_test, y_test)
+    rows = [("tinyopt", t_tiny, images / t_tiny, acc_tiny)]
+
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+        tm = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+        with torch.no_grad():
+            for (name, p) in tm.named_parameters():
+                p.copy_(torch.from_numpy(init_state[name]))
+        t_torch = train_torch(torch, tm, x_train, y_train, plan, args.lr)
+        with torch.no_grad():
+            acc_torch = float((tm(torch.from_numpy(x_test)).argmax(1).numpy() == y_test).mean())
+        rows.append((f"torch {torch.__version__} ({args.threads} threads)", t_torch, images / t_torch, acc_torch))
+
+    print(f"MLP 784-256-10, SGD lr={args.lr}, batch {args.batch_size}, {args.epochs} epochs, {platform.processor() or platform.machine()}")
+    print(f"{'framework':<32} {'train s':>8} {'images/s':>10} {'test acc':>9}")
+    for name, t, ips, acc in rows:
+        print(f"{name:<32} {t:>8.2f} {ips:>10.0f} {acc:>9.4f}")
+    if len(rows) == 2:
+        print(f"throughput ratio tinyopt/torch: {rows[0][2] / rows[1][2]:.2f}x")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
