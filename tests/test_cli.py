@@ -1,0 +1,192 @@
+"""The training loop (tinyopt.train) and the `tinyopt` command: end to end in temp folders.
+
+In-process tests use small synthetic data; subprocess tests run the real command on slices of
+Fashion-MNIST (skipped when the data set is not installed)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tinyopt import cli
+from tinyopt.checkpoint import load
+from tinyopt.train import ConfigError, TrainConfig, TrainingDiverged, run
+
+
+def have_fashion_mnist():
+    from tinyopt.datasets import fashion_mnist
+
+    try:
+        for name in fashion_mnist.FILES:
+            fashion_mnist.find_file(name)
+    except fashion_mnist.DatasetError:
+        return False
+    return True
+
+
+needs_data = pytest.mark.skipif(not have_fashion_mnist(), reason="Fashion-MNIST is not installed")
+
+
+def synthetic(seed=0, n=300, d=20, classes=4):
+    g = np.random.default_rng(seed)
+    centers = g.normal(scale=2.0, size=(classes, d))
+    def split(m):
+        y = g.integers(0, classes, size=m)
+        return (centers[y] + g.normal(size=(m, d))).astype(np.float32), y.astype(np.int64)
+    return split(n), split(80), split(80)
+
+
+def tinyopt(*args, cwd, timeout=300):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("DISPLAY", None)
+    return subprocess.run([sys.executable, "-m", "tinyopt", *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+# ----------------------------------------------------------------------------- tinyopt.train in-process
+
+
+def test_run_writes_metrics_checkpoint_and_plots(tmp_path):
+    config = TrainConfig(model="mlp", optimizer="momentum", lr=0.05, schedule="cosine", epochs=3, batch_size=32)
+    result = run(config, tmp_path, data=synthetic(), verbose=0)
+    records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    assert len(records[0]["lr_steps"]) == 10 and records[0]["lr_steps"][0] == pytest.approx(0.05)
+    lrs = [lr for r in records for lr in r["lr_steps"]]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # cosine decreases
+    ckpt = load(tmp_path / "checkpoint.npz")
+    assert ckpt["epoch"] == 3 and ckpt["global_step"] == 30 and isinstance(ckpt["rng"], np.random.Generator)
+    assert result.test_accuracy > 0.8
+    for png in ("curves.png", "lr.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "config.json").read_text())["schedule"] == "cosine"
+
+
+@pytest.mark.parametrize("optimizer,schedule", [("adam", "onecycle"), ("nesterov", "plateau"), ("rmsprop", "step")])
+def test_resume_is_bit_identical(tmp_path, optimizer, schedule):
+    data = synthetic(1)
+    config = dict(model="mlp", optimizer=optimizer, schedule=schedule, epochs=4, batch_size=32, seed=3)
+    full = run(TrainConfig(**config), tmp_path / "full", data=data, verbose=0, plots=False)
+    run(TrainConfig(**config), tmp_path / "cut", data=data, verbose=0, plots=False, stop_after_epoch=2)
+    assert load(tmp_path / "cut" / "checkpoint.npz")["epoch"] == 2
+    resumed = run(None, tmp_path / "cut", resume=True, data=data, verbose=0, plots=False)
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]  # noqa: E731
+    assert strip(resumed.history) == strip(full.history)
+    a, b = load(tmp_path / "full" / "checkpoint.npz"), load(tmp_path / "cut" / "checkpoint.npz")
+    for key in a["model"]:
+        assert np.array_equal(a["model"][key], b["model"][key]), key
+    assert a["scheduler"] == b["scheduler"]
+    np.testing.assert_array_equal(a["rng"].random(4), b["rng"].random(4))
+
+
+def test_nan_loss_is_reported_with_its_step(tmp_path):
+    with pytest.raises(TrainingDiverged, match=r"at epoch 1, step \d+ .*learning rate 1e\+12.*--lr 1e\+11"):
+        run(TrainConfig(optimizer="sgd", lr=1e12, epochs=2, batch_size=16), tmp_path, data=synthetic(), verbose=0)
+
+
+def test_bad_config_values_name_the_allowed_ones(tmp_path):
+    with pytest.raises(ConfigError, match="--schedule 'cos' is not one of: none, step, exp"):
+        run(TrainConfig(schedule="cos"), tmp_path, data=synthetic(), verbose=0)
+    with pytest.raises(ConfigError, match="no config.json"):
+        run(None, tmp_path / "empty", resume=True, data=synthetic(), verbose=0)
+
+
+def test_resume_refuses_a_new_epoch_count_with_a_planned_schedule(tmp_path):
+    run(TrainConfig(schedule="cosine", epochs=2), tmp_path, data=synthetic(), verbose=0, plots=False, stop_after_epoch=1)
+    with pytest.raises(ConfigError, match="planned for 2 epochs"):
+        run(TrainConfig(epochs=5), tmp_path, resume=True, data=synthetic(), verbose=0)
+
+
+# ----------------------------------------------------------------------------- the command, errors
+
+
+def test_bad_flag_value_is_one_line_naming_the_choices(tmp_path, capsys):
+    assert cli.main(["train", "--optimizer", "adamm"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'adamm'" in err and "'adamw'" in err and "Traceback" not in err
+    assert cli.main(["train", "--epochs", "zero"]) == 2
+    assert "expected a whole number" in capsys.readouterr().err
+    assert cli.main(["eval", str(tmp_path)]) == 2
+    assert "is not a training run" in capsys.readouterr().err
+
+
+def test_missing_dataset_says_how_to_install(tmp_path, monkeypatch, capsys):
+    from tinyopt.datasets import fashion_mnist
+
+    monkeypatch.setattr(fashion_mnist, "search_dirs", lambda path=None: [tmp_path])
+    assert cli.main(["train", "--out", str(tmp_path / "run"), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "apt-get install dataset-fashion-mnist" in err
+
+
+def test_verify_and_quantize_delegate_or_say_they_are_missing(capsys):
+    import importlib.util
+
+    for command, module in (("verify", "tinyopt.verify"), ("quantize", "tinyopt.quant.cli")):
+        try:
+            present = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            present = False
+        if present:
+            continue
+        assert cli.main([command]) == 2
+        err = capsys.readouterr().err
+        assert f"{module} is not part of this tinyopt version" in err and len(err.strip().splitlines()) == 1
+
+
+def test_tour_plugin_hook_adds_rows(monkeypatch):
+    rows = cli.summary_table([("a", "1"), ("longer label", "value")]).splitlines()
+    assert rows[1] == "a            | 1" and rows[2] == "longer label | value"
+    assert "tinyopt.quant.tour" in cli.TOUR_PLUGINS
+
+
+# ----------------------------------------------------------------------------- the command, end to end
+
+
+@needs_data
+def test_cli_train_eval_and_resume_end_to_end(tmp_path):
+    common = ["--model", "mlp", "--optimizer", "adam", "--schedule", "linear", "--epochs", "2", "--batch-size", "64",
+              "--train-size", "400", "--test-size", "200", "--seed", "1"]
+    full = tinyopt("train", *common, "--out", tmp_path / "full", cwd=tmp_path)
+    assert full.returncode == 0, full.stderr
+    assert "epoch 2/2" in full.stdout and "test accuracy" in full.stdout
+    for name in ("metrics.jsonl", "checkpoint.npz", "config.json", "curves.png", "lr.png"):
+        assert (tmp_path / "full" / name).is_file(), name
+
+    cut = tinyopt("train", *common, "--out", tmp_path / "cut", "--stop-after-epoch", "1", cwd=tmp_path)
+    assert cut.returncode == 0 and "epoch 2/2" not in cut.stdout
+    resumed = tinyopt("train", "--resume", tmp_path / "cut", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout and "epoch 2/2" in resumed.stdout
+    a, b = load(tmp_path / "full" / "checkpoint.npz"), load(tmp_path / "cut" / "checkpoint.npz")
+    for key in a["model"]:
+        assert np.array_equal(a["model"][key], b["model"][key]), key
+
+    ev = tinyopt("eval", tmp_path / "full", cwd=tmp_path)
+    assert ev.returncode == 0, ev.stderr
+    acc = float(ev.stdout.split("test accuracy ")[1].split()[0])
+    assert 0.5 < acc <= 1.0
+    assert "true \\ pred" in ev.stdout and (tmp_path / "full" / "confusion.png").is_file()
+    saved = json.loads((tmp_path / "full" / "eval.json").read_text())
+    assert np.sum(saved["confusion"]) == 200 and np.trace(saved["confusion"]) == round(acc * 200)
+
+
+@needs_data
+def test_cli_tour_small_slice(tmp_path):
+    res = tinyopt("tour", "--fast", "--train-size", "300", "--out", tmp_path / "tour", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "test accuracy" in res.stdout and "lenet5" in res.stdout
+    for name in ("curves.png", "lr.png", "confusion.png", "metrics.jsonl"):
+        assert (tmp_path / "tour" / name).is_file(), name
+
+
+@needs_data
+@pytest.mark.slow
+def test_cli_tour_fast_as_ci_runs_it(tmp_path):
+    res = tinyopt("tour", "--fast", "--out", tmp_path / "tour", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    acc = float(res.stdout.split("test accuracy")[-1].split("|")[1].split()[0])
+    assert acc > 0.6

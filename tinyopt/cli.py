@@ -1,0 +1,291 @@
+"""The `tinyopt` command (also `python -m tinyopt`).
+
+    tinyopt train --model {mlp,lenet5,cnn} --optimizer {sgd,momentum,nesterov,adagrad,rmsprop,adam,adamw}
+                  --lr LR --schedule {none,step,exp,cosine,linear,onecycle,plateau} --epochs N
+                  --batch-size B --weight-decay WD --seed S --out DIR
+    tinyopt train --resume DIR [--epochs N]      continue a stopped run bit for bit
+    tinyopt eval DIR                              test accuracy and confusion matrix (also confusion.png)
+    tinyopt tour [--fast]                         the guided tour: train the default CNN, summary, plots
+    tinyopt verify ... / tinyopt quantize ...     provided by tinyopt.verify / tinyopt.quant when installed
+
+A user mistake (a bad flag value, a missing data set, a folder that is not a run) prints one line
+saying what to do and exits with status 2; a diverging run (NaN loss) exits with status 1 naming
+the step. Only bugs in tinyopt itself show a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+EXIT_USAGE, EXIT_DIVERGED = 2, 1
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are a single line (the usage block is available with --help)."""
+
+    def error(self, message):
+        raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tinyopt.train import DEFAULT_LR, MODELS, OPTIMIZERS, SCHEDULES
+
+    parser = _Parser(prog="tinyopt", description="Train, evaluate and explore small networks on Fashion-MNIST.")
+    sub = parser.add_subparsers(dest="command", metavar="{train,eval,tour,verify,quantize}", parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model, writing metrics.jsonl, checkpoint.npz and plots into --out")
+    t.add_argument("--model", choices=MODELS, default="mlp")
+    t.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    t.add_argument("--lr", type=_float, default=None,
+                   help="learning rate (default per optimizer: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
+    t.add_argument("--schedule", choices=SCHEDULES, default="none", help="learning-rate schedule (see tinyopt/train.py)")
+    t.add_argument("--epochs", type=_positive_int, default=None, help="default 5")
+    t.add_argument("--batch-size", type=_positive_int, default=64)
+    t.add_argument("--weight-decay", type=_float, default=0.0)
+    t.add_argument("--momentum", type=_float, default=0.9, help="μ for --optimizer momentum/nesterov")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--train-size", type=_positive_int, default=None, help="use the first N training images")
+    t.add_argument("--test-size", type=_positive_int, default=None, help="use the first N test images")
+    t.add_argument("--out", type=Path, default=None, help="run folder (default runs/<model>-<optimizer>)")
+    t.add_argument("--resume", type=Path, default=None, metavar="DIR", help="continue the run saved in DIR")
+    t.add_argument("--data", type=Path, default=None, help="folder with the Fashion-MNIST .gz files")
+    t.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    t.add_argument("--stop-after-epoch", type=_positive_int, default=None, help=argparse.SUPPRESS)  # simulates an interruption
+
+    e = sub.add_parser("eval", help="test accuracy and confusion matrix of a trained run")
+    e.add_argument("run", type=Path, metavar="DIR")
+    e.add_argument("--test-size", type=_positive_int, default=None, help="use the first N test images")
+    e.add_argument("--data", type=Path, default=None)
+
+    tour = sub.add_parser("tour", help="the guided tour: train the default CNN, print a summary, write plots")
+    tour.add_argument("--fast", action="store_true", help="a small slice and one epoch (under a minute), for CI")
+    tour.add_argument("--out", type=Path, default=Path("runs/tour"))
+    tour.add_argument("--epochs", type=_positive_int, default=None)
+    tour.add_argument("--train-size", type=_positive_int, default=None)
+    tour.add_argument("--model", choices=MODELS, default=None, help="default: lenet5")
+    tour.add_argument("--data", type=Path, default=None)
+
+    for name, module in (("verify", "tinyopt.verify"), ("quantize", "tinyopt.quant.cli")):
+        p = sub.add_parser(name, help=f"run {module}.main (arguments are passed on)", add_help=False)
+        p.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def _dataset_error(e) -> UserError:
+    text = str(e)
+    if "not found" in text:
+        return UserError(
+            "Fashion-MNIST not found: install it with `sudo apt-get install dataset-fashion-mnist`, or put the four "
+            ".gz files from https://github.com/zalandoresearch/fashion-mnist into ~/.cache/tinyopt or $TINYOPT_DATA"
+        )
+    return UserError(text.splitlines()[0])
+
+
+def cmd_train(args) -> int:
+    from tinyopt.train import TrainConfig, run
+
+    if args.resume is not None:
+        if args.out is not None and args.out != args.resume:
+            raise UserError("give either --out DIR (a new run) or --resume DIR (continue one), not both")
+        override = TrainConfig(epochs=args.epochs) if args.epochs is not None else None
+        result = run(override, args.resume, resume=True, verbose=0 if args.quiet else 1, data_path=args.data,
+                     stop_after_epoch=args.stop_after_epoch)
+    else:
+        config = TrainConfig(model=args.model, optimizer=args.optimizer, lr=args.lr, schedule=args.schedule,
+                             epochs=args.epochs or 5, batch_size=args.batch_size, weight_decay=args.weight_decay,
+                             momentum=args.momentum, seed=args.seed, train_size=args.train_size,
+                             test_size=args.test_size)
+        out = args.out or Path("runs") / f"{args.model}-{args.optimizer}"
+        result = run(config, out, verbose=0 if args.quiet else 1, data_path=args.data,
+                     stop_after_epoch=args.stop_after_epoch)
+    if result.test_accuracy is not None:
+        print(f"test accuracy {result.test_accuracy:.4f} (loss {result.test_loss:.4f}); run folder: {result.out}")
+    return 0
+
+
+def format_confusion(counts, names) -> str:
+    """A text table of a confusion matrix (rows: true class, columns: predicted)."""
+    short = [n.split("/")[0][:7] for n in names]
+    width = max(7, len(str(counts.max())) + 1)
+    lines = ["true \\ pred".ljust(12) + "".join(s.rjust(width + 1) for s in short)]
+    for name, row in zip(short, counts):
+        lines.append(name.ljust(12) + "".join(str(v).rjust(width + 1) for v in row))
+    return "\n".join(lines)
+
+
+def cmd_eval(args) -> int:
+    import numpy as np
+
+    from tinyopt import plot
+    from tinyopt.datasets.fashion_mnist import CLASS_NAMES
+    from tinyopt.train import evaluate, load_data, load_run
+
+    config, model = load_run(args.run)
+    if args.test_size is not None:
+        config.test_size = args.test_size
+    _, _, (x_test, y_test) = load_data(config, args.data)
+    loss, acc, pred = evaluate(model, x_test, y_test)
+    counts = plot.confusion_counts(y_test, pred, num_classes=len(CLASS_NAMES))
+    print(f"test accuracy {acc:.4f}  (loss {loss:.4f}, {len(y_test)} images, model {config.model})")
+    print(format_confusion(counts, CLASS_NAMES))
+    plot.confusion_matrix(y_test, pred, class_names=CLASS_NAMES, save=args.run / "confusion.png", close=True)
+    (args.run / "eval.json").write_text(json.dumps({"test_loss": loss, "test_accuracy": acc, "n": int(len(y_test)),
+                                                    "confusion": counts.tolist()}) + "\n")
+    print(f"wrote {args.run / 'confusion.png'}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- the tour
+
+# Later steps of the tour (compression, quantization) live in their own packages: each module listed
+# here, if it can be imported, provides `tour_step(ctx) -> list[(label, value)]`, called after
+# training with ctx = {"model", "config", "result", "data", "out", "fast"}; its rows are added to
+# the summary table. A module that is not there yet is skipped.
+TOUR_PLUGINS = ("tinyopt.quant.tour",)
+
+
+def tour_settings(fast: bool, model=None, epochs=None, train_size=None):
+    """The tour's training settings: LeNet-5 with Adam and a one-cycle schedule on 12,000 images for
+    2 epochs, batch 64 (a few minutes on 2 cores); `--fast`: 2,000 images, 1 epoch, batch 32, a cosine
+    schedule, 1,000 test images (under a minute)."""
+    from tinyopt.train import TrainConfig
+
+    return TrainConfig(model=model or "lenet5", optimizer="adam", lr=2e-3, schedule="cosine" if fast else "onecycle",
+                       epochs=epochs or (1 if fast else 2), batch_size=32 if fast else 64,
+                       train_size=train_size or (2000 if fast else 12000), test_size=1000 if fast else None,
+                       val_fraction=0.1, seed=0)
+
+
+def cmd_tour(args) -> int:
+    from tinyopt import plot
+    from tinyopt.datasets.fashion_mnist import CLASS_NAMES
+    from tinyopt.train import evaluate, load_data, run
+
+    config = tour_settings(args.fast, args.model, args.epochs, args.train_size)
+    print(f"tinyopt tour{' --fast' if args.fast else ''}: {config.model} on Fashion-MNIST "
+          f"({config.train_size} training images, {config.epochs} epoch(s), {config.optimizer}, {config.schedule} schedule)")
+    try:  # compile the Numba conv/pool kernels once, up front, so the first epoch's time is honest
+        from tinyopt import warmup
+
+        warmup.warmup()
+    except ImportError:  # pragma: no cover - older engine
+        pass
+    data = load_data(config, args.data)
+    t0 = time.perf_counter()
+    result = run(config, args.out, data=data, verbose=1)
+    _, _, (x_test, y_test) = data
+    _, _, pred = evaluate(result.model, x_test, y_test)
+    plot.confusion_matrix(y_test, pred, class_names=CLASS_NAMES, save=args.out / "confusion.png", close=True)
+    last = result.history[-1]
+    rows = [
+        ("model", f"{config.model} ({result.model.num_parameters():,} parameters)"),
+        ("optimizer / schedule", f"{config.optimizer}, lr {config.learning_rate:g}, {config.schedule}"),
+        ("training images / epochs", f"{len(data[0][0]):,} / {config.epochs}"),
+        ("train loss / accuracy", f"{last['train_loss']:.4f} / {last['train_accuracy']:.4f}"),
+        ("validation accuracy", f"{last['val_accuracy']:.4f}"),
+        ("test accuracy", f"{result.test_accuracy:.4f} ({len(y_test):,} images)"),
+        ("training time", f"{time.perf_counter() - t0:.1f} s"),
+    ]
+    ctx = {"model": result.model, "config": config, "result": result, "data": data, "out": args.out, "fast": args.fast}
+    for name in TOUR_PLUGINS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name and name.startswith(e.name):
+                continue  # that part of tinyopt is not there yet
+            raise
+        rows += list(module.tour_step(ctx))
+    print(summary_table(rows))
+    print(f"plots: {args.out / 'curves.png'}, {args.out / 'lr.png'}, {args.out / 'confusion.png'}")
+    return 0
+
+
+def summary_table(rows) -> str:
+    width = max(len(label) for label, _ in rows)
+    line = "-" * (width + 3 + max(len(str(v)) for _, v in rows))
+    return "\n".join([line] + [f"{label.ljust(width)} | {value}" for label, value in rows] + [line])
+
+
+# ----------------------------------------------------------------------------- delegated commands
+
+
+def _delegate(module_name: str, argv) -> int:
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and module_name.startswith(e.name):
+            raise UserError(f"{module_name} is not part of this tinyopt version yet; update tinyopt to use this command") from None
+        raise
+    main = getattr(module, "main", None)
+    if main is None:
+        raise UserError(f"{module_name} has no main(); update tinyopt to use this command")
+    code = main(list(argv))
+    return 0 if code is None else int(code)
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def main(argv=None) -> int:
+    """Run the command line `argv` (default sys.argv[1:]); returns the exit status."""
+    from tinyopt.checkpoint import CheckpointError
+    from tinyopt.datasets.fashion_mnist import DatasetError
+    from tinyopt.train import ConfigError, TrainingDiverged
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in ("verify", "quantize"):
+            return _delegate("tinyopt.verify" if argv[0] == "verify" else "tinyopt.quant.cli", argv[1:])
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return EXIT_USAGE
+        return {"train": cmd_train, "eval": cmd_eval, "tour": cmd_tour}[args.command](args)
+    except UserError as e:
+        print(f"tinyopt: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ConfigError, CheckpointError) as e:
+        print(f"tinyopt: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return EXIT_USAGE
+    except DatasetError as e:
+        print(f"tinyopt: error: {_dataset_error(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    except TrainingDiverged as e:
+        print(f"tinyopt: training diverged: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except KeyboardInterrupt:
+        print("tinyopt: interrupted; continue a training run with `tinyopt train --resume DIR`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
