@@ -174,13 +174,13 @@ TOUR_PLUGINS = ("tinyopt.quant.tour",)
 
 def tour_settings(fast: bool, model=None, epochs=None, train_size=None):
     """The tour's training settings: LeNet-5 with Adam and a one-cycle schedule on 12,000 images for
-    2 epochs, batch 64 (a few minutes on 2 cores); `--fast`: 2,000 images, 1 epoch, batch 32, a cosine
+    2 epochs, batch 64 (a few minutes on 2 cores); `--fast`: 4,000 images, 1 epoch, batch 32, a cosine
     schedule, 1,000 test images (under a minute)."""
     from tinyopt.train import TrainConfig
 
     return TrainConfig(model=model or "lenet5", optimizer="adam", lr=2e-3, schedule="cosine" if fast else "onecycle",
                        epochs=epochs or (1 if fast else 2), batch_size=32 if fast else 64,
-                       train_size=train_size or (2000 if fast else 12000), test_size=1000 if fast else None,
+                       train_size=train_size or (4000 if fast else 12000), test_size=1000 if fast else None,
                        val_fraction=0.1, seed=0)
 
 

@@ -350,11 +350,12 @@ class Sequential(Module):
                 f"model {self.name!r} is not built yet: give the first layer input_shape=..., call "
                 "model.build((None, ...)), or fit it once"
             )
-        cols = (29, 26, 10)
+        labels = [f"{layer.name} ({type(layer).__name__})" for layer in self.layers]
+        cols = (max([29] + [len(label) + 2 for label in labels]), 26, 10)
+        line_length = max(line_length, sum(cols))
         rows = [f'Model: "{self.name}"', "_" * line_length,
                 f"{'Layer (type)':<{cols[0]}}{'Output Shape':<{cols[1]}}{'Param #':>{cols[2]}}", "=" * line_length]
-        for i, layer in enumerate(self.layers):
-            label = f"{layer.name} ({type(layer).__name__})"
+        for i, (layer, label) in enumerate(zip(self.layers, labels)):
             shape = str((None,) + tuple(layer.output_shape))
             rows.append(f"{label:<{cols[0]}}{shape:<{cols[1]}}{layer.count_params():>{cols[2]},}")
             rows.append("_" * line_length if i < len(self.layers) - 1 else "=" * line_length)
