@@ -289,6 +289,33 @@ def test_state_dict_round_trip_continues_identically(name):
     np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("name", sorted(CASES) + ["ReduceLROnPlateau"])
+def test_checkpoint_file_round_trip_continues_identically(name, tmp_path):
+    """Through tinyopt.checkpoint (.npz + JSON, no pickle): every scheduler's state must be made
+    of plain values, and come back in a form the scheduler still works with."""
+    from tinyopt import checkpoint
+
+    if name == "ReduceLROnPlateau":
+        factory, epochs = (lambda L, opt: L.ReduceLROnPlateau(opt, patience=2, cooldown=1, factor=0.5)), 40
+        metrics = np.concatenate([np.linspace(1, 0.5, 10), np.full(30, 0.5)])
+    else:
+        (factory, epochs), metrics = CASES[name], None
+    k = epochs // 3
+    opt = make_optimizer()
+    sched = factory(L, opt)
+    run(sched, opt, k, metrics=metrics)
+    checkpoint.save({"optimizer": opt, "scheduler": sched}, tmp_path / "ckpt.npz")
+    expected = run(sched, opt, epochs - k, metrics=None if metrics is None else metrics[k:])
+
+    opt2 = make_optimizer()
+    sched2 = factory(L, opt2)
+    checkpoint.restore(tmp_path / "ckpt.npz", optimizer=opt2, scheduler=sched2)
+    got = run(sched2, opt2, epochs - k, metrics=None if metrics is None else metrics[k:])
+    np.testing.assert_array_equal(got, expected)
+    if hasattr(sched2, "_get_closed_form_lr"):
+        np.testing.assert_allclose(sched2._get_closed_form_lr(), sched2.get_last_lr(), rtol=1e-12, atol=1e-15)
+
+
 def test_state_dict_is_a_copy_and_keeps_callable_objects_attributes():
     class Decay:
         def __init__(self, gamma):

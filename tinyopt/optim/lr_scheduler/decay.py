@@ -154,6 +154,11 @@ class MultiStepLR(LRScheduler):
             return _group_values(self.optimizer, "lr")
         return [group["lr"] * self.gamma ** self.milestones[t] for group in self.optimizer.param_groups]
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        # a checkpoint file stores the Counter as a plain dict (possibly with string keys)
+        self.milestones = Counter({int(m): int(c) for m, c in self.milestones.items()})
+
     def _get_closed_form_lr(self) -> list:
         milestones = sorted(self.milestones.elements())
         t = self.last_epoch
