@@ -94,6 +94,11 @@ CASES = {
     "ChainedScheduler": (
         lambda L, opt: L.ChainedScheduler([L.ConstantLR(opt, factor=0.1, total_iters=2),
                                            L.ExponentialLR(opt, gamma=0.9)]), 20),
+    "ChainedScheduler-of-SequentialLR": (
+        lambda L, opt: L.ChainedScheduler([
+            L.SequentialLR(opt, [L.LinearLR(opt, start_factor=0.5, total_iters=4), L.StepLR(opt, 3, gamma=0.7)],
+                           milestones=[4]),
+            L.MultiStepLR(opt, milestones=[6, 10], gamma=0.5)]), 25),
 }
 
 

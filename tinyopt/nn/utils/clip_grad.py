@@ -41,7 +41,10 @@ def _as_list(tensors) -> list:
 
 def _vector_norm(x: np.ndarray, p: float):
     """‖x‖_p of the flattened array, in x's dtype (a NumPy scalar)."""
-    a = np.abs(np.ravel(x))
+    x = np.ravel(x)
+    if p == 2:
+        return np.sqrt(np.dot(x, x))  # no |x| needed: saves a pass over memory on the common path
+    a = np.abs(x)
     if p == math.inf:
         return a.max(initial=0).astype(a.dtype)
     if p == -math.inf:
@@ -52,8 +55,6 @@ def _vector_norm(x: np.ndarray, p: float):
         return a.dtype.type(np.count_nonzero(a))
     if p == 1:
         return a.sum(dtype=a.dtype)
-    if p == 2:
-        return np.sqrt(np.dot(a, a))
     return np.power(np.sum(np.power(a, p)), 1.0 / p).astype(a.dtype)
 
 
