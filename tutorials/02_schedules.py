@@ -266,7 +266,7 @@ for loss in val_loss:
     plateau.step(loss)
     plateau_lrs.append(plateau.get_last_lr()[0])
 plot.lr_schedule({"lr": np.array(plateau_lrs) / eta_0, "val loss": val_loss},
-                 title="ReduceLROnPlateau(factor=0.5, patience=3, cooldown=2): lr / η₀ and the metric",
+                 title="ReduceLROnPlateau: lr / η₀ and the metric",
                  save=OUT / "plateau.png", close=True)
 cuts = [e for e in range(1, len(plateau_lrs)) if plateau_lrs[e] < plateau_lrs[e - 1]]
 print("reductions at epochs", cuts)
@@ -299,7 +299,7 @@ print(f"{n_train} training images, {epochs} epochs of {batches_per_epoch} batche
 def make_scheduler(schedule, optimizer, lr):
     if schedule == "constant":
         return None
-    if schedule == "step":  # per epoch: ×0.2 halfway through
+    if schedule == "step":  # per epoch: ×0.2 every ⌊epochs/2⌋ epochs
         return L.StepLR(optimizer, step_size=max(1, epochs // 2), gamma=0.2)
     if schedule == "cosine":  # per batch: down to 0 at the last batch
         return L.CosineAnnealingLR(optimizer, T_max=total_steps)
