@@ -32,6 +32,16 @@ class Module:
         if name in self._buffers and not isinstance(value, (Parameter, Module)):
             object.__setattr__(self, name, value)  # a buffer reassigned (e.g. running_mean) stays a buffer
             return
+        # Replacing a module (or parameter) by another keeps its place in registration order, as in
+        # torch: Sequential runs its layers in that order, so `seq.0 = new_layer` must stay first.
+        if isinstance(value, Module) and name in self._modules:
+            self._modules[name] = value
+            object.__setattr__(self, name, value)
+            return
+        if isinstance(value, Parameter) and name in self._parameters:
+            self._parameters[name] = value
+            object.__setattr__(self, name, value)
+            return
         for registry in (self._parameters, self._buffers, self._modules):
             registry.pop(name, None)
         if isinstance(value, Parameter):

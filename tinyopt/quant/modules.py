@@ -1,0 +1,439 @@
+"""Quantized layers that run integer-only, and the fused float layers they are made from.
+
+Integer-only Linear / Conv2d (Jacob et al. 2018, §2.2-2.4).  With input x ≈ S_x (q_x − Z_x),
+symmetric per-channel weights W ≈ S_w[o] q_w (Z_w = 0) and output y ≈ S_y (q_y − Z_y):
+
+    acc[o]  = Σ_k (q_x[k] − Z_x) · q_w[o, k]  +  b_q[o]                       int32
+            = Σ_k q_x[k] q_w[o, k]  −  Z_x Σ_k q_w[o, k]  +  b_q[o]           (int8 × int8 matmul kernel)
+    b_q[o]  = round(b[o] / (S_x S_w[o]))                                      bias in int32, scale S_x S_w[o]
+    M[o]    = S_x S_w[o] / S_y  =  M0[o] · 2⁻³¹ · 2⁻ⁿ⁽ᵒ⁾,  M0 ∈ [2³⁰, 2³¹)     fixed-point multiplier
+    q_y[o]  = clamp(Z_y + requantize(acc[o]; M0[o], n[o]), q_lo, q_hi)       `kernels.requantize`
+
+A fused ReLU is the clamp's lower bound q_lo = max(q_min, Z_y) (real 0 is the integer Z_y).
+For a convolution, padding uses the value Z_x (real 0), and the sum runs over (c, i, j).
+Activations between quantized layers travel as `QActivation`s (int8 data + S, Z); max pooling,
+flatten, ReLU and dropout act on the integers directly (`QuantMaxPool2d`, ...), so a CNN runs
+from the first quantize to the final logits without float arithmetic in the data path.  A
+`QActivation` is also a Tensor whose `.data` is the dequantized float array, computed on first
+use, so any float module or loss can consume it.
+
+Activations are int8 (q ∈ [−128, 127]).  A quint8 observer's (S, Z) become int8 by Z ← Z − 128
+(and q ← q − 128): the same reals, the int8 kernel's operand type.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tinyopt.kernels import conv_int8 as KC
+from tinyopt.kernels import matmul_int8 as KM
+from tinyopt.kernels import requantize as KR
+from tinyopt.nn import functional as F
+from tinyopt.nn.conv import Conv2d, conv2d
+from tinyopt.nn.linear import Linear
+from tinyopt.nn.module import Module, ShapeError
+from tinyopt.nn.pooling import max_pool2d
+from tinyopt.quant.affine import QTensor, quantize_array
+from tinyopt.tensor import Tensor
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+# ----------------------------------------------------------------------------- fused float modules
+
+
+class LinearReLU(Module):
+    """Linear followed by ReLU, one module (torch.ao.nn.intrinsic.LinearReLU)."""
+
+    def __init__(self, linear: Linear, relu=None):
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, x):
+        return F.relu(self.linear(x))
+
+
+class ConvReLU2d(Module):
+    """Conv2d followed by ReLU, one module (torch.ao.nn.intrinsic.ConvReLU2d)."""
+
+    def __init__(self, conv: Conv2d, relu=None):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x):
+        return F.relu(self.conv(x))
+
+
+def base_layer(module):
+    """(the Linear/Conv2d inside, whether a ReLU is fused)."""
+    if isinstance(module, LinearReLU):
+        return module.linear, True
+    if isinstance(module, ConvReLU2d):
+        return module.conv, True
+    return module, False
+
+
+# ----------------------------------------------------------------------------- quantized activations
+
+
+class QActivation(Tensor):
+    """int8 activations q with their (S, Z); `.data` is S (q − Z) in float32, computed when asked."""
+
+    def __init__(self, q: np.ndarray, scale: float, zero_point: int):
+        self.q = q
+        self.scale = float(scale)
+        self.zero_point = int(zero_point)
+        self._dequantized = None
+        self.grad = None
+        self._node = None
+        self._retains_grad = False
+        self._requires_grad = False
+
+    @property
+    def data(self):
+        if self._dequantized is None:
+            self._dequantized = ((self.q.astype(np.int32) - self.zero_point).astype(np.float32)
+                                 * np.float32(self.scale))
+        return self._dequantized
+
+    @data.setter
+    def data(self, value):  # pragma: no cover - Tensor API compatibility
+        self._dequantized = np.asarray(value)
+
+    @property
+    def shape(self):
+        return self.q.shape
+
+    @property
+    def ndim(self):
+        return self.q.ndim
+
+    def __repr__(self):
+        return f"QActivation(shape={self.q.shape}, scale={self.scale:.6g}, zero_point={self.zero_point})"
+
+
+def activation_qparams(observer):
+    """(S, Z, q_min, q_max) of an activation observer, moved to int8 if it was quint8."""
+    scale, zp = observer.calculate_qparams()
+    scale, zp = float(scale[0]), int(zp[0])
+    qmin, qmax = observer.quant_min, observer.quant_max
+    if not observer.dtype.signed:
+        zp, qmin, qmax = zp - 128, qmin - 128, qmax - 128
+    if qmin < -128 or qmax > 127:
+        raise ValueError(f"activation range [{qmin}, {qmax}] does not fit int8")
+    return scale, zp, qmin, qmax
+
+
+def quantize_input(x, scale, zero_point, qmin=-128, qmax=127):
+    """A float Tensor → int8 q = clamp(round(x/S + Z)); a QActivation passes through as (q, S, Z)."""
+    if isinstance(x, QActivation):
+        return x.q, x.scale, x.zero_point
+    arr = x.data if isinstance(x, Tensor) else np.asarray(x)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("cannot quantize an input that contains NaN or Inf")
+    return quantize_array(arr, scale, zero_point, qmin, qmax).astype(np.int8), scale, zero_point
+
+
+# ----------------------------------------------------------------------------- integer-only layers
+
+
+class _QuantLayer(Module):
+    """Shared by QuantLinear and QuantConv2d: weights, bias, qparams and the requantization."""
+
+    def _setup(self, w_q: np.ndarray, w_scale: np.ndarray, weight_qdtype, bias, in_qparams, out_qparams, relu, name):
+        self.name = name
+        self.weight_q = QTensor(w_q, w_scale, np.zeros(w_scale.size, np.int64), weight_qdtype, axis=0)
+        self.w_int8 = np.ascontiguousarray(w_q.astype(np.int8))     # compute copy (low-bit values unpacked)
+        self.w_scale = np.asarray(w_scale, np.float64)
+        self.bias = None if bias is None else np.asarray(bias, np.float64)
+        self.w_sum = self.w_int8.reshape(self.w_int8.shape[0], -1).astype(np.int64).sum(axis=1)
+        self.input_scale, self.input_zero_point, self.input_qmin, self.input_qmax = in_qparams
+        self.scale, self.zero_point, qmin, qmax = out_qparams
+        self.relu = bool(relu)
+        self.out_qmin = max(qmin, self.zero_point) if self.relu else qmin
+        self.out_qmax = qmax
+        self._cache = {}
+
+    def requant_params(self, s_x: float, z_x: int):
+        """(b_q − Z_x Σ q_w as int64 [O], M0 [O], n [O]) for input scale S_x and zero point Z_x."""
+        key = (s_x, z_x)
+        if key not in self._cache:
+            acc_scale = s_x * self.w_scale                              # S_x S_w[o]
+            if self.bias is None:
+                b_q = np.zeros(self.w_scale.size, np.int64)
+            else:
+                b_q = np.clip(np.rint(self.bias / acc_scale), INT32_MIN, INT32_MAX).astype(np.int64)
+            offset = b_q - z_x * self.w_sum
+            m0, n = KR.quantize_multiplier(acc_scale / self.scale)      # M = S_x S_w / S_y
+            self._cache[key] = (offset, np.atleast_1d(m0), np.atleast_1d(n), b_q)
+        return self._cache[key]
+
+    def _finish(self, acc: np.ndarray, s_x, z_x, axis):
+        offset, m0, n, _ = self.requant_params(s_x, z_x)
+        shape = [1] * acc.ndim
+        shape[axis] = -1
+        total = acc.astype(np.int64) + offset.reshape(shape)
+        total = np.clip(total, INT32_MIN, INT32_MAX).astype(np.int32)
+        q_y = KR.requantize(total, m0, n, self.zero_point, self.out_qmin, self.out_qmax, axis=axis, out_dtype=np.int8)
+        return QActivation(q_y, self.scale, self.zero_point)
+
+    def weight_nbytes(self) -> int:
+        """Stored weight bytes (packed for < 8 bits) + int32 bias + per-channel scales."""
+        bias_bytes = 0 if self.bias is None else 4 * self.bias.size
+        return self.weight_q.nbytes + bias_bytes + self.weight_q.qparams_nbytes + 16
+
+
+class QuantLinear(_QuantLayer):
+    """Integer-only Linear (+ fused ReLU): int8 in, int8 weights, int32 accumulation, int8 out."""
+
+    def __init__(self, w_q, w_scale, weight_qdtype, bias, in_qparams, out_qparams, relu=False, name=""):
+        super().__init__()
+        self._setup(w_q, w_scale, weight_qdtype, bias, in_qparams, out_qparams, relu, name)
+        self.in_features, self.out_features = w_q.shape[1], w_q.shape[0]
+        self.packed_w = KM.pack_b(np.ascontiguousarray(self.w_int8.T))
+
+    def accumulate(self, x):
+        q_x, s_x, z_x = quantize_input(x, self.input_scale, self.input_zero_point, self.input_qmin, self.input_qmax)
+        if q_x.shape[-1] != self.in_features:
+            raise ShapeError(f"{self.name or 'QuantLinear'} expects input of shape (*, {self.in_features}), "
+                             f"got input of shape {tuple(q_x.shape)}")
+        lead = q_x.shape[:-1]
+        acc = KM.matmul_int8(np.ascontiguousarray(q_x.reshape(-1, self.in_features)), self.packed_w)
+        return acc.reshape(lead + (self.out_features,)), q_x, s_x, z_x
+
+    def forward(self, x):
+        acc, _, s_x, z_x = self.accumulate(x)
+        return self._finish(acc, s_x, z_x, axis=-1)
+
+    def explain(self, x, index):
+        """Step through one output element: index = (row, o) of a 2-D input batch. Returns a dict
+        of every stage (also printed nicely by `format_steps`)."""
+        acc, q_x, s_x, z_x = self.accumulate(x)
+        row, o = index
+        return self._steps(int(acc[row, o]), q_x[row], self.w_int8[o], s_x, z_x, o)
+
+    def _steps(self, raw_acc, x_vals, w_vals, s_x, z_x, o):
+        offset, m0, n, b_q = self.requant_params(s_x, z_x)
+        m0_o, n_o = int(m0[o] if m0.size > 1 else m0[0]), int(n[o] if n.size > 1 else n[0])
+        total = raw_acc + int(offset[o])
+        left, right = max(-n_o, 0), max(n_o, 0)
+        x = int(np.clip(total << left, INT32_MIN, INT32_MAX))
+        y = int(KR.srdhm_reference(np.int64(x), np.int64(m0_o)))
+        z = int(KR.rounding_divide_by_pot_reference(np.int64(y), right))
+        q = int(np.clip(z + self.zero_point, self.out_qmin, self.out_qmax))
+        m_real = s_x * self.w_scale[o] / self.scale
+        float_acc = float(np.dot(x_vals.astype(np.int64) - z_x, w_vals.reshape(-1).astype(np.int64)))
+        real_out = float_acc * s_x * self.w_scale[o] + (0.0 if self.bias is None else self.bias[o])
+        simulated = int(np.clip(np.rint(real_out / self.scale) + self.zero_point, self.out_qmin, self.out_qmax))
+        return {
+            "output_channel": o, "input_scale": s_x, "input_zero_point": z_x, "weight_scale": float(self.w_scale[o]),
+            "sum_qx_qw": raw_acc, "minus_zx_sum_qw": int(-z_x * self.w_sum[o]), "bias_int32": int(b_q[o]),
+            "accumulator": total, "M": float(m_real), "M0": m0_o, "shift": n_o,
+            "M0_as_fraction": m0_o / 2**31, "after_left_shift": x, "after_srdhm": y, "after_rounding_shift": z,
+            "output_zero_point": self.zero_point, "clamp": (self.out_qmin, self.out_qmax), "q_out": q,
+            "real_out": (q - self.zero_point) * self.scale,
+            "float_reference": real_out, "float_simulation_q": simulated,
+        }
+
+    def extra_repr(self):
+        return (f"in_features={self.in_features}, out_features={self.out_features}, weight={self.weight_q.qdtype.name}, "
+                f"scale={self.scale:.4g}, zero_point={self.zero_point}, relu={self.relu}")
+
+
+class QuantConv2d(_QuantLayer):
+    """Integer-only Conv2d (+ fused ReLU) through int8 im2col and the int8 matmul kernel."""
+
+    def __init__(self, w_q, w_scale, weight_qdtype, bias, in_qparams, out_qparams, stride, padding, relu=False, name=""):
+        super().__init__()
+        self._setup(w_q, w_scale, weight_qdtype, bias, in_qparams, out_qparams, relu, name)
+        self.stride, self.padding = stride, padding
+        self.in_channels, self.out_channels = w_q.shape[1], w_q.shape[0]
+        self.kernel_size = w_q.shape[2:]
+        self.packed_w = KC.pack_conv_weight(self.w_int8)
+
+    def accumulate(self, x):
+        q_x, s_x, z_x = quantize_input(x, self.input_scale, self.input_zero_point, self.input_qmin, self.input_qmax)
+        if q_x.ndim != 4 or q_x.shape[1] != self.in_channels:
+            raise ShapeError(f"{self.name or 'QuantConv2d'} expects input of shape (N, {self.in_channels}, H, W), "
+                             f"got input of shape {tuple(q_x.shape)}")
+        acc = KC.conv2d_int8(np.ascontiguousarray(q_x), self.w_int8, self.stride, self.padding, pad_value=z_x,
+                             packed_w=self.packed_w)
+        return acc, q_x, s_x, z_x
+
+    def forward(self, x):
+        acc, _, s_x, z_x = self.accumulate(x)
+        return self._finish(acc, s_x, z_x, axis=1)
+
+    def explain(self, x, index):
+        """Step through output element index = (n, o, y, x)."""
+        acc, q_x, s_x, z_x = self.accumulate(x)
+        b, o, yy, xx = index
+        (ph, pw), (sh, sw) = self.padding, self.stride
+        kh, kw = self.kernel_size
+        padded = np.pad(q_x[b], ((0, 0), (ph, ph), (pw, pw)), constant_values=z_x)
+        patch = padded[:, yy * sh:yy * sh + kh, xx * sw:xx * sw + kw]
+        return QuantLinear._steps(self, int(acc[b, o, yy, xx]), patch.reshape(-1), self.w_int8[o], s_x, z_x, o)
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={tuple(self.kernel_size)}, stride={self.stride}, "
+                f"padding={self.padding}, weight={self.weight_q.qdtype.name}, scale={self.scale:.4g}, "
+                f"zero_point={self.zero_point}, relu={self.relu}")
+
+
+def format_steps(steps: dict) -> str:
+    """The stages of `explain()` as aligned text."""
+    s = steps
+    lines = [
+        f"output channel o = {s['output_channel']}",
+        f"  Σ q_x·q_w                     = {s['sum_qx_qw']}",
+        f"  − Z_x·Σ q_w  (Z_x = {s['input_zero_point']})       = {s['minus_zx_sum_qw']}",
+        f"  + b_q = round(b / (S_x S_w))   = {s['bias_int32']}",
+        f"  accumulator (int32)           = {s['accumulator']}",
+        f"  M = S_x S_w / S_y              = {s['M']:.9g}",
+        f"  M0 = {s['M0']} (= {s['M0_as_fraction']:.9f} · 2³¹), shift n = {s['shift']}",
+        f"  SRDHM(acc·2^max(−n,0), M0)    = {s['after_srdhm']}",
+        f"  rounding shift by max(n, 0)   = {s['after_rounding_shift']}",
+        f"  + Z_y ({s['output_zero_point']}), clamp to {s['clamp']} = {s['q_out']}",
+        f"  float reference: y = {s['float_reference']:.6g} → round(y/S_y) + Z_y = {s['float_simulation_q']}",
+    ]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- dynamic quantization
+
+
+class _DynamicMixin:
+    """Activations quantized per call: (S_x, Z_x) from this batch's min and max (int8 affine),
+    acc as in the static layers, output in float: y = S_x S_w[o] (acc[o]) + b[o]."""
+
+    @staticmethod
+    def batch_qparams(arr):
+        from tinyopt.quant.affine import choose_qparams
+
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("cannot quantize an input that contains NaN or Inf")
+        s, z = choose_qparams(arr.min(), arr.max(), -128, 127)
+        return float(s), int(z)
+
+
+class DynamicQuantLinear(Module, _DynamicMixin):
+    """Linear with int8 weights; activations quantized per batch; float output (torch's dynamic Linear)."""
+
+    def __init__(self, w_q, w_scale, weight_qdtype, bias, name=""):
+        super().__init__()
+        self.name = name
+        self.weight_q = QTensor(w_q, w_scale, np.zeros(w_scale.size, np.int64), weight_qdtype, axis=0)
+        self.w_int8 = np.ascontiguousarray(w_q.astype(np.int8))
+        self.w_scale = np.asarray(w_scale, np.float32)
+        self.bias = None if bias is None else np.asarray(bias, np.float32)
+        self.w_sum = self.w_int8.astype(np.int64).sum(axis=1)
+        self.in_features, self.out_features = w_q.shape[1], w_q.shape[0]
+        self.packed_w = KM.pack_b(np.ascontiguousarray(self.w_int8.T))
+
+    def forward(self, x):
+        arr = x.data if isinstance(x, Tensor) else np.asarray(x)
+        if arr.shape[-1] != self.in_features:
+            raise ShapeError(f"{self.name or 'DynamicQuantLinear'} expects input of shape (*, {self.in_features}), "
+                             f"got input of shape {tuple(arr.shape)}")
+        s_x, z_x = self.batch_qparams(arr)
+        q_x = quantize_array(arr, s_x, z_x, -128, 127).astype(np.int8).reshape(-1, self.in_features)
+        acc = KM.matmul_int8(q_x, self.packed_w).astype(np.int64) - z_x * self.w_sum
+        y = acc.astype(np.float32) * (np.float32(s_x) * self.w_scale)
+        if self.bias is not None:
+            y = y + self.bias
+        return Tensor(y.reshape(arr.shape[:-1] + (self.out_features,)))
+
+    def weight_nbytes(self):
+        return self.weight_q.nbytes + (0 if self.bias is None else 4 * self.bias.size) + self.weight_q.qparams_nbytes
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, weight={self.weight_q.qdtype.name}, dynamic"
+
+
+class DynamicQuantConv2d(Module, _DynamicMixin):
+    """Conv2d with int8 weights; activations quantized per batch; float output."""
+
+    def __init__(self, w_q, w_scale, weight_qdtype, bias, stride, padding, name=""):
+        super().__init__()
+        self.name = name
+        self.weight_q = QTensor(w_q, w_scale, np.zeros(w_scale.size, np.int64), weight_qdtype, axis=0)
+        self.w_int8 = np.ascontiguousarray(w_q.astype(np.int8))
+        self.w_scale = np.asarray(w_scale, np.float32)
+        self.bias = None if bias is None else np.asarray(bias, np.float32)
+        self.w_sum = self.w_int8.reshape(self.w_int8.shape[0], -1).astype(np.int64).sum(axis=1)
+        self.stride, self.padding = stride, padding
+        self.in_channels = w_q.shape[1]
+        self.packed_w = KC.pack_conv_weight(self.w_int8)
+
+    def forward(self, x):
+        arr = x.data if isinstance(x, Tensor) else np.asarray(x)
+        if arr.ndim != 4 or arr.shape[1] != self.in_channels:
+            raise ShapeError(f"{self.name or 'DynamicQuantConv2d'} expects input of shape (N, {self.in_channels}, H, W), "
+                             f"got input of shape {tuple(arr.shape)}")
+        s_x, z_x = self.batch_qparams(arr)
+        q_x = quantize_array(arr, s_x, z_x, -128, 127).astype(np.int8)
+        acc = KC.conv2d_int8(q_x, self.w_int8, self.stride, self.padding, pad_value=z_x, packed_w=self.packed_w)
+        acc = acc.astype(np.int64) - z_x * self.w_sum[None, :, None, None]
+        y = acc.astype(np.float32) * (np.float32(s_x) * self.w_scale)[None, :, None, None]
+        if self.bias is not None:
+            y = y + self.bias[None, :, None, None]
+        return Tensor(y)
+
+    def weight_nbytes(self):
+        return self.weight_q.nbytes + (0 if self.bias is None else 4 * self.bias.size) + self.weight_q.qparams_nbytes
+
+
+# ----------------------------------------------------------------------------- integer pass-through modules
+
+
+class QuantMaxPool2d(Module):
+    """Max pooling on the integers (max commutes with the increasing map q ↦ S(q − Z))."""
+
+    def __init__(self, pool):
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, x):
+        if not isinstance(x, QActivation):
+            return self.pool(x)
+        p = self.pool
+        pooled = max_pool2d(Tensor(x.q.astype(np.float32)), p.kernel_size, p.stride, p.padding, p.dilation, p.ceil_mode)
+        return QActivation(pooled.data.astype(np.int8), x.scale, x.zero_point)
+
+
+class QuantFlatten(Module):
+    def __init__(self, flatten):
+        super().__init__()
+        self.flatten = flatten
+
+    def forward(self, x):
+        if not isinstance(x, QActivation):
+            return self.flatten(x)
+        start = self.flatten.start_dim % x.q.ndim
+        end = self.flatten.end_dim % x.q.ndim
+        shape = x.q.shape[:start] + (-1,) + x.q.shape[end + 1:]
+        return QActivation(x.q.reshape(shape), x.scale, x.zero_point)
+
+
+class QuantReLU(Module):
+    """ReLU on integers: max(q, Z) (Z is the integer for real 0)."""
+
+    def __init__(self, relu=None):
+        super().__init__()
+
+    def forward(self, x):
+        if not isinstance(x, QActivation):
+            return F.relu(x)
+        return QActivation(np.maximum(x.q, np.int8(x.zero_point)), x.scale, x.zero_point)
+
+
+class QuantIdentity(Module):
+    """Identity and evaluation-mode Dropout: the integers pass unchanged."""
+
+    def __init__(self, module=None):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x):
+        if isinstance(x, QActivation) or self.module is None:
+            return x
+        return self.module(x)
