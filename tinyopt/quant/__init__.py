@@ -11,12 +11,25 @@ from tinyopt.quant.affine import (
 from tinyopt.quant.fake_quantize import (
     FakeQuantize, FakeQuantizeFunction, fake_quantize_per_channel_affine, fake_quantize_per_tensor_affine,
 )
+from tinyopt.quant.modules import (
+    ConvReLU2d, DynamicQuantConv2d, DynamicQuantLinear, LinearReLU, QActivation, QuantConv2d, QuantLinear,
+    format_steps,
+)
+from tinyopt.quant.quantize import (
+    QConfig, QuantizationError, convert, default_qat_qconfig, default_qconfig, find_fusable, fold_conv_bn,
+    fuse_known, fuse_modules, get_default_qat_qconfig, get_default_qconfig, model_size_bytes, prepare, prepare_qat,
+    quantize_dynamic, with_args,
+)
 from tinyopt.quant.observer import (
     MinMaxObserver, MovingAverageMinMaxObserver, PercentileObserver, PerChannelMinMaxObserver,
     PlaceholderObserver, per_channel_affine, per_channel_symmetric, per_tensor_affine, per_tensor_symmetric,
 )
 
 __all__ = [
+    "ConvReLU2d", "DynamicQuantConv2d", "DynamicQuantLinear", "LinearReLU", "QActivation", "QConfig",
+    "QuantConv2d", "QuantLinear", "QuantizationError", "convert", "default_qat_qconfig", "default_qconfig",
+    "find_fusable", "fold_conv_bn", "format_steps", "fuse_known", "fuse_modules", "get_default_qat_qconfig",
+    "get_default_qconfig", "model_size_bytes", "prepare", "prepare_qat", "quantize_dynamic", "with_args",
     "FakeQuantize", "FakeQuantizeFunction", "MinMaxObserver", "MovingAverageMinMaxObserver", "PercentileObserver",
     "PerChannelMinMaxObserver", "PlaceholderObserver", "QDTYPES", "QDtype", "QTensor", "as_qdtype",
     "choose_qparams", "dequantize", "fake_quantize_per_channel_affine", "fake_quantize_per_tensor_affine",

@@ -194,7 +194,7 @@ class QuantLinear(_QuantLayer):
     def accumulate(self, x):
         q_x, s_x, z_x = quantize_input(x, self.input_scale, self.input_zero_point, self.input_qmin, self.input_qmax)
         if q_x.shape[-1] != self.in_features:
-            raise ShapeError(f"{self.name or 'QuantLinear'} expects input of shape (*, {self.in_features}), "
+            raise ShapeError(f"QuantLinear {self.name!r} expects input of shape (*, {self.in_features}), "
                              f"got input of shape {tuple(q_x.shape)}")
         lead = q_x.shape[:-1]
         acc = KM.matmul_int8(np.ascontiguousarray(q_x.reshape(-1, self.in_features)), self.packed_w)
@@ -253,7 +253,7 @@ class QuantConv2d(_QuantLayer):
     def accumulate(self, x):
         q_x, s_x, z_x = quantize_input(x, self.input_scale, self.input_zero_point, self.input_qmin, self.input_qmax)
         if q_x.ndim != 4 or q_x.shape[1] != self.in_channels:
-            raise ShapeError(f"{self.name or 'QuantConv2d'} expects input of shape (N, {self.in_channels}, H, W), "
+            raise ShapeError(f"QuantConv2d {self.name!r} expects input of shape (N, {self.in_channels}, H, W), "
                              f"got input of shape {tuple(q_x.shape)}")
         acc = KC.conv2d_int8(np.ascontiguousarray(q_x), self.w_int8, self.stride, self.padding, pad_value=z_x,
                              packed_w=self.packed_w)
@@ -332,7 +332,7 @@ class DynamicQuantLinear(Module, _DynamicMixin):
     def forward(self, x):
         arr = x.data if isinstance(x, Tensor) else np.asarray(x)
         if arr.shape[-1] != self.in_features:
-            raise ShapeError(f"{self.name or 'DynamicQuantLinear'} expects input of shape (*, {self.in_features}), "
+            raise ShapeError(f"DynamicQuantLinear {self.name!r} expects input of shape (*, {self.in_features}), "
                              f"got input of shape {tuple(arr.shape)}")
         s_x, z_x = self.batch_qparams(arr)
         q_x = quantize_array(arr, s_x, z_x, -128, 127).astype(np.int8).reshape(-1, self.in_features)
@@ -367,7 +367,7 @@ class DynamicQuantConv2d(Module, _DynamicMixin):
     def forward(self, x):
         arr = x.data if isinstance(x, Tensor) else np.asarray(x)
         if arr.ndim != 4 or arr.shape[1] != self.in_channels:
-            raise ShapeError(f"{self.name or 'DynamicQuantConv2d'} expects input of shape (N, {self.in_channels}, H, W), "
+            raise ShapeError(f"DynamicQuantConv2d {self.name!r} expects input of shape (N, {self.in_channels}, H, W), "
                              f"got input of shape {tuple(arr.shape)}")
         s_x, z_x = self.batch_qparams(arr)
         q_x = quantize_array(arr, s_x, z_x, -128, 127).astype(np.int8)
