@@ -223,3 +223,18 @@ def test_works_with_a_module_parameters_generator(rng):
     assert total.item() > 1e-3
     assert get_total_norm([p.grad for p in model.parameters()]).item() == pytest.approx(1e-3, rel=1e-3)
     assert parameters_to_vector(model.parameters()).shape == (3 * 4 + 4 + 4 * 2 + 2,)
+
+
+@pytest.mark.parametrize("name", ["clip_grad_norm_", "clip_grad_norm", "clip_grad_value_", "get_total_norm",
+                                  "clip_grads_with_norm_", "parameters_to_vector", "vector_to_parameters"])
+def test_signature_matches_torch(name):
+    import inspect
+
+    import tinyopt.nn.utils as U
+
+    torch = pytest.importorskip("torch")
+
+    def params(fn):
+        return [(p.name, p.default) for p in inspect.signature(fn).parameters.values()]
+
+    assert params(getattr(U, name)) == params(getattr(torch.nn.utils, name))

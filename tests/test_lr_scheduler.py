@@ -574,3 +574,17 @@ def test_random_arguments_match_torch(seed):
         opt, topt = make_optimizer(), make_torch_optimizer(torch)
         np.testing.assert_allclose(run(build(L, opt), opt, epochs),
                                    run(build(torch.optim.lr_scheduler, topt), topt, epochs), rtol=1e-12, atol=1e-16)
+
+
+@pytest.mark.parametrize("name", L.__all__)
+def test_constructor_signature_matches_torch(name):
+    """Same argument names, order and defaults as torch.optim.lr_scheduler (the API a PyTorch
+    user already knows)."""
+    import inspect
+
+    torch = pytest.importorskip("torch")
+
+    def params(cls):
+        return [(p.name, p.default) for p in inspect.signature(cls.__init__).parameters.values()]
+
+    assert params(getattr(L, name)) == params(getattr(torch.optim.lr_scheduler, name))

@@ -16,7 +16,8 @@ Clipping by value (`clip_grad_value_`) clamps every element: g_i ← min(max(g_i
 changes the direction of g.
 
 Both modify `.grad` in place (the same arrays the optimizer will read) and ignore parameters
-whose `.grad` is None.
+whose `.grad` is None. The `foreach` argument is accepted for PyTorch compatibility and ignored
+(NumPy has one CPU implementation).
 """
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def _vector_norm(x: np.ndarray, p: float):
     return np.power(np.sum(np.power(a, p)), 1.0 / p).astype(a.dtype)
 
 
-def get_total_norm(tensors, norm_type: float = 2.0, error_if_nonfinite: bool = False) -> Tensor:
+def get_total_norm(tensors, norm_type: float = 2.0, error_if_nonfinite: bool = False, foreach=None) -> Tensor:
     r"""‖(‖t⁽¹⁾‖_p, …, ‖t⁽ᵏ⁾‖_p)‖_p for ndarrays (or Tensors) t⁽ʲ⁾: the p-norm of all of them
     viewed as one vector. Returns a 0-d Tensor (0.0 for no tensors).
 
@@ -79,7 +80,7 @@ def get_total_norm(tensors, norm_type: float = 2.0, error_if_nonfinite: bool = F
     return Tensor(np.asarray(total, dtype=dtype))
 
 
-def clip_grads_with_norm_(parameters, max_norm: float, total_norm) -> None:
+def clip_grads_with_norm_(parameters, max_norm: float, total_norm, foreach=None) -> None:
     r"""Scale every `.grad` by c = min(max_norm / (total_norm + 10⁻⁶), 1), given the total norm
     (e.g. from `get_total_norm`, possibly reduced across workers). In place."""
     grads = [p.grad for p in _as_list(parameters) if p.grad is not None]
@@ -91,7 +92,8 @@ def clip_grads_with_norm_(parameters, max_norm: float, total_norm) -> None:
         np.multiply(g, c.astype(g.dtype), out=g)
 
 
-def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False) -> Tensor:
+def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False,
+                    foreach=None) -> Tensor:
     r"""Rescale the gradients so that their total p-norm is at most `max_norm` (see the module
     docstring for the formula); returns the total norm *before* clipping, as a 0-d Tensor.
 
@@ -109,13 +111,14 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_i
     return total_norm
 
 
-def clip_grad_norm(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False) -> Tensor:
+def clip_grad_norm(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False,
+                   foreach=None) -> Tensor:
     """Deprecated alias of `clip_grad_norm_` (as in PyTorch)."""
     warnings.warn("`clip_grad_norm` is now deprecated in favor of `clip_grad_norm_`.", FutureWarning, stacklevel=2)
     return clip_grad_norm_(parameters, max_norm, norm_type, error_if_nonfinite)
 
 
-def clip_grad_value_(parameters, clip_value: float) -> None:
+def clip_grad_value_(parameters, clip_value: float, foreach=None) -> None:
     r"""Clamp every gradient element to [−clip_value, clip_value], in place: g_i ← min(max(g_i, −v), v)."""
     v = float(clip_value)
     for p in _as_list(parameters):
