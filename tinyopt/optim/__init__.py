@@ -13,4 +13,4 @@ from tinyopt.optim.adamw import AdamW
 from tinyopt.optim.trace import StepRecord, Trace
 from tinyopt.optim import lr_scheduler
 
-__all__ = ["GD", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Optimizer", "StepRecord", "Trace"]
+__all__ = ["GD", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Optimizer", "StepRecord", "Trace", "lr_scheduler"]

@@ -12,10 +12,19 @@ step, one row per quantity, one column per element:
     ...         loss = f(w); opt.zero_grad(); loss.backward(); opt.step()
     >>> print(tr.table())
     Adam · parameter 0 · shape (2, 3) · elements [0:3] of 6
-    ── t = 1 ──  γ = 0.1  β₁ = 0.9  β₂ = 0.999  ε = 1e-08  1−β₁ᵗ = 0.1  1−β₂ᵗ = 0.001
-      symbol    name            [0]          [1]          [2]
-      θ_{t−1}   theta_prev      0.5         -1.2          2
-      g_t       g               ...
+    ── t = 1 ──  γ = 0.1  β₁ = 0.9  β₂ = 0.999  ε = 1e-08  λ = 0  1−β₁ᵗ = 0.1  1−β₂ᵗ = 0.001
+      symbol   name                [0]          [1]          [2]   meaning
+      θ_{t−1}  theta_prev          0.5         -1.2            2   parameter before the step
+      g_t      g                     1         -2.4            4   gradient (+ λθ for Adam's coupled decay)
+      m_t      m                   0.1        -0.24          0.4   first moment: β₁ m_{t−1} + (1 − β₁) g_t
+      ...
+      γ_eff    lr_eff              0.1    0.0416667        0.025   effective per-element lr γ / (√v̂_t + ε)
+      Δθ_t     update             -0.1          0.1         -0.1   −γ_eff ⊙ m̂_t
+      θ_t      theta               0.4         -1.1          1.9   parameter after the step
+    ── t = 2 ──  ...
+
+The row labels come from the optimizer class's `trace_symbols` list: (code name, math symbol,
+meaning), in the docstring's order.
 
 While a trace is attached, the optimizer runs its readable NumPy formula (the reference path),
 never the fused kernel, so what is printed is what was computed. Recording copies only `k`
