@@ -56,12 +56,10 @@ class Adagrad(Optimizer):
             raise ValueError(f"Invalid epsilon value: {eps}")
         defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, maximize=maximize)
-        super().__init__(params, defaults)
-        for group in self.param_groups:
-            for p in group["params"]:
-                self._init_state(p, group)
+        super().__init__(params, defaults)  # calls add_param_group below for every group
 
     def add_param_group(self, param_group: dict) -> None:
+        """Add a group (see Optimizer) and create its parameters' state at once, like torch."""
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         for p in group["params"]:
