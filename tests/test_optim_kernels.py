@@ -14,42 +14,72 @@ def _arrays(n, dtype, rng, count):
     return [rng.standard_normal(n).astype(dtype) for _ in range(count)]
 
 
-SIZES = [1001, optim_update.PARALLEL_THRESHOLD + 3]  # the single-threaded and the parallel kernel
+# Each public `<op>_numba` picks a single-threaded or a parallel compiled kernel by size; both
+# are tested here directly on small arrays (prange splits any size), and the size switch once.
+SGD_KERNELS = {"serial": optim_update._sgd_serial, "parallel": optim_update._sgd_parallel}
+ADAM_KERNELS = {"serial": optim_update._adam_serial, "parallel": optim_update._adam_parallel}
 
 
-@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("kernel", ["serial", "parallel"])
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-13), (np.float32, 2e-6)])
 @pytest.mark.parametrize("momentum,dampening,weight_decay,nesterov,maximize,first",
                          [(0.0, 0.0, 0.0, False, False, False), (0.9, 0.0, 0.0, False, False, True),
                           (0.9, 0.2, 0.01, False, True, False), (0.8, 0.0, 0.05, True, False, False)])
-def test_sgd_twins_agree(n, dtype, tol, momentum, dampening, weight_decay, nesterov, maximize, first):
+def test_sgd_twins_agree(kernel, dtype, tol, momentum, dampening, weight_decay, nesterov, maximize, first):
     rng = np.random.default_rng(0)
-    param, grad, buf = _arrays(n, dtype, rng, 3)
+    param, grad, buf = _arrays(1001, dtype, rng, 3)
     a = [param.copy(), grad.copy(), buf.copy()]
     b = [param.copy(), grad.copy(), buf.copy()]
     args = (0.05, momentum, dampening, weight_decay, nesterov, maximize, first)
     optim_update.sgd_update_reference(*a, *args)
-    optim_update.sgd_update_numba(*b, *args)
+    SGD_KERNELS[kernel](*b, *args)
     for x, y in zip(a, b):
         np.testing.assert_allclose(x, y, rtol=tol, atol=tol)
     assert not np.array_equal(a[0], param)  # the update happened, in place
 
 
-@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("kernel", ["serial", "parallel"])
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-13), (np.float32, 2e-6)])
 @pytest.mark.parametrize("amsgrad,maximize,coupled,decoupled", list(itertools.product([False, True], [False, True], [0.0, 0.1], [1.0, 0.999])))
-def test_adam_twins_agree(n, dtype, tol, amsgrad, maximize, coupled, decoupled):
+def test_adam_twins_agree(kernel, dtype, tol, amsgrad, maximize, coupled, decoupled):
     rng = np.random.default_rng(1)
-    param, grad, m = _arrays(n, dtype, rng, 3)
-    v, vmax = (np.abs(x) for x in _arrays(n, dtype, rng, 2))
+    param, grad, m = _arrays(777, dtype, rng, 3)
+    v, vmax = (np.abs(x) for x in _arrays(777, dtype, rng, 2))
     a = [x.copy() for x in (param, grad, m, v, vmax)]
     b = [x.copy() for x in (param, grad, m, v, vmax)]
     args = (0.01 / 0.271, np.sqrt(0.003), 0.9, 0.999, 1e-8, coupled, decoupled, amsgrad, maximize)
     optim_update.adam_update_reference(*a, *args)
-    optim_update.adam_update_numba(*b, *args)
+    ADAM_KERNELS[kernel](*b, *args)
     for x, y in zip(a, b):
         np.testing.assert_allclose(x, y, rtol=tol, atol=tol)
     assert not np.array_equal(a[0], param)
+
+
+@pytest.mark.parametrize("n", [1000, optim_update.PARALLEL_THRESHOLD])
+def test_public_numba_ops_agree_on_both_sides_of_the_thread_threshold(n):
+    rng = np.random.default_rng(3)
+    param, grad, m = _arrays(n, np.float64, rng, 3)
+    v = np.abs(rng.standard_normal(n))
+    a, b = [x.copy() for x in (param, grad, m, v)], [x.copy() for x in (param, grad, m, v)]
+    args = (0.01, 0.5, 0.9, 0.999, 1e-8, 0.0, 1.0, False, False)
+    optim_update.adam_update_reference(a[0], a[1], a[2], a[3], a[3][:0], *args)
+    optim_update.adam_update_numba(b[0], b[1], b[2], b[3], b[3][:0], *args)
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-13)
+    a, b = [x.copy() for x in (param, grad, m)], [x.copy() for x in (param, grad, m)]
+    optim_update.sgd_update_reference(*a, 0.1, 0.9, 0.0, 0.0, True, False, False)
+    optim_update.sgd_update_numba(*b, 0.1, 0.9, 0.0, 0.0, True, False, False)
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-13)
+
+
+def test_division_by_zero_gives_nan_like_numpy_and_torch():
+    """eps = 0 and a zero gradient: 0/0. NumPy's (and torch's) answer is nan, not an exception."""
+    a = [np.zeros(4) for _ in range(5)]
+    b = [np.zeros(4) for _ in range(5)]
+    args = (0.1, 1.0, 0.9, 0.999, 0.0, 0.0, 1.0, False, False)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        optim_update.adam_update_reference(*a, *args)
+    optim_update.adam_update_numba(*b, *args)
+    assert np.isnan(a[0]).all() and np.isnan(b[0]).all()
 
 
 def test_fusable():
