@@ -20,10 +20,16 @@ so that, per group g (rows of cols and of w in contiguous blocks),
     dbias[o] = Σ_{n,a,b} dY[o, (n, a, b)]
 
 Why im2col + BLAS and not a direct loop: the three products above are single large float32
-GEMMs that OpenBLAS runs near peak on both cores, while a direct Numba convolution is a 7-deep
-loop that Numba does not vectorise as well; measured on the LeNet and Keras-CNN shapes
-(benchmarks/bench_conv.py) im2col + GEMM was faster for every layer, including the C=1 first
-layer.  The gather (im2col) and scatter-add (col2im) are memory-bound loops: those run in Numba.
+GEMMs that OpenBLAS runs near peak, while a direct convolution is a 7-deep loop that Numba does
+not vectorise as well (see benchmarks/bench_conv.py, which times a direct Numba kernel too).
+The gather (im2col) and scatter-add (col2im) are memory-bound loops: those run in Numba.
+
+Numba practice: `cache=True`, compiled lazily on first call (or by `tinyopt.warmup()`), and no
+`parallel=True`: on the shared 2-core machine a `prange` version was several times *slower*
+(every parallel region ends in a barrier that waits for a descheduled thread, and its threads
+competed with OpenBLAS's), so the loops are serial and the cores go to the GEMMs.  Inner loops
+carry no bounds tests: `_valid_range` computes, per kernel offset, the output rows/columns that
+read inside the input, and the padding is written as zeros around them.
 
 Each loop exists twice with the same signature: `<op>_reference` (NumPy slicing, the readable
 specification) and `<op>_numba`; the public `<op>` dispatches (see `backend.py`).
@@ -62,30 +68,35 @@ def im2col_reference(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     return cols.reshape(c * kh * kw, n * oh * ow)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
+def _valid_range(pad, offset, stride, size, out):
+    """Output positions q in [lo, hi) whose input index q·stride − pad + offset lies in [0, size)."""
+    lo = max(0, -((offset - pad) // stride))  # ⌈(pad − offset) / stride⌉
+    hi = min(out, -((offset - pad - size) // stride))  # ⌈(size + pad − offset) / stride⌉
+    return lo, max(lo, hi)
+
+
+@numba.njit(cache=True)
 def im2col_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     n, c, h, w = x.shape
     cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
-    n_rows = c * kh * kw
-    for r in numba.prange(n_rows):  # one row of cols per (channel, kernel offset): race-free
+    for r in range(c * kh * kw):  # row r of cols is (channel ch, kernel offset i, j)
         ch = r // (kh * kw)
         i = (r // kw) % kh
         j = r % kw
+        a_lo, a_hi = _valid_range(ph, i * dh, sh, h, oh)  # rows a whose input row is inside x
+        q_lo, q_hi = _valid_range(pw, j * dw, sw, w, ow)  # columns likewise: no test in the inner loop
         for b in range(n):
-            base = b * oh * ow
             for a in range(oh):
-                y = a * sh - ph + i * dh
-                k0 = base + a * ow
-                if y < 0 or y >= h:
-                    for q in range(ow):
-                        cols[r, k0 + q] = 0
+                k0 = b * oh * ow + a * ow
+                if a < a_lo or a >= a_hi:
+                    cols[r, k0:k0 + ow] = 0
                     continue
-                for q in range(ow):
-                    xx = q * sw - pw + j * dw
-                    if 0 <= xx < w:
-                        cols[r, k0 + q] = x[b, ch, y, xx]
-                    else:
-                        cols[r, k0 + q] = 0
+                y = a * sh - ph + i * dh
+                cols[r, k0:k0 + q_lo] = 0
+                cols[r, k0 + q_hi:k0 + ow] = 0
+                x0 = q_lo * sw - pw + j * dw
+                cols[r, k0 + q_lo:k0 + q_hi] = x[b, ch, y, x0:x0 + (q_hi - q_lo - 1) * sw + 1:sw]
     return cols
 
 
@@ -111,25 +122,21 @@ def col2im_reference(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     return dx_pad[:, :, ph: ph + h, pw: pw + w]
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def col2im_numba(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     dx = np.zeros((n, c, h, w), dtype=cols.dtype)
-    for t in numba.prange(n * c):  # one (sample, channel) plane per task: race-free
-        b = t // c
-        ch = t % c
-        base = b * oh * ow
-        for i in range(kh):
-            for j in range(kw):
-                r = (ch * kh + i) * kw + j
-                for a in range(oh):
-                    y = a * sh - ph + i * dh
-                    if y < 0 or y >= h:
-                        continue
-                    k0 = base + a * ow
-                    for q in range(ow):
-                        xx = q * sw - pw + j * dw
-                        if 0 <= xx < w:
-                            dx[b, ch, y, xx] += cols[r, k0 + q]
+    for b in range(n):
+        for ch in range(c):
+            for i in range(kh):
+                a_lo, a_hi = _valid_range(ph, i * dh, sh, h, oh)
+                for j in range(kw):
+                    q_lo, q_hi = _valid_range(pw, j * dw, sw, w, ow)
+                    r = (ch * kh + i) * kw + j
+                    for a in range(a_lo, a_hi):
+                        y = a * sh - ph + i * dh
+                        k0 = b * oh * ow + a * ow
+                        for q in range(q_lo, q_hi):
+                            dx[b, ch, y, q * sw - pw + j * dw] += cols[r, k0 + q]
     return dx
 
 

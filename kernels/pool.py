@@ -65,12 +65,12 @@ def max_pool2d_forward_reference(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     return y, argmax
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def max_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     n, c, h, w = x.shape
     y = np.empty((n, c, oh, ow), dtype=x.dtype)
     argmax = np.empty((n, c, oh, ow), dtype=np.int64)
-    for t in numba.prange(n * c):
+    for t in range(n * c):
         b_ = t // c
         ch = t % c
         for a in range(oh):
@@ -108,11 +108,11 @@ def max_pool2d_backward_reference(grad, argmax, h, w):
     return dx.reshape(n, c, h, w)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def max_pool2d_backward_numba(grad, argmax, h, w):
     n, c, oh, ow = grad.shape
     dx = np.zeros((n, c, h * w), dtype=grad.dtype)
-    for t in numba.prange(n * c):
+    for t in range(n * c):
         b_ = t // c
         ch = t % c
         for a in range(oh):
@@ -154,11 +154,11 @@ def avg_pool2d_forward_reference(x, kh, kw, sh, sw, ph, pw, oh, ow, count_includ
     return y
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def avg_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad, divisor_override):
     n, c, h, w = x.shape
     y = np.empty((n, c, oh, ow), dtype=x.dtype)
-    for t in numba.prange(n * c):
+    for t in range(n * c):
         b_ = t // c
         ch = t % c
         for a in range(oh):
@@ -207,11 +207,11 @@ def avg_pool2d_backward_reference(grad, h, w, kh, kw, sh, sw, ph, pw, count_incl
     return dx
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def avg_pool2d_backward_numba(grad, h, w, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override):
     n, c, oh, ow = grad.shape
     dx = np.zeros((n, c, h, w), dtype=grad.dtype)
-    for t in numba.prange(n * c):
+    for t in range(n * c):
         b_ = t // c
         ch = t % c
         for a in range(oh):

@@ -15,11 +15,16 @@ import numpy as np
 
 from tinyopt.autograd.function import Function
 from tinyopt.kernels import conv as K
+from tinyopt.kernels.memory import tune_malloc
 from tinyopt.nn import init
 from tinyopt.nn.module import Module, ShapeError
 from tinyopt.nn.parameter import Parameter
 from tinyopt.random import resolve
 from tinyopt.tensor import Tensor
+
+# Reuse freed pages for the large per-step temporaries instead of page-faulting fresh ones
+# (kernels/memory.py explains and measures; TINYOPT_MALLOC_TUNING=0 disables).
+tune_malloc()
 
 
 def _pair(value, name: str) -> tuple:
