@@ -40,6 +40,7 @@ def synthetic(seed=0, n=300, d=20, classes=4):
 
 def tinyopt(*args, cwd, timeout=300):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")  # threaded BLAS crawls when the cores are shared
     env.pop("DISPLAY", None)
     return subprocess.run([sys.executable, "-m", "tinyopt", *map(str, args)], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=env)
