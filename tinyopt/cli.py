@@ -142,8 +142,6 @@ def format_confusion(counts, names) -> str:
 
 
 def cmd_eval(args) -> int:
-    import numpy as np
-
     from tinyopt import plot
     from tinyopt.datasets.fashion_mnist import CLASS_NAMES
     from tinyopt.train import evaluate, load_data, load_run
