@@ -82,9 +82,10 @@ def pack_conv_weight(w: np.ndarray) -> PackedB:
     return pack_b(np.ascontiguousarray(w.reshape(w.shape[0], -1).T))
 
 
-def conv2d_int8_numba(x, w, stride=1, padding=0, pad_value=0, packed_w=None):
-    """im2col (Numba) then `matmul_int8_numba`; pass `packed_w = pack_conv_weight(w)` to reuse
-    the packed weight across calls."""
+def conv2d_int8_nhwc_numba(x, w, stride=1, padding=0, pad_value=0, packed_w=None):
+    """im2col (Numba) then `matmul_int8_numba`, the result channels last: int32 [N, Ho, Wo, O]
+    (the matmul's own layout; a quantized layer requantizes it before moving channels first).
+    Pass `packed_w = pack_conv_weight(w)` to reuse the packed weight across calls."""
     _check(x, w)
     sh, sw = _pair(stride)
     n = x.shape[0]
@@ -93,9 +94,21 @@ def conv2d_int8_numba(x, w, stride=1, padding=0, pad_value=0, packed_w=None):
     xp = np.ascontiguousarray(_pad(x, padding, pad_value))
     cols = _im2col(xp, kh, kw, sh, sw, ho, wo)
     b = packed_w if packed_w is not None else pack_conv_weight(w)
-    acc = matmul_int8_numba(cols, b)                       # [N·Ho·Wo, O]
-    return np.ascontiguousarray(acc.reshape(n, ho, wo, o).transpose(0, 3, 1, 2))
+    return matmul_int8_numba(cols, b).reshape(n, ho, wo, o)
+
+
+def conv2d_int8_nhwc_reference(x, w, stride=1, padding=0, pad_value=0, packed_w=None):
+    """The reference result with channels last, int32 [N, Ho, Wo, O]."""
+    return np.ascontiguousarray(conv2d_int8_reference(x, w, stride, padding, pad_value).transpose(0, 2, 3, 1))
+
+
+def conv2d_int8_numba(x, w, stride=1, padding=0, pad_value=0, packed_w=None):
+    """`conv2d_int8_nhwc_numba` moved to channels first: int32 [N, O, Ho, Wo]."""
+    acc = conv2d_int8_nhwc_numba(x, w, stride, padding, pad_value, packed_w)
+    return np.ascontiguousarray(acc.transpose(0, 3, 1, 2))
 
 
 conv2d_int8 = dispatch(conv2d_int8_reference, conv2d_int8_numba)
 conv2d_int8.__doc__ = conv2d_int8_reference.__doc__
+conv2d_int8_nhwc = dispatch(conv2d_int8_nhwc_reference, conv2d_int8_nhwc_numba)
+conv2d_int8_nhwc.__doc__ = conv2d_int8_nhwc_numba.__doc__

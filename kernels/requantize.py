@@ -101,10 +101,12 @@ def _broadcast_channel(v, ndim, axis):
     return v.reshape(shape)
 
 
-def requantize_reference(acc, m0, n, zero_point=0, qmin=-128, qmax=127, axis=-1, out_dtype=np.int8):
+def requantize_reference(acc, m0, n, zero_point=0, qmin=-128, qmax=127, axis=-1, out_dtype=np.int8, offset=None):
     """q = clamp(RDBPOT(SRDHM(acc · 2^max(−n,0), M0), max(n,0)) + Z_out, qmin, qmax) in NumPy int64.
 
     `acc` int32 array; `m0`, `n` scalars or per-channel arrays along `axis`; returns `out_dtype`.
+    `offset` (optional, per channel): added first, acc ← clamp_int32(acc + offset) — the layers'
+    int32 bias and −Z_x Σ q_w terms, fused here to save a pass over the accumulators.
     """
     acc = np.asarray(acc)
     if acc.dtype != np.int32:
@@ -112,9 +114,12 @@ def requantize_reference(acc, m0, n, zero_point=0, qmin=-128, qmax=127, axis=-1,
     axis = axis % acc.ndim if acc.ndim else 0
     m0 = _broadcast_channel(m0, acc.ndim, axis)
     n = _broadcast_channel(n, acc.ndim, axis)
+    total = acc.astype(np.int64)
+    if offset is not None:
+        total = np.clip(total + _broadcast_channel(offset, acc.ndim, axis), INT32_MIN, INT32_MAX)
     left = np.maximum(-n, 0)
     right = np.maximum(n, 0)
-    x = np.clip(acc.astype(np.int64) << left, INT32_MIN, INT32_MAX)
+    x = np.clip(total << left, INT32_MIN, INT32_MAX)
     y = srdhm_reference(x, m0)
     z = rounding_divide_by_pot_reference(y, right)
     return np.clip(z + int(zero_point), qmin, qmax).astype(out_dtype)
@@ -137,58 +142,49 @@ def requantize_float(acc, multiplier, zero_point=0, qmin=-128, qmax=127, axis=-1
 
 @njit(cache=True, inline="always")
 def _requantize_one(acc, m0, n, zero_point, qmin, qmax):
-    """One element, the same steps as the reference, in int64 scalars."""
+    """One element, the reference's steps in int64 scalars.  Only conditional expressions (no if
+    blocks), which LLVM turns into selects, so the loop calling this can be vectorised."""
     left = -n if n < 0 else 0
     right = n if n > 0 else 0
-    x = np.int64(acc) << left
-    if x > INT32_MAX:
-        x = np.int64(INT32_MAX)
-    elif x < INT32_MIN:
-        x = np.int64(INT32_MIN)
-    # SRDHM
-    if x == INT32_MIN and m0 == INT32_MIN:
-        y = np.int64(INT32_MAX)
-    else:
-        ab = x * np.int64(m0)
-        num = ab + ((1 << 30) if ab >= 0 else (1 - (1 << 30)))
-        y = (num >> 31) if num >= 0 else -((-num) >> 31)
-    # RDBPOT
+    x = min(max(np.int64(acc) << left, INT32_MIN), INT32_MAX)
+    # SRDHM: (x·M0 + nudge) / 2³¹, truncated toward zero
+    ab = x * np.int64(m0)
+    num = ab + (np.int64(1 << 30) if ab >= 0 else np.int64(1 - (1 << 30)))
+    y = (num + ((num >> 63) & np.int64((1 << 31) - 1))) >> 31   # adding 2³¹−1 to negatives: trunc, not floor
+    y = np.int64(INT32_MAX) if (x == INT32_MIN and m0 == INT32_MIN) else y
+    # RDBPOT: round(y / 2^right), ties away from zero
     mask = (np.int64(1) << right) - 1
     remainder = y & mask
-    threshold = (mask >> 1) + (1 if y < 0 else 0)
-    z = (y >> right) + (1 if remainder > threshold else 0)
-    q = z + zero_point
-    if q < qmin:
-        q = qmin
-    elif q > qmax:
-        q = qmax
-    return q
+    threshold = (mask >> 1) + (np.int64(1) if y < 0 else np.int64(0))
+    z = (y >> right) + (np.int64(1) if remainder > threshold else np.int64(0))
+    return min(max(z + zero_point, qmin), qmax)
 
 
 @njit(cache=True, parallel=True)
-def _requantize_2d(acc, m0, n, zero_point, qmin, qmax, out):
-    """acc int32 [R, C]; m0, n int64 [C] or [1]; out [R, C]."""
+def _requantize_rows(acc, offset, m0, n, zero_point, qmin, qmax, out):
+    """Channels last: acc int32 [R, C]; offset, m0, n int64 [C]; out [R, C].
+    out[r, c] = requantize(clamp_int32(acc[r, c] + offset[c]); m0[c], n[c])."""
     rows, cols = acc.shape
-    per_channel = m0.shape[0] > 1
     for r in prange(rows):
         for c in range(cols):
-            k = c if per_channel else 0
-            out[r, c] = _requantize_one(acc[r, c], m0[k], n[k], zero_point, qmin, qmax)
+            total = min(max(np.int64(acc[r, c]) + offset[c], INT32_MIN), INT32_MAX)
+            out[r, c] = _requantize_one(total, m0[c], n[c], zero_point, qmin, qmax)
 
 
-def requantize_numba(acc, m0, n, zero_point=0, qmin=-128, qmax=127, axis=-1, out_dtype=np.int8):
+def requantize_numba(acc, m0, n, zero_point=0, qmin=-128, qmax=127, axis=-1, out_dtype=np.int8, offset=None):
     acc = np.asarray(acc)
     if acc.dtype != np.int32:
         raise TypeError(f"requantize: accumulators must be int32, got {acc.dtype}")
     if acc.ndim == 0:
-        return requantize_reference(acc, m0, n, zero_point, qmin, qmax, axis, out_dtype)
+        return requantize_reference(acc, m0, n, zero_point, qmin, qmax, axis, out_dtype, offset)
     axis = axis % acc.ndim
-    moved = np.moveaxis(acc, axis, -1)
+    moved = np.moveaxis(acc, axis, -1)                       # a copy below only when axis is not last
     flat = np.ascontiguousarray(moved).reshape(-1, moved.shape[-1])
-    m0_arr = np.atleast_1d(np.asarray(m0, np.int64))
-    n_arr = np.atleast_1d(np.asarray(n, np.int64))
+    channels = flat.shape[1]
+    as_channels = lambda v: np.ascontiguousarray(np.broadcast_to(np.asarray(v, np.int64).reshape(-1), (channels,)))  # noqa: E731
+    offset_arr = as_channels(0 if offset is None else offset)
     out = np.empty(flat.shape, out_dtype)
-    _requantize_2d(flat, m0_arr, n_arr, int(zero_point), int(qmin), int(qmax), out)
+    _requantize_rows(flat, offset_arr, as_channels(m0), as_channels(n), int(zero_point), int(qmin), int(qmax), out)
     return np.moveaxis(out.reshape(moved.shape), -1, axis)
 
 

@@ -135,6 +135,28 @@ def test_requantize_numba_equals_reference_and_float_within_one_lsb(per_channel)
     assert ref.dtype == np.int8 and ref.min() >= -128 and ref.max() <= 127
 
 
+def test_requantize_offset_is_added_first_and_saturates():
+    acc = np.array([[5, -7], [2**31 - 10, -(2**31) + 10]], np.int32)
+    offset = np.array([100, -100])
+    m0, n = rq.quantize_multiplier(np.array([0.5, 0.25]))
+    for f in (rq.requantize_reference, rq.requantize_numba):
+        got = f(acc, m0, n, offset=offset, qmin=-(2**20), qmax=2**20, out_dtype=np.int32)
+        # row 0: (5 + 100)·0.5 = 52.5 → 53 (SRDHM ties up); (−7 − 100)·0.25 = −26.75 → −27
+        assert got[0].tolist() == [53, -27]
+        assert got[1].tolist() == [2**20, -(2**20)]           # int32 sums saturate, then the clamp
+    ref = rq.requantize_reference(acc, m0, n, offset=offset)
+    np.testing.assert_array_equal(rq.requantize_numba(acc, m0, n, offset=offset), ref)
+
+
+def test_conv2d_int8_nhwc_twins_agree():
+    rng = np.random.default_rng(11)
+    x, w = rand_int8(rng, (2, 3, 7, 7)), rand_int8(rng, (4, 3, 3, 3))
+    a = conv_int8.conv2d_int8_nhwc_reference(x, w, 2, 1, -3)
+    b = conv_int8.conv2d_int8_nhwc_numba(x, w, 2, 1, -3)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a.transpose(0, 3, 1, 2), direct_conv_int64(x, w, 2, 1, -3))
+
+
 def test_requantize_uint8_and_axis():
     rng = np.random.default_rng(1)
     acc = rng.integers(-5000, 5000, (2, 3, 4, 4), dtype=np.int32)

@@ -20,12 +20,14 @@ from tinyopt.quant.quantize import (
     fuse_known, fuse_modules, get_default_qat_qconfig, get_default_qconfig, model_size_bytes, prepare, prepare_qat,
     quantize_dynamic, with_args,
 )
+from tinyopt.quant.reporting import QuantReport, report
 from tinyopt.quant.observer import (
     MinMaxObserver, MovingAverageMinMaxObserver, PercentileObserver, PerChannelMinMaxObserver,
     PlaceholderObserver, per_channel_affine, per_channel_symmetric, per_tensor_affine, per_tensor_symmetric,
 )
 
 __all__ = [
+    "QuantReport", "report",
     "ConvReLU2d", "DynamicQuantConv2d", "DynamicQuantLinear", "LinearReLU", "QActivation", "QConfig",
     "QuantConv2d", "QuantLinear", "QuantizationError", "convert", "default_qat_qconfig", "default_qconfig",
     "find_fusable", "fold_conv_bn", "format_steps", "fuse_known", "fuse_modules", "get_default_qat_qconfig",

@@ -167,14 +167,11 @@ class _QuantLayer(Module):
             self._cache[key] = (offset, np.atleast_1d(m0), np.atleast_1d(n), b_q)
         return self._cache[key]
 
-    def _finish(self, acc: np.ndarray, s_x, z_x, axis):
+    def _requantize(self, acc: np.ndarray, s_x, z_x) -> np.ndarray:
+        """int32 accumulators, channels last → int8 outputs (offset b_q − Z_x Σ q_w added inside)."""
         offset, m0, n, _ = self.requant_params(s_x, z_x)
-        shape = [1] * acc.ndim
-        shape[axis] = -1
-        total = acc.astype(np.int64) + offset.reshape(shape)
-        total = np.clip(total, INT32_MIN, INT32_MAX).astype(np.int32)
-        q_y = KR.requantize(total, m0, n, self.zero_point, self.out_qmin, self.out_qmax, axis=axis, out_dtype=np.int8)
-        return QActivation(q_y, self.scale, self.zero_point)
+        return KR.requantize(acc, m0, n, self.zero_point, self.out_qmin, self.out_qmax, axis=-1,
+                             out_dtype=np.int8, offset=offset)
 
     def weight_nbytes(self) -> int:
         """Stored weight bytes (packed for < 8 bits) + int32 bias + per-channel scales."""
@@ -202,7 +199,7 @@ class QuantLinear(_QuantLayer):
 
     def forward(self, x):
         acc, _, s_x, z_x = self.accumulate(x)
-        return self._finish(acc, s_x, z_x, axis=-1)
+        return QActivation(self._requantize(acc, s_x, z_x), self.scale, self.zero_point)
 
     def explain(self, x, index):
         """Step through one output element: index = (row, o) of a 2-D input batch. Returns a dict
@@ -255,18 +252,20 @@ class QuantConv2d(_QuantLayer):
         if q_x.ndim != 4 or q_x.shape[1] != self.in_channels:
             raise ShapeError(f"QuantConv2d {self.name!r} expects input of shape (N, {self.in_channels}, H, W), "
                              f"got input of shape {tuple(q_x.shape)}")
-        acc = KC.conv2d_int8(np.ascontiguousarray(q_x), self.w_int8, self.stride, self.padding, pad_value=z_x,
-                             packed_w=self.packed_w)
-        return acc, q_x, s_x, z_x
+        acc = KC.conv2d_int8_nhwc(np.ascontiguousarray(q_x), self.w_int8, self.stride, self.padding, pad_value=z_x,
+                                  packed_w=self.packed_w)
+        return acc, q_x, s_x, z_x                                   # acc int32 [N, Ho, Wo, O]
 
     def forward(self, x):
         acc, _, s_x, z_x = self.accumulate(x)
-        return self._finish(acc, s_x, z_x, axis=1)
+        q_y = self._requantize(acc, s_x, z_x)                       # int8, channels last
+        return QActivation(np.ascontiguousarray(q_y.transpose(0, 3, 1, 2)), self.scale, self.zero_point)
 
     def explain(self, x, index):
         """Step through output element index = (n, o, y, x)."""
         acc, q_x, s_x, z_x = self.accumulate(x)
         b, o, yy, xx = index
+        acc = acc.transpose(0, 3, 1, 2)
         (ph, pw), (sh, sw) = self.padding, self.stride
         kh, kw = self.kernel_size
         padded = np.pad(q_x[b], ((0, 0), (ph, ph), (pw, pw)), constant_values=z_x)
@@ -396,7 +395,14 @@ class QuantMaxPool2d(Module):
         if not isinstance(x, QActivation):
             return self.pool(x)
         p = self.pool
-        pooled = max_pool2d(Tensor(x.q.astype(np.float32)), p.kernel_size, p.stride, p.padding, p.dilation, p.ceil_mode)
+        k, st = p.kernel_size, p.stride
+        n, c, h, w = x.q.shape
+        if (isinstance(k, int) and k == st and p.padding == 0 and p.dilation == 1 and not p.ceil_mode):
+            # non-overlapping windows: a reshape and a max over the window axes, on int8
+            ho, wo = h // k, w // k
+            windows = x.q[:, :, :ho * k, :wo * k].reshape(n, c, ho, k, wo, k)
+            return QActivation(windows.max(axis=(3, 5)), x.scale, x.zero_point)
+        pooled = max_pool2d(Tensor(x.q.astype(np.float32)), k, st, p.padding, p.dilation, p.ceil_mode)
         return QActivation(pooled.data.astype(np.int8), x.scale, x.zero_point)
 
 

@@ -1,0 +1,164 @@
+"""What quantization buys and costs, measured: size, accuracy and latency of fp32 / dynamic /
+static int8 / int4 / mixed / QAT versions of one trained model, on the same test images.
+
+    rep = tinyopt.quant.report(model, (x_test, y_test), calibration=x_train[:1000],
+                               train_data=(x_train, y_train), qat_epochs=1)
+    print(rep)                      # a table;  rep.rows: the numbers as dicts
+
+Variants (each built from a copy of `model`; the model itself is not changed):
+
+  fp32        the model as given
+  dynamic     `quantize_dynamic` on Linear and Conv2d: int8 weights, activations quantized per batch
+  static int8 fuse (Conv+BN, Conv/Linear+ReLU) → `prepare` → calibrate → `convert`: integer-only
+  int4        static, every layer's weights in 4 bits (activations int8)
+  mixed       static, first and last quantized layers int8 weights, the others int4
+  QAT int8    `prepare_qat` → `qat_epochs` of SGD on `train_data` → `convert` (only if train_data given)
+
+"agree" is the fraction of test images whose predicted class equals fp32's.  Sizes count weight
+storage (see `model_size_bytes`).  Latency is the median wall time of one forward pass over
+`latency_batch` images (the machine may be shared: compare within one report).
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tinyopt.autograd.function import no_grad
+from tinyopt.nn.conv import Conv2d
+from tinyopt.nn.linear import Linear
+from tinyopt.quant import quantize as QZ
+from tinyopt.random import resolve
+from tinyopt.tensor import Tensor
+
+
+def predict(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """Predicted classes (argmax of the outputs) in evaluation mode."""
+    model.eval()
+    out = []
+    with no_grad():
+        for start in range(0, len(x), batch_size):
+            y = model(Tensor(x[start:start + batch_size]))
+            out.append(np.argmax(y.data, axis=1))
+    return np.concatenate(out)
+
+
+def latency(model, x: np.ndarray, repeats: int = 5) -> float:
+    """Median seconds of one forward pass on the batch `x` (after one warm-up)."""
+    model.eval()
+    times = []
+    with no_grad():
+        model(Tensor(x))
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(Tensor(x))
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def calibrate(model, qconfig, calibration: np.ndarray, batch_size: int = 500):
+    """fuse → prepare → run `calibration` through it → convert."""
+    prepared = QZ.prepare(QZ.fuse_known(model.eval()), qconfig)
+    with no_grad():
+        for start in range(0, len(calibration), batch_size):
+            prepared(Tensor(calibration[start:start + batch_size]))
+    return QZ.convert(prepared)
+
+
+def mixed_qconfig(model, low_bits: int = 4):
+    """First and last quantizable layers in int8, every other one with `low_bits`-bit weights."""
+    fused = QZ.fuse_known(copy.deepcopy(model).eval())
+    names = [n for n, _, _ in QZ._targets(fused, QZ.default_qconfig)]
+    spec = {"": QZ.get_default_qconfig(weight_bits=low_bits)}
+    for n in (names[0], names[-1]):
+        spec[n] = QZ.default_qconfig
+    return spec
+
+
+def train_qat(model, train_data, epochs: int = 1, lr: float = 0.01, batch_size: int = 64, rng=None,
+              max_steps: int | None = None):
+    """prepare_qat → SGD with momentum 0.9 on (x, y) for `epochs` → convert. Returns the converted model."""
+    from tinyopt.nn import functional as F
+    from tinyopt.optim import SGD
+
+    rng = resolve(rng)
+    x, y = train_data
+    qat = QZ.prepare_qat(QZ.fuse_known(model.eval()))
+    opt = SGD(qat.parameters(), lr=lr, momentum=0.9)
+    steps = 0
+    for _ in range(epochs):
+        order = rng.permutation(len(x))
+        for start in range(0, len(x), batch_size):
+            idx = order[start:start + batch_size]
+            opt.zero_grad()
+            loss = F.cross_entropy(qat(Tensor(x[idx])), y[idx])
+            loss.backward()
+            opt.step()
+            steps += 1
+            if max_steps is not None and steps >= max_steps:
+                break
+    qat.eval()
+    return QZ.convert(qat)
+
+
+@dataclass
+class QuantReport:
+    rows: list = field(default_factory=list)     # dicts: variant, bytes, accuracy, agree, latency_ms
+    notes: list = field(default_factory=list)
+
+    def row(self, variant):
+        for r in self.rows:
+            if r["variant"] == variant:
+                return r
+        raise KeyError(variant)
+
+    def __str__(self):
+        fp32 = self.rows[0]
+        lines = [f"{'variant':<12} {'weights':>12} {'smaller':>8} {'accuracy':>9} {'agree':>7} {'latency':>12} {'speed-up':>8}"]
+        for r in self.rows:
+            lat = f"{r['latency_ms']:.1f} ms" if r.get("latency_ms") is not None else "-"
+            speed = f"{fp32['latency_ms'] / r['latency_ms']:.2f}x" if r.get("latency_ms") else "-"
+            lines.append(f"{r['variant']:<12} {r['bytes']:>10,} B {fp32['bytes'] / r['bytes']:>7.2f}x "
+                         f"{r['accuracy']:>9.4f} {r['agree']:>7.2%} {lat:>12} {speed:>8}")
+        return "\n".join(lines + self.notes)
+
+
+def report(model, test_data, calibration=None, train_data=None, qat_epochs: int = 0, qat_max_steps=None,
+           latency_batch: int = 256, repeats: int = 5, low_bits: int = 4, rng=None, verbose: bool = False) -> QuantReport:
+    """Size, accuracy, agreement with fp32 and latency for each variant (see the module docstring).
+
+    `test_data` = (x_test, y_test); `calibration` = images for static PTQ (default: the first 1000
+    of train_data's images, else of the test images — then say so in your results)."""
+    x_test, y_test = test_data
+    if calibration is None:
+        calibration = train_data[0][:1000] if train_data is not None else x_test[:1000]
+    lat_x = x_test[:latency_batch]
+    rep = QuantReport()
+
+    def add(variant, m, time_it=True):
+        t0 = time.perf_counter()
+        pred = predict(m, x_test)
+        entry = {
+            "variant": variant, "bytes": QZ.model_size_bytes(m)["total"], "accuracy": float(np.mean(pred == y_test)),
+            "agree": float(np.mean(pred == base_pred)) if rep.rows else 1.0,
+            "latency_ms": latency(m, lat_x, repeats) * 1e3 if time_it else None,
+        }
+        rep.rows.append(entry)
+        if verbose:
+            print(f"  {variant}: accuracy {entry['accuracy']:.4f} ({time.perf_counter() - t0:.1f} s)", flush=True)
+        return pred
+
+    model = copy.deepcopy(model).eval()
+    base_pred = None
+    base_pred = add("fp32", model)
+    add("dynamic", QZ.quantize_dynamic(model, {Linear, Conv2d}))
+    add("static int8", calibrate(model, QZ.default_qconfig, calibration))
+    add(f"int{low_bits}", calibrate(model, QZ.get_default_qconfig(weight_bits=low_bits), calibration), time_it=False)
+    add(f"mixed 8/{low_bits}", calibrate(model, mixed_qconfig(model, low_bits), calibration), time_it=False)
+    if train_data is not None and qat_epochs > 0:
+        add("QAT int8", train_qat(model, train_data, epochs=qat_epochs, rng=rng, max_steps=qat_max_steps))
+    rep.notes.append(f"{len(y_test)} test images; calibration on {len(calibration)} images; latency: batch of "
+                     f"{len(lat_x)}, median of {repeats}")
+    return rep
