@@ -138,6 +138,12 @@ def test_verify_and_quantize_delegate_or_say_they_are_missing(capsys):
         assert f"{module} is not part of this tinyopt version" in err and len(err.strip().splitlines()) == 1
 
 
+def test_quantize_is_delegated_with_its_arguments(tmp_path, capsys):
+    pytest.importorskip("tinyopt.quant.cli")
+    assert cli.main(["quantize", str(tmp_path / "no-run")]) == 2
+    assert "not a training run" in capsys.readouterr().err
+
+
 def test_tour_plugin_hook_adds_rows(monkeypatch):
     rows = cli.summary_table([("a", "1"), ("longer label", "value")]).splitlines()
     assert rows[1] == "a            | 1" and rows[2] == "longer label | value"

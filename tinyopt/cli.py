@@ -191,9 +191,7 @@ def cmd_tour(args) -> int:
     print(f"tinyopt tour{' --fast' if args.fast else ''}: {config.model} on Fashion-MNIST "
           f"({config.train_size} training images, {config.epochs} epoch(s), {config.optimizer}, {config.schedule} schedule)")
     try:  # compile the Numba conv/pool kernels once, up front, so the first epoch's time is honest
-        from tinyopt import warmup
-
-        warmup.warmup()
+        importlib.import_module("tinyopt.warmup").warmup()
     except ImportError:  # pragma: no cover - older engine
         pass
     data = load_data(config, args.data)

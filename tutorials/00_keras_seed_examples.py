@@ -53,7 +53,6 @@ FAST = bool(os.environ.get("CI") or os.environ.get("TINYOPT_FAST"))
 
 # %%
 import tinyopt as tf  # was: import tensorflow as tf
-import tinyopt.keras  # noqa: F401,E402  (makes tf.keras available until tinyopt/__init__ imports it)
 
 # --- data (the seed leaves this out): Fashion-MNIST as 784-dim vectors in [0, 1]
 (train_images, train_labels), (test_images, test_labels) = tf.keras.datasets.fashion_mnist.load_data()
