@@ -23,6 +23,7 @@ if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
         matplotlib.use("Agg")  # headless (CI, ssh): draw to files only
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def _finish(fig, save, close: bool):
@@ -82,6 +83,7 @@ def training_curves(history, metrics=("loss", "accuracy"), title=None, save=None
             xs = epochs if epochs is not None and len(epochs) == len(values) else np.arange(1, len(values) + 1)
             ax.plot(xs, values, style, label=label, markersize=3)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend()

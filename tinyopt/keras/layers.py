@@ -417,7 +417,7 @@ class Dropout(Layer):
         self.rate = float(rate)
 
     def build(self, input_shape):
-        self.dropout = nn.Dropout(self.rate, rng=self._generator())
+        self.dropout = nn.Dropout(self.rate, rng=self.rng)  # None: the default generator at each call, like nn.Dropout
         return input_shape
 
     def call(self, x):
