@@ -132,11 +132,12 @@ def col2im_numba(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
                 for j in range(kw):
                     q_lo, q_hi = _valid_range(pw, j * dw, sw, w, ow)
                     r = (ch * kh + i) * kw + j
+                    row = cols[r]
                     for a in range(a_lo, a_hi):
-                        y = a * sh - ph + i * dh
+                        out = dx[b, ch, a * sh - ph + i * dh]  # one input row, as a 1-D view
                         k0 = b * oh * ow + a * ow
                         for q in range(q_lo, q_hi):
-                            dx[b, ch, y, q * sw - pw + j * dw] += cols[r, k0 + q]
+                            out[q * sw - pw + j * dw] += row[k0 + q]
     return dx
 
 

@@ -66,33 +66,53 @@ def max_pool2d_forward_reference(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
 
 
 @numba.njit(cache=True)
+def _window(start, k, d, size):
+    """Kernel taps t in [lo, hi) of a window starting at `start` whose index start + t·d lies in [0, size)."""
+    lo = max(0, -(start // d))  # ⌈−start / d⌉
+    hi = min(k, -((start - size) // d))  # ⌈(size − start) / d⌉
+    return lo, max(lo, hi)
+
+
+@numba.njit(cache=True)
+def _windows(out, s, p, k, d, size):
+    """For every output position: its first input index and its valid taps [lo, hi) (computed once
+    per call, so the divisions stay out of the per-window loop)."""
+    starts = np.empty(out, dtype=np.int64)
+    lo = np.empty(out, dtype=np.int64)
+    hi = np.empty(out, dtype=np.int64)
+    for a in range(out):
+        starts[a] = a * s - p
+        lo[a], hi[a] = _window(starts[a], k, d, size)
+    return starts, lo, hi
+
+
+@numba.njit(cache=True)
 def max_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     n, c, h, w = x.shape
     y = np.empty((n, c, oh, ow), dtype=x.dtype)
     argmax = np.empty((n, c, oh, ow), dtype=np.int64)
-    for t in range(n * c):
-        b_ = t // c
-        ch = t % c
-        for a in range(oh):
-            h0 = a * sh - ph
-            for b in range(ow):
-                w0 = b * sw - pw
-                best = -np.inf
-                best_idx = -1
-                for i in range(kh):
-                    yy = h0 + i * dh
-                    if yy < 0 or yy >= h:
-                        continue
-                    for j in range(kw):
-                        xx = w0 + j * dw
-                        if xx < 0 or xx >= w:
-                            continue
-                        v = x[b_, ch, yy, xx]
-                        if v > best or np.isnan(v):
-                            best = v
-                            best_idx = yy * w + xx
-                y[b_, ch, a, b] = best
-                argmax[b_, ch, a, b] = best_idx
+    h0, i_lo, i_hi = _windows(oh, sh, ph, kh, dh, h)
+    w0, j_lo, j_hi = _windows(ow, sw, pw, kw, dw, w)
+    for b_ in range(n):
+        for ch in range(c):
+            plane = x[b_, ch]
+            for a in range(oh):
+                for b in range(ow):
+                    # Start from the first tap inside x (kept in x's dtype); padding never wins.
+                    yy = h0[a] + i_lo[a] * dh
+                    xx = w0[b] + j_lo[b] * dw
+                    best = plane[yy, xx]
+                    best_idx = yy * w + xx
+                    for i in range(i_lo[a], i_hi[a]):
+                        yy = h0[a] + i * dh
+                        for j in range(j_lo[b], j_hi[b]):
+                            xx = w0[b] + j * dw
+                            v = plane[yy, xx]
+                            better = (v > best) | (v != v)  # v != v: v is NaN; written branch-free
+                            best = v if better else best
+                            best_idx = yy * w + xx if better else best_idx
+                    y[b_, ch, a, b] = best
+                    argmax[b_, ch, a, b] = best_idx
     return y, argmax
 
 
