@@ -1,5 +1,5 @@
 """Neural-network layers, losses and initialisation, with torch.nn's names."""
-from tinyopt.nn import functional, init
+from tinyopt.nn import functional, init, utils
 from tinyopt.nn.activation import LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from tinyopt.nn.container import ModuleList, Sequential
 from tinyopt.nn.dropout import Dropout
@@ -18,6 +18,6 @@ __all__ = [
     "BCELoss", "BCEWithLogitsLoss", "CategoricalCrossentropy", "CrossEntropyLoss", "Dropout", "Flatten",
     "Identity", "L1Loss", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "Module", "ModuleList", "NLLLoss",
     "Parameter", "ReLU", "Sequential", "ShapeError", "Sigmoid", "Softmax", "SparseCategoricalCrossentropy",
-    "Tanh", "functional", "init",
+    "Tanh", "functional", "init", "utils",
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "MaxPool2d",
 ]
