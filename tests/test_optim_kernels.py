@@ -15,19 +15,11 @@ def _arrays(n, dtype, rng, count):
     return [rng.standard_normal(n).astype(dtype) for _ in range(count)]
 
 
-# Each public `<op>_numba` picks a single-threaded or a parallel compiled kernel by size; both
-# are tested here on small arrays by moving the threshold (prange splits any size).
-THRESHOLDS = {"serial": 1 << 62, "parallel": 0}
-
-
-@pytest.mark.parametrize("kernel", ["serial", "parallel"])
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-13), (np.float32, 1e-6)])
 @pytest.mark.parametrize("momentum,dampening,weight_decay,nesterov,maximize,first",
                          [(0.0, 0.0, 0.0, False, False, False), (0.9, 0.0, 0.0, False, False, True),
                           (0.9, 0.2, 0.01, False, True, False), (0.8, 0.0, 0.05, True, False, False)])
-def test_sgd_twins_agree(monkeypatch, kernel, dtype, tol, momentum, dampening, weight_decay, nesterov, maximize,
-                        first):
-    monkeypatch.setattr(optim_update, "PARALLEL_THRESHOLD", THRESHOLDS[kernel])
+def test_sgd_twins_agree(dtype, tol, momentum, dampening, weight_decay, nesterov, maximize, first):
     rng = np.random.default_rng(0)
     param, grad, buf = _arrays(1001, dtype, rng, 3)
     a = [param.copy(), grad.copy(), buf.copy()]
@@ -40,11 +32,9 @@ def test_sgd_twins_agree(monkeypatch, kernel, dtype, tol, momentum, dampening, w
     assert not np.array_equal(a[0], param)  # the update happened, in place
 
 
-@pytest.mark.parametrize("kernel", ["serial", "parallel"])
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-13), (np.float32, 1e-6)])
 @pytest.mark.parametrize("amsgrad,maximize,coupled,decoupled", list(itertools.product([False, True], [False, True], [0.0, 0.1], [1.0, 0.999])))
-def test_adam_twins_agree(monkeypatch, kernel, dtype, tol, amsgrad, maximize, coupled, decoupled):
-    monkeypatch.setattr(optim_update, "PARALLEL_THRESHOLD", THRESHOLDS[kernel])
+def test_adam_twins_agree(dtype, tol, amsgrad, maximize, coupled, decoupled):
     rng = np.random.default_rng(1)
     param, grad, m = _arrays(777, dtype, rng, 3)
     v, vmax = (np.abs(x) for x in _arrays(777, dtype, rng, 2))
@@ -56,22 +46,6 @@ def test_adam_twins_agree(monkeypatch, kernel, dtype, tol, amsgrad, maximize, co
     for x, y in zip(a, b):
         np.testing.assert_allclose(x, y, rtol=tol, atol=tol)
     assert not np.array_equal(a[0], param)
-
-
-@pytest.mark.parametrize("n", [1000, optim_update.PARALLEL_THRESHOLD])
-def test_public_numba_ops_agree_on_both_sides_of_the_thread_threshold(n):
-    rng = np.random.default_rng(3)
-    param, grad, m = _arrays(n, np.float64, rng, 3)
-    v = np.abs(rng.standard_normal(n))
-    a, b = [x.copy() for x in (param, grad, m, v)], [x.copy() for x in (param, grad, m, v)]
-    args = (0.01, 0.5, 0.9, 0.999, 1e-8, 0.0, 1.0, False, False)
-    optim_update.adam_update_reference(a[0], a[1], a[2], a[3], a[3][:0], *args)
-    optim_update.adam_update_numba(b[0], b[1], b[2], b[3], b[3][:0], *args)
-    np.testing.assert_allclose(a[0], b[0], rtol=1e-13)
-    a, b = [x.copy() for x in (param, grad, m)], [x.copy() for x in (param, grad, m)]
-    optim_update.sgd_update_reference(*a, 0.1, 0.9, 0.0, 0.0, True, False, False)
-    optim_update.sgd_update_numba(*b, 0.1, 0.9, 0.0, 0.0, True, False, False)
-    np.testing.assert_allclose(a[0], b[0], rtol=1e-13)
 
 
 def test_division_by_zero_gives_nan_like_numpy_and_torch():
