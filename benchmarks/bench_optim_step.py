@@ -11,7 +11,9 @@ biases), times `optimizer.step()` for Adam and SGD with momentum:
 Prints the median (and minimum) time per step of each and the ratio tinyopt / torch default
 (the target is <= 1.5). Timings on a shared 2-core machine are noisy, so the contenders take
 turns step by step (round robin) after one warm-up step each (which also compiles the Numba
-kernels, or loads them from the cache); the minimum is the least disturbed run. Usage:
+kernels, or loads them from the cache); the minimum is the least disturbed run. On a busy
+machine torch's OpenMP threads can make its step 10-100x slower than with one thread, which
+flatters the ratio: `--threads 1` gives the fairer comparison there. Usage:
 
     python benchmarks/bench_optim_step.py [--sizes 1e6 1e7] [--repeats 20] [--threads 2]
 """
