@@ -56,7 +56,7 @@ class SGD(Optimizer):
         ("theta_prev", "θ_{t−1}", "parameter before the step"),
         ("g", "g_t", "gradient (+ λθ, sign-flipped if maximize)"),
         ("buf", "b_t", "momentum buffer (v_t in the Sutskever style: includes γ)"),
-        ("d", "d_t", "direction actually stepped along"),
+        ("d", "d_t", "direction stepped along (already times γ in the Sutskever style)"),
         ("lr_eff", "γ", "effective learning rate (the same for every element)"),
         ("update", "Δθ_t", "θ_t − θ_{t−1}"),
         ("theta", "θ_t", "parameter after the step"),
