@@ -68,7 +68,7 @@ def float_simulation(layer, x_q, s_x, z_x, conv=False):
 @pytest.mark.parametrize("kernels", ["numba", "reference"])
 def test_integer_layers_equal_float_simulation_within_one_lsb(kernels):
     model = calibrated(randomise_bn(small_cnn()))
-    converted = Q.convert(model)
+    converted = Q.convert(model, float_logits=False)
     x = images(9)
     checked = 0
     with backend(kernels):
@@ -89,7 +89,7 @@ def test_integer_layers_equal_float_simulation_within_one_lsb(kernels):
 
 
 def test_backends_give_identical_integers():
-    converted = Q.convert(calibrated(small_cnn()))
+    converted = Q.convert(calibrated(small_cnn()), float_logits=False)
     x = images(4)
     with backend("numba"):
         a = converted(x)
@@ -104,13 +104,20 @@ def test_converted_lenet_keeps_predictions_and_is_int8_end_to_end():
     rng = np.random.default_rng(0)
     for _ in range(4):
         prepared(to.tensor(rng.standard_normal((32, 1, 28, 28)).astype(np.float32)))
-    converted = Q.convert(prepared)
+    converted = Q.convert(prepared, float_logits=False)
     x = to.tensor(rng.standard_normal((200, 1, 28, 28)).astype(np.float32))
     y_float, y_int = model(x), converted(x)
     assert isinstance(y_int, Q.QActivation) and y_int.q.dtype == np.int8
     agree = (y_float.data.argmax(1) == y_int.data.argmax(1)).mean()
     assert agree >= 0.95                                  # random weights: logits are close together
     assert np.abs(y_float.data - y_int.data).max() < 8 * y_int.scale
+    # float logits from the last layer's int32 accumulators: the same model up to the last requantize
+    float_out = Q.convert(prepared)(x)
+    assert not isinstance(float_out, Q.QActivation) and float_out.dtype == np.float32
+    inside = (y_int.q > -128) & (y_int.q < 127)           # int8 saturates where float does not
+    assert inside.mean() > 0.9
+    assert np.abs(float_out.data - y_int.data)[inside].max() <= 0.5 * y_int.scale * 1.001 + 1e-6
+    assert (float_out.data.argmax(1) == y_float.data.argmax(1)).mean() >= agree
 
 
 def test_step_through_matches_forward():
@@ -130,6 +137,12 @@ def test_step_through_matches_forward():
         act = layer(act)
     steps = lin.explain(act, (0, 2))
     assert steps["q_out"] == lin(act).q[0, 2]
+    last = converted[9]                      # float logits: the explained real value is what it returns
+    act = lin(act)
+    act = converted[8](act)
+    steps = last.explain(act, (1, 3))
+    assert last(act).data[1, 3] == pytest.approx(steps["accumulator"] * steps["input_scale"] * steps["weight_scale"],
+                                                 rel=1e-6, abs=1e-7)
 
 
 # ----------------------------------------------------------------------------- fusion
@@ -196,11 +209,13 @@ def test_qat_trains_and_converts_consistently():
     assert losses[-1] < 0.7 * losses[0]
     qat.eval()
     fake = qat(x).data
-    converted = Q.convert(qat)
+    converted = Q.convert(qat, float_logits=False)
     out = converted(x)
     # the trained fake-quantized model and the integer model agree to a few output steps
     assert np.abs(fake - out.data).max() <= 3 * out.scale
     assert (fake.argmax(1) == out.data.argmax(1)).mean() >= 0.97
+    logits = Q.convert(qat)(x)
+    assert (logits.data.argmax(1) == fake.argmax(1)).mean() >= 0.97
 
 
 def test_qat_weight_gradient_is_straight_through():

@@ -177,7 +177,7 @@ q_y_by_hand = KR.requantize(acc.astype(np.int32), M0, n, zero_point=Z_y)   # M0,
 model = nn.Sequential(layer)
 prepared = Q.prepare(model)
 prepared(to.tensor(x_cal))
-qmodel = Q.convert(prepared)
+qmodel = Q.convert(prepared, float_logits=False)     # int8 out, also from the last (only) layer
 q_y_library = qmodel(to.tensor(x_new)).q
 assert np.array_equal(q_y_library, q_y_by_hand)
 

@@ -152,6 +152,15 @@ class _QuantLayer(Module):
         self.out_qmin = max(qmin, self.zero_point) if self.relu else qmin
         self.out_qmax = qmax
         self._cache = {}
+        self.float_output = False     # True: return S_x S_w[o] · acc[o] as float (the model's last layer)
+
+    def _float_from_acc(self, acc: np.ndarray, s_x, z_x) -> np.ndarray:
+        """Dequantize straight from the int32 accumulators: y[o] = S_x S_w[o] (acc[o] + b_q[o] − Z_x Σ q_w).
+
+        Used for the model's output (logits): requantizing them to int8 first would round close
+        logits onto the same level and turn their order into ties."""
+        offset, _, _, _ = self.requant_params(s_x, z_x)
+        return ((acc.astype(np.int64) + offset) * (s_x * self.w_scale)).astype(np.float32)
 
     def requant_params(self, s_x: float, z_x: int):
         """(b_q − Z_x Σ q_w as int64 [O], M0 [O], n [O]) for input scale S_x and zero point Z_x."""
@@ -199,6 +208,9 @@ class QuantLinear(_QuantLayer):
 
     def forward(self, x):
         acc, _, s_x, z_x = self.accumulate(x)
+        if self.float_output:
+            y = self._float_from_acc(acc, s_x, z_x)
+            return Tensor(np.maximum(y, 0) if self.relu else y)
         return QActivation(self._requantize(acc, s_x, z_x), self.scale, self.zero_point)
 
     def explain(self, x, index):
@@ -258,6 +270,9 @@ class QuantConv2d(_QuantLayer):
 
     def forward(self, x):
         acc, _, s_x, z_x = self.accumulate(x)
+        if self.float_output:
+            y = self._float_from_acc(acc, s_x, z_x)
+            return Tensor(np.ascontiguousarray((np.maximum(y, 0) if self.relu else y).transpose(0, 3, 1, 2)))
         q_y = self._requantize(acc, s_x, z_x)                       # int8, channels last
         return QActivation(np.ascontiguousarray(q_y.transpose(0, 3, 1, 2)), self.scale, self.zero_point)
 
