@@ -76,7 +76,11 @@ class Neg(Function):
 
 
 class Pow(Function):
-    """a ** b. d/da = b·a^(b-1); d/db = a^b·ln(a) (only computed when b is a Tensor needing it)."""
+    """a ** b. d/da = b·a^(b-1); d/db = a^b·ln(a) (only computed when b is a Tensor needing it).
+
+    At the points where these formulas give 0·∞ we use the limits, as torch does: d/da = 0
+    where b = 0 (a^0 is constant, even at a = 0), and d/db = 0 where a = 0 and b >= 0.
+    """
 
     @staticmethod
     def forward(ctx, a, b):
@@ -88,8 +92,12 @@ class Pow(Function):
     def backward(ctx, grad):
         a, b, out = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
-        grad_a = grad * b * np.power(a, b - 1) if need_a else None
-        grad_b = grad * out * np.log(a) if need_b else None
+        grad_a = grad_b = None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if need_a:
+                grad_a = np.where(np.equal(b, 0), 0.0, grad * b * np.power(a, b - 1))
+            if need_b:
+                grad_b = np.where(np.equal(a, 0) & np.greater_equal(b, 0), 0.0, grad * out * np.log(a))
         return grad_a, grad_b
 
 
