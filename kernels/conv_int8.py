@@ -15,7 +15,7 @@ Groups and dilation are not supported.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .backend import dispatch
 from .matmul_int8 import PackedB, matmul_int8_numba, pack_b
@@ -59,12 +59,14 @@ def conv2d_int8_reference(x, w, stride=1, padding=0, pad_value=0, packed_w=None)
     return acc.astype(np.int32)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _im2col(xp, kh, kw, sh, sw, ho, wo):
-    """xp int8 [N, C, Hp, Wp] (already padded) → cols int8 [N·Ho·Wo, C·kh·kw]."""
+    """xp int8 [N, C, Hp, Wp] (already padded) → cols int8 [N·Ho·Wo, C·kh·kw].
+    One thread: a byte-copying loop that is memory-bound; `parallel=True` cost more CPU time
+    than it saved on the shared 2-core machine."""
     n, c = xp.shape[0], xp.shape[1]
     cols = np.empty((n * ho * wo, c * kh * kw), np.int8)
-    for b in prange(n):
+    for b in range(n):
         for y in range(ho):
             for x in range(wo):
                 row = (b * ho + y) * wo + x
@@ -112,3 +114,41 @@ conv2d_int8 = dispatch(conv2d_int8_reference, conv2d_int8_numba)
 conv2d_int8.__doc__ = conv2d_int8_reference.__doc__
 conv2d_int8_nhwc = dispatch(conv2d_int8_nhwc_reference, conv2d_int8_nhwc_numba)
 conv2d_int8_nhwc.__doc__ = conv2d_int8_nhwc_numba.__doc__
+
+
+# ----------------------------------------------------------------------------- int8 max pooling
+
+
+def max_pool2d_int8_reference(q, k):
+    """Max over non-overlapping k×k windows (stride k, no padding, floor) of int8 [N, C, H, W].
+    On quantized values this is exact: max commutes with the increasing map q ↦ S (q − Z)."""
+    n, c, h, w = q.shape
+    ho, wo = h // k, w // k
+    return q[:, :, :ho * k, :wo * k].reshape(n, c, ho, k, wo, k).max(axis=(3, 5))
+
+
+@njit(cache=True)
+def _max_pool_int8(q, k, out):
+    n, c, ho, wo = out.shape
+    for b in range(n):
+        for ch in range(c):
+            for y in range(ho):
+                for x in range(wo):
+                    best = q[b, ch, y * k, x * k]
+                    for i in range(k):
+                        for j in range(k):
+                            v = q[b, ch, y * k + i, x * k + j]
+                            if v > best:
+                                best = v
+                    out[b, ch, y, x] = best
+
+
+def max_pool2d_int8_numba(q, k):
+    n, c, h, w = q.shape
+    out = np.empty((n, c, h // k, w // k), q.dtype)
+    _max_pool_int8(np.ascontiguousarray(q), int(k), out)
+    return out
+
+
+max_pool2d_int8 = dispatch(max_pool2d_int8_reference, max_pool2d_int8_numba)
+max_pool2d_int8.__doc__ = max_pool2d_int8_reference.__doc__

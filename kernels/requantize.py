@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .backend import dispatch
 
@@ -160,12 +160,14 @@ def _requantize_one(acc, m0, n, zero_point, qmin, qmax):
     return min(max(z + zero_point, qmin), qmax)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _requantize_rows(acc, offset, m0, n, zero_point, qmin, qmax, out):
     """Channels last: acc int32 [R, C]; offset, m0, n int64 [C]; out [R, C].
-    out[r, c] = requantize(clamp_int32(acc[r, c] + offset[c]); m0[c], n[c])."""
+    out[r, c] = requantize(clamp_int32(acc[r, c] + offset[c]); m0[c], n[c]).
+    One thread: on 2 shared cores `parallel=True` measured 2.5x more CPU time for the same work
+    (1.2 M elements: 7.8 ms vs 3.0 ms)."""
     rows, cols = acc.shape
-    for r in prange(rows):
+    for r in range(rows):
         for c in range(cols):
             total = min(max(np.int64(acc[r, c]) + offset[c], INT32_MIN), INT32_MAX)
             out[r, c] = _requantize_one(total, m0[c], n[c], zero_point, qmin, qmax)

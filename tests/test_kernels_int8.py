@@ -202,3 +202,14 @@ def test_conv2d_int8_bit_exact(stride, padding, pad_value):
 def test_conv2d_int8_channel_mismatch_message():
     with pytest.raises(ValueError, match="input has 2 channels but the weight"):
         conv_int8.conv2d_int8(np.zeros((1, 2, 5, 5), np.int8), np.zeros((4, 3, 3, 3), np.int8))
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_max_pool_int8_twins(k):
+    rng = np.random.default_rng(k)
+    q = rand_int8(rng, (2, 3, 7, 8))
+    ref = conv_int8.max_pool2d_int8_reference(q, k)
+    np.testing.assert_array_equal(conv_int8.max_pool2d_int8_numba(q, k), ref)
+    expected = np.array([[[[q[b, c, y * k:(y + 1) * k, x * k:(x + 1) * k].max() for x in range(8 // k)]
+                           for y in range(7 // k)] for c in range(3)] for b in range(2)])
+    np.testing.assert_array_equal(ref, expected)

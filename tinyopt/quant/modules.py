@@ -413,10 +413,8 @@ class QuantMaxPool2d(Module):
         k, st = p.kernel_size, p.stride
         n, c, h, w = x.q.shape
         if (isinstance(k, int) and k == st and p.padding == 0 and p.dilation == 1 and not p.ceil_mode):
-            # non-overlapping windows: a reshape and a max over the window axes, on int8
-            ho, wo = h // k, w // k
-            windows = x.q[:, :, :ho * k, :wo * k].reshape(n, c, ho, k, wo, k)
-            return QActivation(windows.max(axis=(3, 5)), x.scale, x.zero_point)
+            # non-overlapping windows, on int8 (kernels.conv_int8.max_pool2d_int8)
+            return QActivation(KC.max_pool2d_int8(x.q, k), x.scale, x.zero_point)
         pooled = max_pool2d(Tensor(x.q.astype(np.float32)), k, st, p.padding, p.dilation, p.ceil_mode)
         return QActivation(pooled.data.astype(np.int8), x.scale, x.zero_point)
 
