@@ -30,6 +30,7 @@ function accepting `b` accepts a `PackedB` as well.
 """
 from __future__ import annotations
 
+import functools
 import os
 from typing import NamedTuple
 
@@ -104,6 +105,7 @@ def _matmul_portable(a, b, c):
 # ----------------------------------------------------------------------------- AVX2 Numba kernel
 
 
+@functools.lru_cache(maxsize=None)
 def _host_has_avx2() -> bool:
     try:
         import llvmlite.binding as llvm
