@@ -384,3 +384,13 @@ def test_comparisons_are_not_differentiable(rng):
     mask = x > 0
     assert mask.dtype == bool and not mask.requires_grad
     np.testing.assert_array_equal((x <= 0).data, ~mask.data)
+
+
+def test_where_concatenate_stack_with_non_contiguous_inputs(rng):
+    a = randn((4, 3), rng).T  # (3, 4), transposed
+    b = randn((3, 8), rng)[:, ::2]  # (3, 4), strided
+    cond = rng.random((3, 4)) > 0.5
+    check_grad(lambda x, y: to.where(cond, x, y), a, b)
+    check_grad(lambda x, y: to.concatenate([x, y], axis=1), a, b)
+    check_grad(lambda x, y: to.stack([x, y], axis=-1), a, b)
+    check_grad(lambda x, y: x[1:, ::2] * y[[0, 0, 2]][:2, 1::2], a, b)
