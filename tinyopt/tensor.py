@@ -23,6 +23,8 @@ def _as_array(data, dtype=None) -> np.ndarray:
         return np.array(data, dtype=dtype)
     if isinstance(data, np.ndarray):
         return data.copy()
+    if isinstance(data, np.generic):  # a NumPy scalar (e.g. x.mean()) keeps its dtype, like an array
+        return np.array(data)
     arr = np.array(data)
     # Python floats become float32 (torch's default); NumPy float arrays keep their dtype.
     if arr.dtype == np.float64:
