@@ -394,3 +394,11 @@ def test_where_concatenate_stack_with_non_contiguous_inputs(rng):
     check_grad(lambda x, y: to.concatenate([x, y], axis=1), a, b)
     check_grad(lambda x, y: to.stack([x, y], axis=-1), a, b)
     check_grad(lambda x, y: x[1:, ::2] * y[[0, 0, 2]][:2, 1::2], a, b)
+
+
+def test_numpy_scalars_keep_their_dtype_like_arrays():
+    """to.tensor(x.mean()) of a float64 array must stay float64 (gradcheck refuses float32)."""
+    assert to.tensor(np.float64(3.0)).dtype == np.float64
+    assert to.tensor(np.arange(3.0).mean()).dtype == np.float64
+    assert to.tensor(np.float32(3.0)).dtype == np.float32
+    assert to.tensor(3.0).dtype == np.float32  # a Python float is still float32
