@@ -100,3 +100,27 @@ def test_fused_and_formula_paths_agree(name):
         fused.step()
         plain.step()
     np.testing.assert_allclose(ps[0].data, ps[1].data, rtol=1e-12, atol=1e-14)
+
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 300), lr=st.floats(0, 1), beta1=st.floats(0, 0.999), beta2=st.floats(0, 0.9999),
+       eps=st.floats(1e-12, 1e-2), wd=st.floats(0, 0.5), decoupled=st.booleans(), amsgrad=st.booleans(),
+       maximize=st.booleans(), t=st.integers(1, 1000), seed=st.integers(0, 2**31 - 1))
+def test_adam_twins_agree_on_drawn_hyperparameters(n, lr, beta1, beta2, eps, wd, decoupled, amsgrad, maximize, t, seed):
+    rng = np.random.default_rng(seed)
+    param, grad, m = (rng.standard_normal(n) for _ in range(3))
+    v = np.abs(rng.standard_normal(n))
+    vmax = v + np.abs(rng.standard_normal(n))
+    args = (lr / (1 - beta1**t), math.sqrt(1 - beta2**t), beta1, beta2, eps, 0.0 if decoupled else wd,
+            1 - lr * wd if decoupled else 1.0, amsgrad, maximize)
+    a = [x.copy() for x in (param, grad, m, v, vmax)]
+    b = [x.copy() for x in (param, grad, m, v, vmax)]
+    optim_update.adam_update_reference(*a, *args)
+    optim_update.adam_update_numba(*b, *args)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, rtol=1e-13, atol=1e-300)
