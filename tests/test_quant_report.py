@@ -29,6 +29,7 @@ def test_report_rows_sizes_and_model_untouched():
     assert rep.row("int4")["bytes"] < rep.row("mixed 8/4")["bytes"] <= rep.row("static int8")["bytes"]
     assert rep.row("static int8")["agree"] > 0.9
     assert rep.row("static int8")["latency_ms"] > 0 and rep.row("int4")["latency_ms"] is None
+    assert rep.row("static int8")["cpu_ms"] >= 0 and rep.row("int4")["cpu_ms"] is None
     text = str(rep)
     assert "static int8" in text and "smaller" in text
     for k, v in model.state_dict().items():                  # report works on copies
@@ -42,7 +43,7 @@ def test_tour_step_rows():
     ctx = {"model": model, "data": ((x[:300], y[:300]), (x[300:350], y[300:350]), (x[350:], y[350:])), "fast": True}
     rows = list(tour_step(ctx))
     labels = [label for label, _ in rows]
-    assert "int8 weights (static PTQ)" in labels and "batch latency fp32 / int8" in labels
+    assert "int8 weights (static PTQ)" in labels and "batch latency fp32 / int8 (CPU time)" in labels
     assert all(isinstance(value, str) and value for _, value in rows)
 
 

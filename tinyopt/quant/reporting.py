@@ -15,8 +15,9 @@ Variants (each built from a copy of `model`; the model itself is not changed):
   QAT int8    `prepare_qat` → `qat_epochs` of SGD on `train_data` → `convert` (only if train_data given)
 
 "agree" is the fraction of test images whose predicted class equals fp32's.  Sizes count weight
-storage (see `model_size_bytes`).  Latency is the median wall time of one forward pass over
-`latency_batch` images (the machine may be shared: compare within one report).
+storage (see `model_size_bytes`).  Latency: the median CPU time (all threads of this process) and
+wall time of one forward pass over `latency_batch` images; the speed-up is fp32's CPU time over
+the variant's (on a shared machine wall times swing with other processes' load).
 """
 from __future__ import annotations
 
@@ -45,17 +46,20 @@ def predict(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
     return np.concatenate(out)
 
 
-def latency(model, x: np.ndarray, repeats: int = 5) -> float:
-    """Median seconds of one forward pass on the batch `x` (after one warm-up)."""
+def latency(model, x: np.ndarray, repeats: int = 5):
+    """(median wall seconds, median CPU seconds) of one forward pass on the batch `x`, after one
+    warm-up.  CPU time sums this process's threads; on a shared machine it is the steadier number
+    (wall time also counts the time other processes held the cores)."""
     model.eval()
-    times = []
+    wall, cpu = [], []
     with no_grad():
         model(Tensor(x))
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             model(Tensor(x))
-            times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+    return float(np.median(wall)), float(np.median(cpu))
 
 
 def calibrate(model, qconfig, calibration: np.ndarray, batch_size: int = 500):
@@ -105,7 +109,7 @@ def train_qat(model, train_data, epochs: int = 1, lr: float = 0.01, batch_size: 
 
 @dataclass
 class QuantReport:
-    rows: list = field(default_factory=list)     # dicts: variant, bytes, accuracy, agree, latency_ms
+    rows: list = field(default_factory=list)     # dicts: variant, bytes, accuracy, agree, latency_ms, cpu_ms
     notes: list = field(default_factory=list)
 
     def row(self, variant):
@@ -116,12 +120,15 @@ class QuantReport:
 
     def __str__(self):
         fp32 = self.rows[0]
-        lines = [f"{'variant':<12} {'weights':>12} {'smaller':>8} {'accuracy':>9} {'agree':>7} {'latency':>12} {'speed-up':>8}"]
+        lines = [f"{'variant':<12} {'weights':>12} {'smaller':>8} {'accuracy':>9} {'agree':>7} "
+                 f"{'cpu ms':>8} {'speed-up':>8} {'wall ms':>8}"]
         for r in self.rows:
-            lat = f"{r['latency_ms']:.1f} ms" if r.get("latency_ms") is not None else "-"
-            speed = f"{fp32['latency_ms'] / r['latency_ms']:.2f}x" if r.get("latency_ms") else "-"
+            timed = r.get("cpu_ms") is not None
+            cpu = f"{r['cpu_ms']:.1f}" if timed else "-"
+            speed = f"{fp32['cpu_ms'] / r['cpu_ms']:.2f}x" if timed and r["cpu_ms"] > 0 else "-"
+            wall = f"{r['latency_ms']:.1f}" if timed else "-"
             lines.append(f"{r['variant']:<12} {r['bytes']:>10,} B {fp32['bytes'] / r['bytes']:>7.2f}x "
-                         f"{r['accuracy']:>9.4f} {r['agree']:>7.2%} {lat:>12} {speed:>8}")
+                         f"{r['accuracy']:>9.4f} {r['agree']:>7.2%} {cpu:>8} {speed:>8} {wall:>8}")
         return "\n".join(lines + self.notes)
 
 
@@ -140,10 +147,11 @@ def report(model, test_data, calibration=None, train_data=None, qat_epochs: int 
     def add(variant, m, time_it=True):
         t0 = time.perf_counter()
         pred = predict(m, x_test)
+        wall, cpu = latency(m, lat_x, repeats) if time_it else (None, None)
         entry = {
             "variant": variant, "bytes": QZ.model_size_bytes(m)["total"], "accuracy": float(np.mean(pred == y_test)),
             "agree": float(np.mean(pred == base_pred)) if rep.rows else 1.0,
-            "latency_ms": latency(m, lat_x, repeats) * 1e3 if time_it else None,
+            "latency_ms": None if wall is None else wall * 1e3, "cpu_ms": None if cpu is None else cpu * 1e3,
         }
         rep.rows.append(entry)
         if verbose:
