@@ -83,6 +83,7 @@ def test_resume_is_bit_identical(tmp_path, optimizer, schedule):
     np.testing.assert_array_equal(a["rng"].random(4), b["rng"].random(4))
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_nan_loss_is_reported_with_its_step(tmp_path):
     with pytest.raises(TrainingDiverged, match=r"at epoch 1, step \d+ .*learning rate 1e\+12.*--lr 1e\+11"):
         run(TrainConfig(optimizer="sgd", lr=1e12, epochs=2, batch_size=16), tmp_path, data=synthetic(), verbose=0)
