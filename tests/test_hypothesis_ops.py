@@ -152,3 +152,15 @@ def test_transpose_and_reshape(data):
     perm = tuple(data.draw(st.permutations(range(len(shape)))))
     x = data.draw(array_data(shape))
     compare(lambda t: t.transpose(*perm).reshape(-1) * 2.0, [x], lambda t: t.permute(*perm).reshape(-1) * 2.0)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_matmul_shapes(data):
+    """NumPy's matmul signature (m?,n),(n,p?)->(m?,p?): 1-D operands, batches, broadcast batches."""
+    shapes = data.draw(hnp.mutually_broadcastable_shapes(
+        signature="(m?,n),(n,p?)->(m?,p?)", max_dims=4, min_side=1, max_side=3))
+    a = data.draw(array_data(shapes.input_shapes[0]))
+    b = data.draw(array_data(shapes.input_shapes[1]))
+    assert (to.tensor(a) @ to.tensor(b)).shape == shapes.result_shape == np.matmul(a, b).shape
+    compare(lambda x, y: x @ y, [a, b])
