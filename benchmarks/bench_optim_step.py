@@ -117,7 +117,8 @@ def main(argv=None) -> list:
             times = interleaved_times(steps, args.repeats)
             med = {k: statistics.median(v) for k, v in times.items()}
             low = {k: min(v) for k, v in times.items()}
-            cells = "".join(f"{med[k] * 1e3:>11.2f} ({low[k] * 1e3:>6.2f})" if k in med else f"{'-':>20}" for k in labels)
+            cells = "".join(f"{med[k] * 1e3:>11.2f} ({low[k] * 1e3:>6.2f})" if k in med else f"{'-':>20}"
+                            for k in labels)
             ratio = med["tinyopt"] / med["torch"] if "torch" in med else float("nan")
             ratio_min = low["tinyopt"] / low["torch"] if "torch" in low else float("nan")
             label = name + (" mom=0.9" if name == "SGD" else "")

@@ -33,7 +33,8 @@ def test_sgd_twins_agree(dtype, tol, momentum, dampening, weight_decay, nesterov
 
 
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-13), (np.float32, 1e-6)])
-@pytest.mark.parametrize("amsgrad,maximize,coupled,decoupled", list(itertools.product([False, True], [False, True], [0.0, 0.1], [1.0, 0.999])))
+@pytest.mark.parametrize("amsgrad,maximize,coupled,decoupled",
+                         list(itertools.product([False, True], [False, True], [0.0, 0.1], [1.0, 0.999])))
 def test_adam_twins_agree(dtype, tol, amsgrad, maximize, coupled, decoupled):
     rng = np.random.default_rng(1)
     param, grad, m = _arrays(777, dtype, rng, 3)

@@ -100,7 +100,8 @@ def _assert_same_path(ours, theirs):
 def test_formula_path_matches_torch(name, kwargs):
     hess, theta0, noise = _problem()
     extra = {"fused": False} if name in FUSABLE else {}
-    _assert_same_path(_run_tinyopt(name, kwargs, hess, theta0, noise, **extra), _run_torch(name, kwargs, hess, theta0, noise))
+    ours = _run_tinyopt(name, kwargs, hess, theta0, noise, **extra)
+    _assert_same_path(ours, _run_torch(name, kwargs, hess, theta0, noise))
 
 
 @pytest.mark.parametrize("kernels", ["numba", "reference"])
@@ -146,7 +147,8 @@ def test_state_dict_keys_and_values_match_torch(name, kwargs):
         if value is None:
             continue
         assert key in s_ours, f"{name}: torch keeps state {key!r}, tinyopt does not"
-        np.testing.assert_allclose(np.asarray(s_ours[key], dtype=np.float64), value.detach().numpy(), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(np.asarray(s_ours[key], dtype=np.float64), value.detach().numpy(),
+                                   rtol=RTOL, atol=ATOL)
 
 
 def test_float32_fused_adam_close_to_torch():

@@ -267,7 +267,8 @@ def optimizers(use_torch: bool | None = None, hand_steps: int = HAND_STEPS, torc
             theirs = _run_torch(torch, name, kwargs, torch_steps)
             for label, fused in paths:
                 ours = _run_tinyopt(name, kwargs, torch_steps, fused=fused)
-                checks.append(Check(subject, f"torch, {torch_steps} steps, {label}", _rel_err(ours, theirs), TORCH_RTOL))
+                error = _rel_err(ours, theirs)
+                checks.append(Check(subject, f"torch, {torch_steps} steps, {label}", error, TORCH_RTOL))
     if verbose:
         print(format_table(checks, "Optimizers: formula by hand and torch.optim"), file=file or sys.stdout)
     return checks
@@ -377,7 +378,8 @@ def format_table(checks, title: str) -> str:
     for c in checks:
         err = "-" if c.error is None else f"{c.error:.1e}"
         note = f"  ({c.note})" if c.note else ""
-        lines.append(f"{c.subject:<{subject_w}}  {c.check:<{check_w}}  {err:>11}  {c.tolerance:>7.0e}  {c.status}{note}")
+        lines.append(f"{c.subject:<{subject_w}}  {c.check:<{check_w}}  {err:>11}  {c.tolerance:>7.0e}  "
+                     f"{c.status}{note}")
     counts = {s: sum(c.status == s for c in checks) for s in ("PASS", "FAIL", "skip")}
     lines.append(f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['skip']} skipped")
     return "\n".join(lines)

@@ -246,7 +246,8 @@ if torch is not None:
 
     for name, ours, theirs in [
         ("Adam", factory("Adam", lr=0.02), lambda ps: torch.optim.Adam(ps, lr=0.02)),
-        ("Nesterov", factory("Nesterov", lr=1e-3), lambda ps: torch.optim.SGD(ps, lr=1e-3, momentum=0.9, nesterov=True)),
+        ("Nesterov", factory("Nesterov", lr=1e-3),
+         lambda ps: torch.optim.SGD(ps, lr=1e-3, momentum=0.9, nesterov=True)),
         ("RMSprop", factory("RMSprop", lr=1e-3), lambda ps: torch.optim.RMSprop(ps, lr=1e-3)),
     ]:
         err = rel_error(run(ours, rosenbrock, (-1.2, 1.0), 300), torch_path(theirs, rosenbrock, (-1.2, 1.0), 300))
@@ -289,8 +290,8 @@ assert abs(ratio - expected_ratio) < 1e-6
 # %% [markdown]
 # ### Keras' ε
 #
-# Keras adds ε to the *uncorrected* √v_t: θ ← θ − γ √(1 − β₂ᵗ)/(1 − β₁ᵗ) · m_t / (√v_t + ε). Written
-# with v̂, that is ε / √(1 − β₂ᵗ) next to √v̂_t: 31.6 ε at t = 1, shrinking to ε. With ε = 1e-8
+# Keras adds ε to the *uncorrected* √v_t: θ ← θ − γ √(1 − β₂ᵗ)/(1 − β₁ᵗ) · m_t / (√v_t + ε).
+# Written with v̂, that is ε / √(1 − β₂ᵗ) next to √v̂_t: 31.6 ε at t = 1, shrinking to ε. With ε = 1e-8
 # nobody notices; with the large ε some recipes use (1e-3, 1e-1), the early steps are damped.
 # The first step with ε = 1e-3 on Rosenbrock (gradient ≈ (−215.6, −88) at the start) shows it:
 
