@@ -172,8 +172,8 @@ TOUR_PLUGINS = ("tinyopt.quant.tour",)
 
 def tour_settings(fast: bool, model=None, epochs=None, train_size=None):
     """The tour's training settings: LeNet-5 with Adam and a one-cycle schedule on all 60,000 training
-    images (54,000 after holding out 10 % for validation) for 2 epochs, batch 64 (about two minutes of
-    training on 2 cores); `--fast`: 4,000 images, 1 epoch, batch 32, a cosine
+    images (54,000 after holding out 10 % for validation) for 2 epochs, batch 64 (about a minute of
+    training on 2 cores with single-threaded BLAS, test accuracy ≈ 0.88); `--fast`: 4,000 images, 1 epoch, batch 32, a cosine
     schedule, 1,000 test images (under a minute)."""
     from tinyopt.train import TrainConfig
 
