@@ -115,6 +115,14 @@ def test_bad_flag_value_is_one_line_naming_the_choices(tmp_path, capsys):
     assert "is not a training run" in capsys.readouterr().err
 
 
+def test_unwritable_out_folder_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert cli.main(["train", "--out", str(blocker / "run"), "--epochs", "1", "--train-size", "50"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "choose another folder" in err
+
+
 def test_missing_dataset_says_how_to_install(tmp_path, monkeypatch, capsys):
     from tinyopt.datasets import fashion_mnist
 

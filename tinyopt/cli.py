@@ -277,6 +277,11 @@ def main(argv=None) -> int:
     except DatasetError as e:
         print(f"tinyopt: error: {_dataset_error(e)}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as e:  # a folder that cannot be created or written (read-only, full disk, ...)
+        if e.filename is None:
+            raise
+        print(f"tinyopt: error: {e.strerror or e}: {e.filename} (choose another folder, e.g. with --out)", file=sys.stderr)
+        return EXIT_USAGE
     except TrainingDiverged as e:
         print(f"tinyopt: training diverged: {e}", file=sys.stderr)
         return EXIT_DIVERGED
