@@ -341,3 +341,57 @@ def test_shape_error_names_layer():
     converted = Q.convert(calibrated(small_cnn()))
     with pytest.raises(nn.ShapeError, match=r"'0' expects input of shape \(N, 1, H, W\)"):
         converted[0](to.tensor(np.zeros((2, 3, 8, 8), np.float32)))
+
+
+# ----------------------------------------------------------------------------- against torch's quantized layers
+
+
+def _torch_quantized(torch, layer_q, float_layer, conv):
+    """torch's quantized Linear/Conv2d with our qparams (activations quint8 = our int8 + 128)."""
+    qw = torch.quantize_per_channel(torch.from_numpy(float_layer.weight.data),
+                                    torch.from_numpy(layer_q.w_scale.astype(np.float64)),
+                                    torch.zeros(layer_q.w_scale.size, dtype=torch.long), 0, torch.qint8)
+    assert np.array_equal(qw.int_repr().numpy(), layer_q.w_int8)
+    if conv:
+        tq = torch.ao.nn.quantized.Conv2d(float_layer.in_channels, float_layer.out_channels, float_layer.kernel_size,
+                                          stride=float_layer.stride, padding=layer_q.padding)
+    else:
+        tq = torch.ao.nn.quantized.Linear(float_layer.in_features, float_layer.out_features, dtype=torch.qint8)
+    tq.set_weight_bias(qw, torch.from_numpy(float_layer.bias.data))
+    tq.scale, tq.zero_point = layer_q.scale, layer_q.zero_point + 128
+    return tq
+
+
+@pytest.mark.parametrize("conv", [False, True])
+def test_integer_layers_within_one_lsb_of_torch_qnnpack(conv):
+    """torch's QNNPACK engine requantizes in float from exact int32 sums: ours must be within 1 LSB.
+    (fbgemm/x86 differ by up to ~50 LSB on the same data unless activations use reduce_range:
+    vpmaddubsw saturates int16 pair sums of u8·s8 products.)"""
+    torch = pytest.importorskip("torch")
+    import warnings
+    warnings.filterwarnings("ignore")
+    if "qnnpack" not in torch.backends.quantized.supported_engines:
+        pytest.skip("torch built without QNNPACK")
+    rng = np.random.default_rng(8)
+    if conv:
+        float_layer = nn.Conv2d(3, 5, 3, stride=1, padding=1, rng=1)
+        shape = (4, 3, 9, 9)
+    else:
+        float_layer = nn.Linear(40, 12, rng=1)
+        shape = (64, 40)
+    prepared = Q.prepare(nn.Sequential(float_layer))
+    prepared(to.tensor(rng.standard_normal(shape).astype(np.float32)))
+    layer_q = Q.convert(prepared, float_logits=False)[0]
+    x = rng.standard_normal(shape).astype(np.float32)
+    ours = layer_q(to.tensor(x)).q.astype(int)
+    previous = torch.backends.quantized.engine
+    torch.backends.quantized.engine = "qnnpack"
+    try:
+        tq = _torch_quantized(torch, layer_q, float_layer, conv)
+        xq = torch.quantize_per_tensor(torch.from_numpy(x), layer_q.input_scale, layer_q.input_zero_point + 128,
+                                       torch.quint8)
+        theirs = tq(xq).int_repr().numpy().astype(int) - 128
+    finally:
+        torch.backends.quantized.engine = previous
+    diff = np.abs(ours - theirs)
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.95
