@@ -188,3 +188,31 @@ def test_save_and_load_weights(tmp_path):
     other.load_weights(tmp_path / "w.npz")
     x, _ = blobs(n=4)
     np.testing.assert_array_equal(model.predict(x), other.predict(x))
+
+
+def test_fit_is_the_pytorch_loop():
+    """Keras fit and a hand-written loop on the same nn modules give the same numbers."""
+    x, y = blobs(n=64)
+    model = mlp(seed=4)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="sparse_categorical_crossentropy")
+    start = model.get_weights()
+    hist = model.fit(x, y, epochs=2, batch_size=16, verbose=0, rng=9)
+
+    torch_style = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    torch_style.load_state_dict(dict(zip(torch_style.state_dict(), start)))
+    opt = to.optim.SGD(torch_style.parameters(), lr=0.1)
+    order_rng = np.random.default_rng(9)
+    epoch_losses = []
+    for _ in range(2):
+        order, total = order_rng.permutation(len(x)), 0.0
+        for s in range(0, len(x), 16):
+            idx = order[s:s + 16]
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(torch_style(to.tensor(x[idx])), y[idx])
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        epoch_losses.append(total / len(x))
+    assert hist.history["loss"] == pytest.approx(epoch_losses, rel=1e-5)
+    for a, b in zip(model.get_weights(), torch_style.state_dict().values()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
