@@ -225,6 +225,31 @@ print(rep)
 # which small layers do not amortise.
 
 # %% [markdown]
+# ### "Why did accuracy drop?" and "why is my quantized model slower?"
+#
+# What this lesson's numbers and tinyopt's tests show, cause by cause:
+#
+# * **A range stretched by outliers.** One large activation makes $S$ large for all the others.
+#   `PercentileObserver` clips the tails (section 1's plot: it wins below 8 bits, loses at 8).
+# * **One scale for channels of different sizes.** Per-tensor weight scales waste levels on the
+#   small channels; tinyopt's default qconfig is per-channel symmetric weights.
+# * **Hidden 16-bit saturation.** fbgemm (PyTorch's x86 engine) multiplies u8·s8 with `vpmaddubsw`,
+#   whose pair sums saturate at ±32767.  Without `reduce_range=True` (7-bit activations) its
+#   quantized Linear differs from the exact result by up to ~50 steps on random data
+#   (`tests/test_quant_workflows.py`, QNNPACK vs fbgemm).  tinyopt's kernels are exact for every
+#   int8 input, so they need no reduced range.
+# * **Ties in int8 logits.** Requantizing the last layer to int8 puts close logits on the same level
+#   (about 2 % of test images here); `convert` dequantizes the last layer straight from its int32
+#   accumulators (`float_logits=True`), which raised agreement with fp32 from 98.96 % to 99.74 %.
+# * **Unfolded BatchNorm / untrained rounding.** `fuse_known` folds BN; QAT lets the weights adapt
+#   to the grid (its row above also includes extra training steps, so compare it with care).
+#
+# Slower instead of faster: quantizing the input and requantizing every output are extra passes
+# over the activations, packing weights on every call costs as much as a small matmul (tinyopt
+# packs once, at `convert`), and threads cost more than they save on small layers (tinyopt's
+# requantize and im2col run on one thread: `parallel=True` measured 2.5× more CPU time here).
+
+# %% [markdown]
 # ### Weights on their grid, and accuracy against bits
 
 # %%
