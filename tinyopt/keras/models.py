@@ -12,7 +12,9 @@ One training step of `fit` (for a batch X, Y of `batch_size` samples) is the PyT
 The epoch's `loss` (and each metric) is the mean over all samples of the epoch, i.e. batch values
 weighted by batch size, as Keras reports it. `val_loss` / `val_*` are computed in evaluation
 mode (no dropout) after the epoch, on `validation_data` or on the last `validation_split` fraction
-of x, y (taken before shuffling, as Keras does).
+of x, y (taken before shuffling, as Keras does). The epoch logs (and so `History.history`) also hold
+`learning_rate`, the rate at the end of the epoch (Keras adds it only when an LR callback runs;
+here it is always there, so schedules can be plotted).
 
 Randomness: shuffling draws from `fit(..., rng=)` (a Generator or a seed; default generator when
 omitted), layer initialisation from each layer's `rng=`.
