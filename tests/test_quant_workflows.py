@@ -395,3 +395,16 @@ def test_integer_layers_within_one_lsb_of_torch_qnnpack(conv):
         torch.backends.quantized.engine = previous
     diff = np.abs(ours - theirs)
     assert diff.max() <= 1 and (diff == 0).mean() > 0.95
+
+
+def test_layer_left_in_float_by_qconfig_none():
+    model = small_cnn().eval()
+    qconfig = {"": Q.default_qconfig, "7": None}                 # the first Linear stays float
+    prepared = Q.prepare(Q.fuse_known(model), qconfig)
+    for s in (1, 2):
+        prepared(images(s))
+    converted = Q.convert(prepared)
+    assert type(converted[7]).__name__ == "LinearReLU" and isinstance(converted[9], Q.QuantLinear)
+    x = images(3)
+    y, yq = model(x).data, converted(x).data                      # float layer fed by dequantized int8
+    assert np.abs(y - yq).max() < 0.1 * np.abs(y).max()
