@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -277,6 +278,9 @@ def main(argv=None) -> int:
     except DatasetError as e:
         print(f"tinyopt: error: {_dataset_error(e)}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # output piped into `head` and the pipe closed: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as e:  # a folder that cannot be created or written (read-only, full disk, ...)
         if e.filename is None:
             raise
