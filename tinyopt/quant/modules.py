@@ -385,12 +385,11 @@ class DynamicQuantConv2d(Module, _DynamicMixin):
                              f"got input of shape {tuple(arr.shape)}")
         s_x, z_x = self.batch_qparams(arr)
         q_x = quantize_array(arr, s_x, z_x, -128, 127).astype(np.int8)
-        acc = KC.conv2d_int8(q_x, self.w_int8, self.stride, self.padding, pad_value=z_x, packed_w=self.packed_w)
-        acc = acc.astype(np.int64) - z_x * self.w_sum[None, :, None, None]
-        y = acc.astype(np.float32) * (np.float32(s_x) * self.w_scale)[None, :, None, None]
+        acc = KC.conv2d_int8_nhwc(q_x, self.w_int8, self.stride, self.padding, pad_value=z_x, packed_w=self.packed_w)
+        y = (acc - z_x * self.w_sum).astype(np.float32) * (np.float32(s_x) * self.w_scale)   # channels last
         if self.bias is not None:
-            y = y + self.bias[None, :, None, None]
-        return Tensor(y)
+            y = y + self.bias
+        return Tensor(np.ascontiguousarray(y.transpose(0, 3, 1, 2)))
 
     def weight_nbytes(self):
         return self.weight_q.nbytes + (0 if self.bias is None else 4 * self.bias.size) + self.weight_q.qparams_nbytes
