@@ -442,3 +442,67 @@ class Softmax(Function):
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
         return out * (grad - np.sum(grad * out, axis=ctx.axis, keepdims=True))
+
+
+class Linear(Function):
+    """y = x Wᵀ + b over the last axis of x (W has shape (out, in), like torch).
+
+    One node instead of Transpose → MatMul → Add. Backward, with G the upstream gradient and the
+    leading axes of x and G flattened into rows: dx = G W, dW = Gᵀ x, db = Σ_rows G.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias=None):
+        ctx.save_for_backward(x, weight)
+        out = np.matmul(x, weight.T)
+        if bias is not None:
+            out += bias
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = (ctx.needs_input_grad + (False,))[:3]
+        rows = grad.reshape(-1, grad.shape[-1])
+        grad_x = np.matmul(grad, weight) if need_x else None
+        grad_w = np.matmul(rows.T, x.reshape(-1, x.shape[-1])) if need_w else None
+        grad_b = rows.sum(axis=0) if need_b else None
+        return grad_x, grad_w, grad_b
+
+
+class CrossEntropy(Function):
+    """Mean (or summed, or per-row) softmax cross-entropy of logits z (N, C) with integer labels y.
+
+        ℓ_n = −log softmax(z_n)[y_n] = log Σ_c exp(z_{n,c} − max_c z_n) − (z_{n,y_n} − max_c z_n)
+        ∂ℓ_n/∂z_n = softmax(z_n) − onehot(y_n)
+
+    One node instead of LogSoftmax → index → negate → mean; the gradient needs no scatter.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, labels, reduction="mean"):
+        shifted = logits - np.max(logits, axis=1, keepdims=True)
+        log_sum = np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+        log_p = shifted - log_sum
+        rows = np.arange(logits.shape[0])
+        losses = -log_p[rows, labels]
+        ctx.save_for_backward(log_p, labels)
+        ctx.reduction = reduction
+        if reduction == "mean":
+            return np.asarray(losses.mean())
+        if reduction == "sum":
+            return np.asarray(losses.sum())
+        return losses
+
+    @staticmethod
+    def backward(ctx, grad):
+        log_p, labels = ctx.saved_tensors
+        d_logits = np.exp(log_p)
+        d_logits[np.arange(len(labels)), labels] -= 1
+        if ctx.reduction == "mean":
+            d_logits *= grad / len(labels)
+        elif ctx.reduction == "sum":
+            d_logits *= grad
+        else:
+            d_logits *= grad[:, None]
+        return d_logits, None

@@ -45,9 +45,8 @@ def log_softmax(x: Tensor, axis: int = -1, dim=None) -> Tensor:
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """y = x Wᵀ + b."""
-    y = x @ weight.T
-    return y if bias is None else y + bias
+    """y = x Wᵀ + b (one fused autograd node; see `ops.Linear`)."""
+    return ops.Linear.apply(x, weight, bias)
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng=None) -> Tensor:
@@ -83,17 +82,22 @@ def _labels(target) -> np.ndarray:
     return labels
 
 
-def nll_loss(log_probs: Tensor, target, reduction: str = "mean") -> Tensor:
-    """ℓ_n = −log_probs[n, y_n] for log-probabilities of shape (N, C) and labels of shape (N,)."""
+def _check_labels(target, input_shape) -> np.ndarray:
+    """Integer class labels of shape (N,) for an (N, C) input, each in [0, C)."""
     labels = _labels(target)
-    if log_probs.ndim != 2 or labels.shape != (log_probs.shape[0],):
+    if len(input_shape) != 2 or labels.shape != (input_shape[0],):
         raise ValueError(
-            f"nll_loss expects log-probabilities of shape (N, C) and labels of shape (N,), "
-            f"got {tuple(log_probs.shape)} and {labels.shape}"
+            f"expected input of shape (N, C) and labels of shape (N,), got {tuple(input_shape)} and {labels.shape}"
         )
-    n_classes = log_probs.shape[1]
+    n_classes = input_shape[1]
     if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
         raise ValueError(f"labels must lie in [0, {n_classes}), got values from {labels.min()} to {labels.max()}")
+    return labels
+
+
+def nll_loss(log_probs: Tensor, target, reduction: str = "mean") -> Tensor:
+    """ℓ_n = −log_probs[n, y_n] for log-probabilities of shape (N, C) and labels of shape (N,)."""
+    labels = _check_labels(target, log_probs.shape)
     picked = log_probs[np.arange(labels.shape[0]), labels]
     return _reduce(-picked, reduction)
 
@@ -108,7 +112,6 @@ def cross_entropy(logits: Tensor, target, reduction: str = "mean", label_smoothi
     """
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
-    log_p = log_softmax(logits, axis=1)
     raw_target = np.asarray(target.data if isinstance(target, Tensor) else target)
     if np.issubdtype(raw_target.dtype, np.floating):
         if raw_target.shape != logits.shape:
@@ -116,12 +119,17 @@ def cross_entropy(logits: Tensor, target, reduction: str = "mean", label_smoothi
         probs = raw_target
         if label_smoothing:
             probs = (1 - label_smoothing) * probs + label_smoothing / logits.shape[1]
-        return _reduce(-(log_p * probs.astype(log_p.dtype)).sum(axis=1), reduction)
+        return _reduce(-(log_softmax(logits, axis=1) * probs.astype(logits.dtype)).sum(axis=1), reduction)
+    if not label_smoothing:
+        # The common case as one fused node (ops.CrossEntropy); same formula, no scatter.
+        labels = _check_labels(raw_target, logits.shape)
+        if reduction not in ("mean", "sum", "none"):
+            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        return ops.CrossEntropy.apply(logits, labels, reduction=reduction)
+    log_p = log_softmax(logits, axis=1)
     nll = nll_loss(log_p, raw_target, reduction="none")
-    if label_smoothing:
-        smooth = -log_p.mean(axis=1)
-        nll = nll * (1 - label_smoothing) + smooth * label_smoothing
-    return _reduce(nll, reduction)
+    smooth = -log_p.mean(axis=1)
+    return _reduce(nll * (1 - label_smoothing) + smooth * label_smoothing, reduction)
 
 
 def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:  # noqa: A002 - torch's name
