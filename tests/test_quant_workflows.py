@@ -408,3 +408,25 @@ def test_layer_left_in_float_by_qconfig_none():
     x = images(3)
     y, yq = model(x).data, converted(x).data                      # float layer fed by dequantized int8
     assert np.abs(y - yq).max() < 0.1 * np.abs(y).max()
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=20, deadline=None)
+@given(batch=st.integers(1, 9), n_in=st.integers(1, 40), n_out=st.integers(1, 20), seed=st.integers(0, 2**16),
+       relu=st.booleans(), spread=st.floats(0.01, 100.0))
+def test_quant_linear_hypothesis_within_one_lsb(batch, n_in, n_out, seed, relu, spread):
+    rng = np.random.default_rng(seed)
+    layer = nn.Linear(n_in, n_out, rng=rng)
+    layer.weight.data *= np.float32(spread)
+    model = nn.Sequential(Q.LinearReLU(layer) if relu else layer)
+    prepared = Q.prepare(model)
+    prepared(to.tensor((rng.standard_normal((32, n_in)) * spread).astype(np.float32)))
+    prepared(to.tensor((rng.standard_normal((1, n_in)) * spread + 1).astype(np.float32)))   # no zero range
+    q_layer = Q.convert(prepared, float_logits=False)[0]
+    x = (rng.standard_normal((batch, n_in)) * spread).astype(np.float32)
+    q_in, s_x, z_x = Q.modules.quantize_input(to.tensor(x), q_layer.input_scale, q_layer.input_zero_point)
+    out = q_layer(to.tensor(x)).q
+    assert out.shape == (batch, n_out) and out.dtype == np.int8
+    assert np.abs(out.astype(int) - float_simulation(q_layer, q_in, s_x, z_x)).max() <= 1
