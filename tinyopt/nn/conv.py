@@ -113,7 +113,7 @@ class Conv2dFunction(Function):
     def backward(ctx, grad):
         weight, cols = ctx.saved_tensors
         x_shape, stride, pad, dilation, groups = ctx.geometry
-        need_x, need_w, need_b = (tuple(ctx.needs_input_grad) + (False, False, False))[:3]
+        need_x, need_w, need_b = ctx.needs_input_grad  # one flag per (x, weight, bias)
         dx, dw, db = K.conv2d_backward(
             np.ascontiguousarray(grad), x_shape, weight, cols, stride, pad, dilation, groups,
             need_input=need_x, need_weight=need_w, need_bias=need_b and ctx.has_bias,
