@@ -17,10 +17,12 @@ On a shared machine the CPU-time ratio is the one to trust; wall times swing wit
 Measured on the development machine (AMD EPYC, AVX2, no AVX-512/VNNI, 2 shared cores), one
 thread each, CPU-time ratio vs OpenBLAS float32 (> 1 is faster):
 
-    n      tinyopt int8 AVX2   torch fbgemm dynamic int8   tinyopt portable
-    512         1.47                  1.55                     0.44
-    1024        1.34                  1.63                     0.41
-    2048        1.23                  1.67                     —
+    n      tinyopt int8 AVX2 (B prepacked)   torch fbgemm dynamic int8   tinyopt portable
+    512         1.49                                1.65                     0.44
+    1024        1.48                                1.66                     0.41
+    2048        1.31                                1.70                     —
+
+With both libraries on 2 threads the ratios are similar but swing with the machine's load.
 
 fbgemm is faster because it multiplies u8×s8 with `vpmaddubsw` (32 products per instruction,
 int16 pair sums that can saturate — the reason torch's observers default to reduce_range=True,
