@@ -163,3 +163,17 @@ def test_invalid_hyperparameters_raise_value_error(kwargs):
 def test_invalid_functional_options_raise_value_error(kwargs):
     with pytest.raises(ValueError):
         F.conv2d(to.zeros(1, 1, 6, 6), to.zeros(1, 1, 3, 3), **kwargs)
+
+
+def test_non_contiguous_input_and_weight_vs_torch(rng):
+    """Transposed views (not C-contiguous) go through the same path as copies."""
+    torch = pytest.importorskip("torch")
+    x = randn((2, 3, 6, 7), rng).transpose(0, 1, 3, 2)  # (2, 3, 7, 6), non-contiguous
+    w = randn((4, 3, 3, 3), rng).transpose(0, 1, 3, 2)
+    helper_test_op([x, w], lambda x, w: F.conv2d(x, w, None, 2, 1),
+                   lambda x, w: torch.nn.functional.conv2d(x, w, None, 2, 1))
+
+
+def test_mixed_dtypes_are_refused():
+    with pytest.raises(TypeError, match="float64"):
+        F.conv2d(to.zeros(1, 1, 5, 5), to.tensor(np.zeros((1, 1, 3, 3))))

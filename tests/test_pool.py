@@ -145,3 +145,10 @@ def test_invalid_options_raise_value_error(kwargs):
         F.max_pool2d(to.zeros(1, 1, 6, 6), **kwargs)
     with pytest.raises(ValueError):
         F.avg_pool2d(to.zeros(1, 1, 6, 6), **kwargs)
+
+
+def test_non_contiguous_input_vs_torch(rng):
+    torch = pytest.importorskip("torch")
+    x = randn((2, 3, 7, 8), rng).transpose(0, 1, 3, 2)
+    helper_test_op([x], lambda x: F.max_pool2d(x, 3, 2, 1), lambda x: torch.nn.functional.max_pool2d(x, 3, 2, 1))
+    helper_test_op([x], lambda x: F.avg_pool2d(x, 2), lambda x: torch.nn.functional.avg_pool2d(x, 2))
