@@ -133,7 +133,12 @@ def throughput(args, torch, x, y):
         steps = max(2, args.steps * 64 // batch)
         times = {"tinyopt": [], "torch": []}
         for _ in range(args.rounds):
+            # A pause before each round: OpenBLAS's and torch's OpenMP worker threads busy-wait for
+            # a while after their last call, and without it they would steal the cores from the
+            # other framework's round (measured: torch's batch-256 step 18 → 30 ms).
+            time.sleep(args.pause)
             times["tinyopt"].append(time_round(tiny_step, steps) / steps)
+            time.sleep(args.pause)
             times["torch"].append(time_round(torch_step, steps) / steps)
         rows.append((batch, {k: (batch / np.median(v), batch / np.min(v)) for k, v in times.items()}))
     return rows
@@ -226,6 +231,7 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20, help="steps per round at batch 64 (scaled for 256)")
     parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    parser.add_argument("--pause", type=float, default=1.0, help="seconds of idle before each timed round")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--memory-steps", type=int, default=937, help="steps of batch 64 (937 = one epoch)")
     args = parser.parse_args(argv)
