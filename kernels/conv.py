@@ -31,7 +31,9 @@ Numba practice: `cache=True`, compiled lazily on first call (or by `tinyopt.warm
 1.1 ms at LeNet sizes); with the machine shared (load average 6–10, other jobs running) the
 parallel versions were up to 10× *slower* than serial ones, because every parallel region ends in
 a barrier that waits for a descheduled thread, and its threads competed with OpenBLAS's.  The
-loops stay serial, so the cores go to the GEMMs and a loaded machine degrades gracefully.  Inner loops
+loops stay serial, so the cores go to the GEMMs and a loaded machine degrades gracefully.  (Also
+tried: `nogil` kernels on batch halves in a 2-thread pool, which blocks instead of spinning: 1.7×
+on col2im and max-pool alone, but no gain on a whole LeNet step beyond the noise, so not kept.)  Inner loops
 carry no bounds tests: `_valid_range` computes, per kernel offset, the output rows/columns that
 read inside the input, and the padding is written as zeros around them.
 
