@@ -15,10 +15,11 @@ Groups and dilation are not supported.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from .backend import dispatch
-from .matmul_int8 import PackedB, matmul_int8_numba, pack_b
+from .matmul_int8 import MR, PackedB, _choose, matmul_int8_avx2_pairs, matmul_int8_numba, pack_b
+from .requantize import INT32_MAX, INT32_MIN, _requantize_one, requantize_reference
 
 
 def _pair(v):
@@ -84,19 +85,80 @@ def pack_conv_weight(w: np.ndarray) -> PackedB:
     return pack_b(np.ascontiguousarray(w.reshape(w.shape[0], -1).T))
 
 
-def conv2d_int8_nhwc_numba(x, w, stride=1, padding=0, pad_value=0, packed_w=None):
-    """im2col (Numba) then `matmul_int8_numba`, the result channels last: int32 [N, Ho, Wo, O]
-    (the matmul's own layout; a quantized layer requantizes it before moving channels first).
-    Pass `packed_w = pack_conv_weight(w)` to reuse the packed weight across calls."""
+@njit(cache=True, parallel=True)
+def _im2col_pairs(xp, kh, kw, sh, sw, ho, wo, mp, kp):
+    """im2col written straight in the AVX2 kernel's A layout: int16 [mp, kp], zero-padded to mp
+    rows (a multiple of 6) and kp columns (even), so `matmul_int8_avx2_pairs` needs no packing pass.
+
+        A[(b·Ho + y)·Wo + x, k] = X̃[b, c_k, s_h·y + i_k, s_w·x + j_k],   k = (c_k·kh + i_k)·kw + j_k
+
+    As a gather from the flat padded input with precomputed tap offsets
+    t_k = (c_k·Hp + i_k)·Wp + j_k: one add per element, no 4-D index arithmetic."""
+    n, c, hp, wp = xp.shape
+    flat = xp.ravel()
+    k_len = c * kh * kw
+    taps = np.empty(k_len, np.int64)
+    t = 0
+    for ch in range(c):
+        for i in range(kh):
+            for j in range(kw):
+                taps[t] = (ch * hp + i) * wp + j
+                t += 1
+    out = np.empty((mp, kp), np.int16)
+    for b in prange(n):
+        for y in range(ho):
+            for x in range(wo):
+                row = (b * ho + y) * wo + x
+                base = ((b * c) * hp + sh * y) * wp + sw * x
+                for k in range(k_len):
+                    out[row, k] = flat[base + taps[k]]
+                for k in range(k_len, kp):
+                    out[row, k] = 0
+    for row in range(n * ho * wo, mp):
+        for k in range(kp):
+            out[row, k] = 0
+    return out
+
+
+def conv2d_int8_rows_reference(x, w, stride=1, padding=0, pad_value=0, packed_w=None):
+    """The accumulators as rows: int32 [N·Ho·Wo, O], row (b·Ho + y)·Wo + x (channels last)."""
+    acc = conv2d_int8_nhwc_reference(x, w, stride, padding, pad_value)
+    return acc.reshape(-1, acc.shape[-1])
+
+
+def conv2d_int8_rows_numba(x, w, stride=1, padding=0, pad_value=0, packed_w=None):
+    """`conv2d_int8_rows_reference` by Numba: with AVX2, im2col straight into the kernel's int16
+    layout (`_im2col_pairs`) and `matmul_int8_avx2_pairs`; the result may be a strided view of the
+    kernel's padded output (no copy).  Otherwise int8 im2col and `matmul_int8_numba`."""
     _check(x, w)
     sh, sw = _pair(stride)
     n = x.shape[0]
     o, _, kh, kw = w.shape
     ho, wo = conv_output_size(x.shape[2], x.shape[3], kh, kw, stride, padding)
     xp = np.ascontiguousarray(_pad(x, padding, pad_value))
-    cols = _im2col(xp, kh, kw, sh, sw, ho, wo)
     b = packed_w if packed_w is not None else pack_conv_weight(w)
-    return matmul_int8_numba(cols, b).reshape(n, ho, wo, o)
+    m = n * ho * wo
+    if _choose() == "avx2":
+        mp = -(-m // MR) * MR
+        a16 = _im2col_pairs(xp, kh, kw, sh, sw, ho, wo, mp, 2 * b.data.shape[1])
+        return matmul_int8_avx2_pairs(a16, b)[:m, :o]
+    cols = _im2col(xp, kh, kw, sh, sw, ho, wo)
+    return matmul_int8_numba(cols, b)
+
+
+conv2d_int8_rows = dispatch(conv2d_int8_rows_reference, conv2d_int8_rows_numba)
+conv2d_int8_rows.__doc__ = conv2d_int8_rows_reference.__doc__
+
+
+def conv2d_int8_nhwc_numba(x, w, stride=1, padding=0, pad_value=0, packed_w=None):
+    """im2col (Numba) then the int8 matmul, the result channels last: int32 [N, Ho, Wo, O]
+    (the matmul's own layout; a quantized layer requantizes it before moving channels first).
+    Pass `packed_w = pack_conv_weight(w)` to reuse the packed weight across calls."""
+    n = x.shape[0]
+    o, _, kh, kw = w.shape
+    ho, wo = conv_output_size(x.shape[2], x.shape[3], kh, kw, stride, padding)
+    rows = conv2d_int8_rows_numba(x, w, stride, padding, pad_value, packed_w)
+    return np.ascontiguousarray(rows).reshape(n, ho, wo, o)
 
 
 def conv2d_int8_nhwc_reference(x, w, stride=1, padding=0, pad_value=0, packed_w=None):
@@ -152,3 +214,65 @@ def max_pool2d_int8_numba(q, k):
 
 max_pool2d_int8 = dispatch(max_pool2d_int8_reference, max_pool2d_int8_numba)
 max_pool2d_int8.__doc__ = max_pool2d_int8_reference.__doc__
+
+
+# ----------------------------------------------------------------------------- requantize (+ max pool) to NCHW
+
+
+def requantize_pool_nchw_reference(acc_rows, n, ho, wo, offset, m0, shift, zero_point, qmin, qmax, pool=1):
+    """Convolution accumulators as rows, int32 [N·Ho·Wo, O] (row (b·Ho + y)·Wo + x), →
+    int8 [N, O, Ho/k, Wo/k]: per channel o, q = requantize(clamp_int32(acc + offset[o]); M0[o], n[o])
+    (`kernels.requantize`), then max over non-overlapping k×k windows (k = `pool`; 1: none).
+
+    The fused twin takes the max of the accumulators first and requantizes once per window:
+    max_k f(a_k) = f(max_k a_k) for the non-decreasing map f = clamp ∘ requantize ∘ (+offset),
+    so both orders give the same integers and the fused one requantizes k² times fewer values."""
+    o = acc_rows.shape[1]
+    acc = np.ascontiguousarray(acc_rows).reshape(n, ho, wo, o)
+    q = requantize_reference(acc, m0, shift, zero_point, qmin, qmax, axis=-1, out_dtype=np.int8, offset=offset)
+    q = np.ascontiguousarray(q.transpose(0, 3, 1, 2))
+    return q if pool == 1 else max_pool2d_int8_reference(q, pool)
+
+
+@njit(cache=True, parallel=True)
+def _requantize_pool_nchw(acc, n, ho, wo, k, offset, m0, shift, zero_point, qmin, qmax, out):
+    """Per image: window max of the accumulators into rows [Hq·Wq, O] (inner loops over o, over
+    contiguous memory), requantize those rows, then write them channels first."""
+    o_len = acc.shape[1]
+    hq, wq = out.shape[2], out.shape[3]
+    for b in prange(n):
+        best = np.empty((hq * wq, o_len), np.int32)
+        q = np.empty((hq * wq, o_len), np.int8)
+        for yq in range(hq):
+            for xq in range(wq):
+                r = yq * wq + xq
+                r0 = (b * ho + yq * k) * wo + xq * k
+                for o in range(o_len):
+                    best[r, o] = acc[r0, o]
+                for i in range(k):
+                    for j in range(k):
+                        src = r0 + i * wo + j
+                        for o in range(o_len):
+                            v = acc[src, o]
+                            best[r, o] = v if v > best[r, o] else best[r, o]
+        for r in range(hq * wq):
+            for o in range(o_len):
+                total = min(max(np.int64(best[r, o]) + offset[o], INT32_MIN), INT32_MAX)
+                q[r, o] = _requantize_one(total, m0[o], shift[o], zero_point, qmin, qmax)
+        for o in range(o_len):
+            for yq in range(hq):
+                for xq in range(wq):
+                    out[b, o, yq, xq] = q[yq * wq + xq, o]
+
+
+def requantize_pool_nchw_numba(acc_rows, n, ho, wo, offset, m0, shift, zero_point, qmin, qmax, pool=1):
+    o = acc_rows.shape[1]
+    as_channels = lambda v: np.ascontiguousarray(np.broadcast_to(np.asarray(v, np.int64).reshape(-1), (o,)))  # noqa: E731
+    out = np.empty((n, o, ho // pool, wo // pool), np.int8)
+    _requantize_pool_nchw(acc_rows, int(n), int(ho), int(wo), int(pool), as_channels(offset), as_channels(m0),
+                          as_channels(shift), int(zero_point), int(qmin), int(qmax), out)
+    return out
+
+
+requantize_pool_nchw = dispatch(requantize_pool_nchw_reference, requantize_pool_nchw_numba)
+requantize_pool_nchw.__doc__ = requantize_pool_nchw_reference.__doc__

@@ -213,3 +213,60 @@ def test_max_pool_int8_twins(k):
     expected = np.array([[[[q[b, c, y * k:(y + 1) * k, x * k:(x + 1) * k].max() for x in range(8 // k)]
                            for y in range(7 // k)] for c in range(3)] for b in range(2)])
     np.testing.assert_array_equal(ref, expected)
+
+
+# ----------------------------------------------------------------------------- fused conv path (rows, requantize + pool)
+
+
+@pytest.mark.parametrize("shape,wshape,stride,padding", [
+    ((3, 1, 12, 12), (6, 1, 5, 5), 1, 2),        # LeNet conv1-like: K = 25 (odd), O = 6
+    ((2, 6, 9, 9), (16, 6, 5, 5), 1, 0),         # conv2-like: K = 150, O = 16
+    ((2, 3, 9, 8), (20, 3, 3, 3), 2, 1),         # O > 16 (two column panels), stride 2
+    ((1, 2, 4, 4), (3, 2, 4, 4), 1, 0),          # one output position (M = 1: padded to 6 rows)
+])
+def test_conv2d_int8_rows_bit_exact(shape, wshape, stride, padding):
+    rng = np.random.default_rng(sum(shape) + stride)
+    x, w = rand_int8(rng, shape), rand_int8(rng, wshape)
+    expected = direct_conv_int64(x, w, stride, padding, -5).transpose(0, 2, 3, 1).reshape(-1, wshape[0])
+    ref = conv_int8.conv2d_int8_rows_reference(x, w, stride, padding, -5)
+    fast = conv_int8.conv2d_int8_rows_numba(x, w, stride, padding, -5, packed_w=conv_int8.pack_conv_weight(w))
+    for got in (ref, fast):
+        assert got.dtype == np.int32
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_im2col_pairs_layout():
+    """The int16 im2col equals the int8 one, zero-padded to 6-row and even-column multiples."""
+    rng = np.random.default_rng(5)
+    x = rand_int8(rng, (2, 3, 6, 7))
+    xp = np.ascontiguousarray(np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-2))
+    ho, wo = conv_int8.conv_output_size(6, 7, 3, 3, 1, 1)
+    cols = conv_int8._im2col(xp, 3, 3, 1, 1, ho, wo)                    # [2·6·7, 27]
+    pairs = conv_int8._im2col_pairs(xp, 3, 3, 1, 1, ho, wo, 90, 28)
+    assert pairs.dtype == np.int16 and pairs.shape == (90, 28)
+    np.testing.assert_array_equal(pairs[:84, :27], cols)
+    assert not pairs[84:].any() and not pairs[:, 27].any()
+
+
+@pytest.mark.parametrize("pool", [1, 2, 3])
+def test_requantize_pool_nchw_twins(pool):
+    """Fused max-then-requantize equals requantize-then-max (requantization is non-decreasing),
+    incl. saturation, a negative shift and a ReLU clamp at Z."""
+    rng = np.random.default_rng(pool)
+    n, ho, wo, o = 2, 7, 6, 5
+    acc = rng.integers(-2**31, 2**31, (n * ho * wo, o), dtype=np.int64).astype(np.int32)
+    acc[::3] //= 50000
+    m0, shift = rq.quantize_multiplier(np.array([0.001, 0.02, 0.5, 3.0, 1e-6]))
+    offset = rng.integers(-1000, 1000, o)
+    zp, qmin, qmax = -20, -20, 127
+    ref = conv_int8.requantize_pool_nchw_reference(acc, n, ho, wo, offset, m0, shift, zp, qmin, qmax, pool)
+    fast = conv_int8.requantize_pool_nchw_numba(acc, n, ho, wo, offset, m0, shift, zp, qmin, qmax, pool)
+    strided = np.zeros((acc.shape[0] + 4, 16), np.int32)
+    strided[:acc.shape[0], :o] = acc
+    fast_view = conv_int8.requantize_pool_nchw_numba(strided[:acc.shape[0], :o], n, ho, wo, offset, m0, shift,
+                                                     zp, qmin, qmax, pool)
+    q = rq.requantize_reference(acc.reshape(n, ho, wo, o), m0, shift, zp, qmin, qmax, offset=offset)
+    expected = conv_int8.max_pool2d_int8_reference(np.ascontiguousarray(q.transpose(0, 3, 1, 2)), pool)
+    assert ref.shape == (n, o, ho // pool, wo // pool)
+    for got in (ref, fast, fast_view):
+        np.testing.assert_array_equal(got, expected)

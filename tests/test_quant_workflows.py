@@ -430,3 +430,20 @@ def test_quant_linear_hypothesis_within_one_lsb(batch, n_in, n_out, seed, relu, 
     out = q_layer(to.tensor(x)).q
     assert out.shape == (batch, n_out) and out.dtype == np.int8
     assert np.abs(out.astype(int) - float_simulation(q_layer, q_in, s_x, z_x)).max() <= 1
+
+
+@pytest.mark.parametrize("kernels", ["numba", "reference"])
+def test_conv_then_pool_fused_equals_unfused(kernels):
+    """QuantConv2d → QuantMaxPool2d pools the accumulators and requantizes once per window;
+    the integers equal requantizing every position first and pooling the int8 values."""
+    converted = Q.convert(calibrated(small_cnn()))
+    x = images(7)
+    conv, pool = converted[0], converted[3]
+    assert type(pool).__name__ == "QuantMaxPool2d"
+    with backend(kernels):
+        fused = pool(conv(x))
+        q_full = conv(x).q                                  # requantized at every position
+    expected = q_full.reshape(16, 4, 7, 2, 7, 2).max(axis=(3, 5))
+    assert isinstance(fused, Q.QActivation) and fused.q.dtype == np.int8
+    np.testing.assert_array_equal(fused.q, expected)
+    assert (fused.scale, fused.zero_point) == (conv.scale, conv.zero_point)

@@ -111,6 +111,47 @@ class QActivation(Tensor):
         return f"QActivation(shape={self.q.shape}, scale={self.scale:.6g}, zero_point={self.zero_point})"
 
 
+class ConvQActivation(QActivation):
+    """A QuantConv2d's output before requantization: the int32 accumulator rows [N·Ho·Wo, O].
+
+    `.q` (int8 [N, O, Ho, Wo]) is requantized on first use.  A following `QuantMaxPool2d` with
+    non-overlapping k×k windows instead calls `pooled(k)`, which takes the max of the accumulators
+    and requantizes once per window — the same integers (requantization is non-decreasing, so it
+    commutes with max), k² times fewer requantizations and no int8 intermediate."""
+
+    def __init__(self, layer, rows, shape, s_x, z_x):
+        self._layer, self._rows, self._shape, self._s_x, self._z_x = layer, rows, shape, s_x, z_x
+        self._q = None
+        self.scale = float(layer.scale)
+        self.zero_point = int(layer.zero_point)
+        self._dequantized = None
+        self.grad = None
+        self._node = None
+        self._retains_grad = False
+        self._requires_grad = False
+
+    @property
+    def q(self):
+        if self._q is None:
+            self._q = self._layer.requantize_rows(self._rows, self._shape, self._s_x, self._z_x)
+            self._rows = None
+        return self._q
+
+    def pooled(self, k: int) -> QActivation:
+        if self._q is not None:
+            return QActivation(KC.max_pool2d_int8(self._q, k), self.scale, self.zero_point)
+        q = self._layer.requantize_rows(self._rows, self._shape, self._s_x, self._z_x, pool=k)
+        return QActivation(q, self.scale, self.zero_point)
+
+    @property
+    def shape(self):
+        return self._shape if self._q is None else self._q.shape
+
+    @property
+    def ndim(self):
+        return 4
+
+
 def activation_qparams(observer):
     """(S, Z, q_min, q_max) of an activation observer, moved to int8 if it was quint8."""
     scale, zp = observer.calculate_qparams()
@@ -260,21 +301,35 @@ class QuantConv2d(_QuantLayer):
         self.packed_w = KC.pack_conv_weight(self.w_int8)
 
     def accumulate(self, x):
-        q_x, s_x, z_x = quantize_input(x, self.input_scale, self.input_zero_point, self.input_qmin, self.input_qmax)
-        if q_x.ndim != 4 or q_x.shape[1] != self.in_channels:
-            raise ShapeError(f"QuantConv2d {self.name!r} expects input of shape (N, {self.in_channels}, H, W), "
-                             f"got input of shape {tuple(q_x.shape)}")
+        q_x, s_x, z_x = self._input(x)
         acc = KC.conv2d_int8_nhwc(np.ascontiguousarray(q_x), self.w_int8, self.stride, self.padding, pad_value=z_x,
                                   packed_w=self.packed_w)
         return acc, q_x, s_x, z_x                                   # acc int32 [N, Ho, Wo, O]
 
     def forward(self, x):
-        acc, _, s_x, z_x = self.accumulate(x)
         if self.float_output:
+            acc, _, s_x, z_x = self.accumulate(x)
             y = self._float_from_acc(acc, s_x, z_x)
             return Tensor(np.ascontiguousarray((np.maximum(y, 0) if self.relu else y).transpose(0, 3, 1, 2)))
-        q_y = self._requantize(acc, s_x, z_x)                       # int8, channels last
-        return QActivation(np.ascontiguousarray(q_y.transpose(0, 3, 1, 2)), self.scale, self.zero_point)
+        q_x, s_x, z_x = self._input(x)
+        n, _, h, w = q_x.shape
+        ho, wo = KC.conv_output_size(h, w, *self.kernel_size, self.stride, self.padding)
+        rows = KC.conv2d_int8_rows(np.ascontiguousarray(q_x), self.w_int8, self.stride, self.padding,
+                                   pad_value=z_x, packed_w=self.packed_w)  # int32 [N·Ho·Wo, O]
+        return ConvQActivation(self, rows, (n, self.out_channels, ho, wo), s_x, z_x)
+
+    def requantize_rows(self, rows, shape, s_x, z_x, pool=1):
+        """int32 accumulator rows → int8 [N, O, Ho/pool, Wo/pool] (requantize, then max pool; fused)."""
+        offset, m0, n, _ = self.requant_params(s_x, z_x)
+        return KC.requantize_pool_nchw(rows, shape[0], shape[2], shape[3], offset, m0, n, self.zero_point,
+                                       self.out_qmin, self.out_qmax, pool)
+
+    def _input(self, x):
+        q_x, s_x, z_x = quantize_input(x, self.input_scale, self.input_zero_point, self.input_qmin, self.input_qmax)
+        if q_x.ndim != 4 or q_x.shape[1] != self.in_channels:
+            raise ShapeError(f"QuantConv2d {self.name!r} expects input of shape (N, {self.in_channels}, H, W), "
+                             f"got input of shape {tuple(q_x.shape)}")
+        return q_x, s_x, z_x
 
     def explain(self, x, index):
         """Step through output element index = (n, o, y, x)."""
@@ -410,9 +465,10 @@ class QuantMaxPool2d(Module):
             return self.pool(x)
         p = self.pool
         k, st = p.kernel_size, p.stride
-        n, c, h, w = x.q.shape
         if (isinstance(k, int) and k == st and p.padding == 0 and p.dilation == 1 and not p.ceil_mode):
             # non-overlapping windows, on int8 (kernels.conv_int8.max_pool2d_int8)
+            if isinstance(x, ConvQActivation):
+                return x.pooled(k)                     # fused with the convolution's requantization
             return QActivation(KC.max_pool2d_int8(x.q, k), x.scale, x.zero_point)
         pooled = max_pool2d(Tensor(x.q.astype(np.float32)), k, st, p.padding, p.dilation, p.ceil_mode)
         return QActivation(pooled.data.astype(np.int8), x.scale, x.zero_point)
