@@ -32,6 +32,11 @@ def test_report_rows_sizes_and_model_untouched():
     assert rep.row("static int8")["cpu_ms"] >= 0 and rep.row("int4")["cpu_ms"] is None
     text = str(rep)
     assert "static int8" in text and "smaller" in text
+    header = text.splitlines()[0].split()
+    assert header.index("wall") < header.index("speed-up") < header.index("cpu")    # wall time is the primary column
+    int8_line = next(line for line in text.splitlines() if line.startswith("static int8"))
+    speed = fp32["latency_ms"] / rep.row("static int8")["latency_ms"]
+    assert f"{speed:.2f}x" in int8_line                                               # speed-up from wall times
     for k, v in model.state_dict().items():                  # report works on copies
         np.testing.assert_array_equal(v, before[k])
 
@@ -43,7 +48,7 @@ def test_tour_step_rows():
     ctx = {"model": model, "data": ((x[:300], y[:300]), (x[300:350], y[300:350]), (x[350:], y[350:])), "fast": True}
     rows = list(tour_step(ctx))
     labels = [label for label, _ in rows]
-    assert "int8 weights (static PTQ)" in labels and "batch latency fp32 / int8 (CPU time)" in labels
+    assert "int8 weights (static PTQ)" in labels and "batch latency fp32 / int8 (wall)" in labels
     assert all(isinstance(value, str) and value for _, value in rows)
 
 
