@@ -172,7 +172,7 @@ class QuantReport:
 
 
 def report(model, test_data, calibration=None, train_data=None, qat_epochs: int = 0, qat_max_steps=None,
-           latency_batch: int = 256, repeats: int = 5, low_bits: int = 4, rng=None, verbose: bool = False) -> QuantReport:
+           qat_lr: float = 1e-4, latency_batch: int = 256, repeats: int = 5, low_bits: int = 4, rng=None, verbose: bool = False) -> QuantReport:
     """Size, accuracy, agreement with fp32 and latency for each variant (see the module docstring).
 
     `test_data` = (x_test, y_test); `calibration` = images for static PTQ (default: the first 1000
@@ -205,7 +205,8 @@ def report(model, test_data, calibration=None, train_data=None, qat_epochs: int 
     add(f"int{low_bits}", calibrate(model, QZ.get_default_qconfig(weight_bits=low_bits), calibration), time_it=False)
     add(f"mixed 8/{low_bits}", calibrate(model, mixed_qconfig(model, low_bits), calibration), time_it=False)
     if train_data is not None and qat_epochs > 0:
-        add("QAT int8", train_qat(model, train_data, epochs=qat_epochs, rng=rng, max_steps=qat_max_steps))
+        add("QAT int8", train_qat(model, train_data, epochs=qat_epochs, lr=qat_lr, rng=rng,
+                                       max_steps=qat_max_steps))
     rep.notes.append(f"{len(y_test)} test images; calibration on {len(calibration)} images; latency: batch of "
                      f"{len(lat_x)}, median of {repeats}; speed-up = fp32 wall / variant wall; threads: "
                      f"{_thread_note()}")
