@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 from .backend import dispatch
-from .matmul_int8 import MR, PackedB, _choose, matmul_int8_avx2_pairs, matmul_int8_numba, pack_b
+from .matmul_int8 import MR, NR, PackedB, _choose, _microkernel, matmul_int8_avx2_pairs, matmul_int8_numba, pack_b
 from .requantize import INT32_MAX, INT32_MIN, _requantize_one, requantize_reference
 
 
@@ -216,61 +216,154 @@ max_pool2d_int8 = dispatch(max_pool2d_int8_reference, max_pool2d_int8_numba)
 max_pool2d_int8.__doc__ = max_pool2d_int8_reference.__doc__
 
 
+# ----------------------------------------------------------------------------- stride-1 convolution, weights as A
+
+
+def pack_conv_weight_pairs(w: np.ndarray) -> np.ndarray:
+    """W [O, C, kh, kw] int8 → int16 [Op, Kp]: rows o of W flattened over k = (c·kh + i)·kw + j,
+    zero-padded to Op (a multiple of 6, the micro-kernel's rows) and Kp = K rounded up to even
+    (the kernel takes k in pairs).  The A operand of `_conv_s1_avx2`; pack once per layer."""
+    o = w.shape[0]
+    k = w[0].size
+    out = np.zeros((-(-o // MR) * MR, k + k % 2), np.int16)
+    out[:o, :k] = w.reshape(o, k)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _conv_s1_avx2(xflat, n, c, hp, wp, kh, kw, w_pairs, npos, out):
+    """Stride-1 convolution with the AVX2 6×16 micro-kernel, the weight as A and the input as B:
+
+        acc[b, o, q] = Σ_k W[o, k] · X̃_b[q + t_k],   q = y·Wp + x,  t_k = (c_k·Hp + i_k)·Wp + j_k
+
+    Output positions are numbered over the padded width Wp (x ∈ [0, Wp), of which x < Wo are
+    real; the others are computed and ignored), so for one tap k the inputs of 16 consecutive
+    positions are 16 consecutive bytes: a B panel [K/2 pairs, 16 positions × 2] is packed by
+    plain copies into a small buffer that stays in L1, then multiplied by every 6-row strip of
+    W.  No im2col matrix is written.  out int32 [N, Op, npos] (zeroed; npos ≥ Ho·Wp, a multiple
+    of 16); xflat is the padded input flattened with K spare zero bytes at the end (the ignored
+    positions of the last image read past it).  Threads over images."""
+    op, kp = w_pairs.shape
+    kp2 = kp // 2
+    k_len = c * kh * kw
+    taps = np.empty(kp, np.int64)
+    t = 0
+    for ch in range(c):
+        for i in range(kh):
+            for j in range(kw):
+                taps[t] = (ch * hp + i) * wp + j
+                t += 1
+    for t in range(k_len, kp):
+        taps[t] = taps[0]                       # padding tap: its weight is 0
+    a_flat = w_pairs.ravel().view(np.int32)
+    out_flat = out.ravel()
+    image = c * hp * wp
+    n_strips = op // MR
+    for b in prange(n):
+        panel = np.empty(kp2 * 2 * NR, np.int16)
+        for q0 in range(0, npos, NR):
+            src = b * image + q0
+            for p in range(kp2):
+                s0 = src + taps[2 * p]
+                s1 = src + taps[2 * p + 1]
+                d = p * 2 * NR
+                for col in range(NR):
+                    panel[d + 2 * col] = xflat[s0 + col]
+                    panel[d + 2 * col + 1] = xflat[s1 + col]
+            for strip in range(n_strips):
+                _microkernel(a_flat, strip * MR * kp2, kp2, panel, 0, out_flat,
+                             (b * op + strip * MR) * npos + q0, npos, kp2)
+
+
+def _direct_pays(x, w, padding, ho, wo) -> bool:
+    """Whether `_conv_s1_avx2` does less work than im2col + matmul: it computes Ho·Wp positions
+    (the padded width) for O rounded up to 6, the im2col path Ho·Wo positions for O rounded up to
+    16, plus writing and reading the im2col matrix (counted as half a 16-column panel, fitted to
+    the two measurements below).
+    LeNet, measured on one thread: conv1 (Wp/Wo = 32/28, O = 6) 3.6 ms direct vs 6.1 ms im2col;
+    conv2 (Wp/Wo = 14/10, O = 16) 3.8 ms direct vs 3.1 ms im2col."""
+    o = w.shape[0]
+    wp = x.shape[3] + 2 * _pair(padding)[1]
+    direct = ho * wp * (-(-o // MR) * MR)
+    im2col = ho * wo * (-(-o // NR) * NR + NR // 2)
+    return direct < im2col
+
+
+def conv2d_int8_acc_reference(x, w, stride=1, padding=0, pad_value=0, packed_w=None, w_pairs=None):
+    """The int32 accumulators channels first, [N, O, Ho, Wo] (= `conv2d_int8_reference`)."""
+    return conv2d_int8_reference(x, w, stride, padding, pad_value)
+
+
+def conv2d_int8_acc_numba(x, w, stride=1, padding=0, pad_value=0, packed_w=None, w_pairs=None):
+    """`conv2d_int8_acc_reference` by Numba; the result may be a strided view [N, O, Ho, Wo] of a
+    padded buffer (no copy).  Stride 1 on an AVX2 CPU: `_conv_s1_avx2` (pass
+    `w_pairs = pack_conv_weight_pairs(w)` to pack once).  Otherwise the im2col path
+    (`conv2d_int8_rows_numba`, `packed_w` as there) seen channels first."""
+    _check(x, w)
+    n = x.shape[0]
+    o, c, kh, kw = w.shape
+    ho, wo = conv_output_size(x.shape[2], x.shape[3], kh, kw, stride, padding)
+    if _pair(stride) == (1, 1) and _choose() == "avx2" and ho > 0 and wo > 0 and _direct_pays(x, w, padding, ho, wo):
+        xp = _pad(x, padding, pad_value)
+        hp, wp = xp.shape[2], xp.shape[3]
+        pairs = w_pairs if w_pairs is not None else pack_conv_weight_pairs(w)
+        npos = -(-(ho * wp) // NR) * NR
+        # the ignored positions of the last image read up to npos − Ho·Wp + kw − 1 bytes past it
+        xflat = np.zeros(xp.size + npos - ho * wp + kw, np.int8)
+        xflat[:xp.size] = xp.reshape(-1)
+        out = np.zeros((n, pairs.shape[0], npos), np.int32)
+        _conv_s1_avx2(xflat, n, c, hp, wp, kh, kw, pairs, npos, out)
+        return out[:, :o, :ho * wp].reshape(n, o, ho, wp)[:, :, :, :wo]
+    rows = conv2d_int8_rows_numba(x, w, stride, padding, pad_value, packed_w)
+    return rows.reshape(n, ho, wo, o).transpose(0, 3, 1, 2)
+
+
+conv2d_int8_acc = dispatch(conv2d_int8_acc_reference, conv2d_int8_acc_numba)
+conv2d_int8_acc.__doc__ = conv2d_int8_acc_numba.__doc__
+
+
 # ----------------------------------------------------------------------------- requantize (+ max pool) to NCHW
 
 
-def requantize_pool_nchw_reference(acc_rows, n, ho, wo, offset, m0, shift, zero_point, qmin, qmax, pool=1):
-    """Convolution accumulators as rows, int32 [N·Ho·Wo, O] (row (b·Ho + y)·Wo + x), →
-    int8 [N, O, Ho/k, Wo/k]: per channel o, q = requantize(clamp_int32(acc + offset[o]); M0[o], n[o])
-    (`kernels.requantize`), then max over non-overlapping k×k windows (k = `pool`; 1: none).
+def requantize_pool_nchw_reference(acc, offset, m0, shift, zero_point, qmin, qmax, pool=1):
+    """Convolution accumulators int32 [N, O, Ho, Wo] (any strides) → int8 [N, O, Ho/k, Wo/k]:
+    per channel o, q = requantize(clamp_int32(acc + offset[o]); M0[o], n[o]) (`kernels.requantize`),
+    then max over non-overlapping k×k windows (k = `pool`; 1: none).
 
     The fused twin takes the max of the accumulators first and requantizes once per window:
     max_k f(a_k) = f(max_k a_k) for the non-decreasing map f = clamp ∘ requantize ∘ (+offset),
     so both orders give the same integers and the fused one requantizes k² times fewer values."""
-    o = acc_rows.shape[1]
-    acc = np.ascontiguousarray(acc_rows).reshape(n, ho, wo, o)
-    q = requantize_reference(acc, m0, shift, zero_point, qmin, qmax, axis=-1, out_dtype=np.int8, offset=offset)
-    q = np.ascontiguousarray(q.transpose(0, 3, 1, 2))
+    q = requantize_reference(np.asarray(acc), m0, shift, zero_point, qmin, qmax, axis=1, out_dtype=np.int8,
+                             offset=offset)
     return q if pool == 1 else max_pool2d_int8_reference(q, pool)
 
 
 @njit(cache=True, parallel=True)
-def _requantize_pool_nchw(acc, n, ho, wo, k, offset, m0, shift, zero_point, qmin, qmax, out):
-    """Per image: window max of the accumulators into rows [Hq·Wq, O] (inner loops over o, over
-    contiguous memory), requantize those rows, then write them channels first."""
-    o_len = acc.shape[1]
-    hq, wq = out.shape[2], out.shape[3]
+def _requantize_pool_nchw(acc, k, offset, m0, shift, zero_point, qmin, qmax, out):
+    """Per (image, channel) plane: max over each k×k window, then one requantization.  Threads
+    over images.  (Tried and slower here: buffering a row of window maxima to requantize it in a
+    separate loop, and flat indexing with explicit element strides.)"""
+    n, o_len, hq, wq = out.shape
     for b in prange(n):
-        best = np.empty((hq * wq, o_len), np.int32)
-        q = np.empty((hq * wq, o_len), np.int8)
-        for yq in range(hq):
-            for xq in range(wq):
-                r = yq * wq + xq
-                r0 = (b * ho + yq * k) * wo + xq * k
-                for o in range(o_len):
-                    best[r, o] = acc[r0, o]
-                for i in range(k):
-                    for j in range(k):
-                        src = r0 + i * wo + j
-                        for o in range(o_len):
-                            v = acc[src, o]
-                            best[r, o] = v if v > best[r, o] else best[r, o]
-        for r in range(hq * wq):
-            for o in range(o_len):
-                total = min(max(np.int64(best[r, o]) + offset[o], INT32_MIN), INT32_MAX)
-                q[r, o] = _requantize_one(total, m0[o], shift[o], zero_point, qmin, qmax)
         for o in range(o_len):
+            off, mo, sh = offset[o], m0[o], shift[o]
             for yq in range(hq):
                 for xq in range(wq):
-                    out[b, o, yq, xq] = q[yq * wq + xq, o]
+                    best = acc[b, o, yq * k, xq * k]
+                    for i in range(k):
+                        for j in range(k):
+                            v = acc[b, o, yq * k + i, xq * k + j]
+                            best = v if v > best else best
+                    total = min(max(np.int64(best) + off, INT32_MIN), INT32_MAX)
+                    out[b, o, yq, xq] = _requantize_one(total, mo, sh, zero_point, qmin, qmax)
 
 
-def requantize_pool_nchw_numba(acc_rows, n, ho, wo, offset, m0, shift, zero_point, qmin, qmax, pool=1):
-    o = acc_rows.shape[1]
+def requantize_pool_nchw_numba(acc, offset, m0, shift, zero_point, qmin, qmax, pool=1):
+    n, o, ho, wo = acc.shape
     as_channels = lambda v: np.ascontiguousarray(np.broadcast_to(np.asarray(v, np.int64).reshape(-1), (o,)))  # noqa: E731
     out = np.empty((n, o, ho // pool, wo // pool), np.int8)
-    _requantize_pool_nchw(acc_rows, int(n), int(ho), int(wo), int(pool), as_channels(offset), as_channels(m0),
-                          as_channels(shift), int(zero_point), int(qmin), int(qmax), out)
+    _requantize_pool_nchw(acc, int(pool), as_channels(offset), as_channels(m0), as_channels(shift),
+                          int(zero_point), int(qmin), int(qmax), out)
     return out
 
 

@@ -248,25 +248,62 @@ def test_im2col_pairs_layout():
     assert not pairs[84:].any() and not pairs[:, 27].any()
 
 
+@pytest.mark.parametrize("shape,wshape,padding", [
+    ((3, 1, 28, 28), (6, 1, 5, 5), 2),           # LeNet conv1: K = 25 (odd), O = 6
+    ((2, 6, 14, 14), (16, 6, 5, 5), 0),          # LeNet conv2: K = 150, O = 16 (3 strips of 6)
+    ((2, 3, 9, 8), (20, 3, 3, 3), 1),            # odd sizes, Ho·Wp not a multiple of 16
+    ((1, 2, 4, 4), (3, 2, 4, 4), 0),             # one output position
+    ((2, 1, 5, 5), (1, 1, 1, 1), 0),             # 1×1 kernel, K = 1
+])
+def test_conv2d_int8_acc_stride1_bit_exact(shape, wshape, padding):
+    """The stride-1 direct kernel (weights as A, input panels as B) against loops in int64."""
+    rng = np.random.default_rng(sum(shape) + sum(wshape))
+    x, w = rand_int8(rng, shape), rand_int8(rng, wshape)
+    x.reshape(-1)[-7:] = -128                     # extremes at the end: the spare bytes must not leak in
+    w.reshape(-1)[:3] = -128
+    expected = direct_conv_int64(x, w, 1, padding, -128)
+    ref = conv_int8.conv2d_int8_acc_reference(x, w, 1, padding, -128)
+    fast = conv_int8.conv2d_int8_acc_numba(x, w, 1, padding, -128, w_pairs=conv_int8.pack_conv_weight_pairs(w))
+    unpacked = conv_int8.conv2d_int8_acc_numba(x, w, 1, padding, -128)
+    for got in (ref, fast, unpacked):
+        assert got.dtype == np.int32 and got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_conv2d_int8_acc_strided_falls_back():
+    rng = np.random.default_rng(8)
+    x, w = rand_int8(rng, (2, 3, 9, 8)), rand_int8(rng, (5, 3, 3, 3))
+    np.testing.assert_array_equal(conv_int8.conv2d_int8_acc_numba(x, w, 2, 1, 3), direct_conv_int64(x, w, 2, 1, 3))
+
+
+def test_pack_conv_weight_pairs_layout():
+    w = rand_int8(np.random.default_rng(0), (7, 3, 3, 3))                # O = 7 → 12 rows, K = 27 → 28
+    pairs = conv_int8.pack_conv_weight_pairs(w)
+    assert pairs.dtype == np.int16 and pairs.shape == (12, 28)
+    np.testing.assert_array_equal(pairs[:7, :27], w.reshape(7, 27))
+    assert not pairs[7:].any() and not pairs[:, 27].any()
+
+
 @pytest.mark.parametrize("pool", [1, 2, 3])
 def test_requantize_pool_nchw_twins(pool):
     """Fused max-then-requantize equals requantize-then-max (requantization is non-decreasing),
-    incl. saturation, a negative shift and a ReLU clamp at Z."""
+    incl. saturation, a large multiplier and a ReLU clamp at Z; on a strided view too."""
     rng = np.random.default_rng(pool)
-    n, ho, wo, o = 2, 7, 6, 5
-    acc = rng.integers(-2**31, 2**31, (n * ho * wo, o), dtype=np.int64).astype(np.int32)
-    acc[::3] //= 50000
+    n, o, ho, wo = 2, 5, 7, 6
+    acc = rng.integers(-2**31, 2**31, (n, o, ho, wo), dtype=np.int64).astype(np.int32)
+    acc[:, :, ::3] //= 50000
     m0, shift = rq.quantize_multiplier(np.array([0.001, 0.02, 0.5, 3.0, 1e-6]))
     offset = rng.integers(-1000, 1000, o)
     zp, qmin, qmax = -20, -20, 127
-    ref = conv_int8.requantize_pool_nchw_reference(acc, n, ho, wo, offset, m0, shift, zp, qmin, qmax, pool)
-    fast = conv_int8.requantize_pool_nchw_numba(acc, n, ho, wo, offset, m0, shift, zp, qmin, qmax, pool)
-    strided = np.zeros((acc.shape[0] + 4, 16), np.int32)
-    strided[:acc.shape[0], :o] = acc
-    fast_view = conv_int8.requantize_pool_nchw_numba(strided[:acc.shape[0], :o], n, ho, wo, offset, m0, shift,
-                                                     zp, qmin, qmax, pool)
-    q = rq.requantize_reference(acc.reshape(n, ho, wo, o), m0, shift, zp, qmin, qmax, offset=offset)
-    expected = conv_int8.max_pool2d_int8_reference(np.ascontiguousarray(q.transpose(0, 3, 1, 2)), pool)
+    ref = conv_int8.requantize_pool_nchw_reference(acc, offset, m0, shift, zp, qmin, qmax, pool)
+    fast = conv_int8.requantize_pool_nchw_numba(acc, offset, m0, shift, zp, qmin, qmax, pool)
+    big = np.zeros((n, o + 3, ho, wo + 5), np.int32)
+    big[:, :o, :, :wo] = acc
+    fast_view = conv_int8.requantize_pool_nchw_numba(big[:, :o, :, :wo], offset, m0, shift, zp, qmin, qmax, pool)
+    q = rq.requantize_reference(acc, m0, shift, zp, qmin, qmax, axis=1, offset=offset)
+    expected = np.array([[[[q[b, c, y * pool:(y + 1) * pool, x * pool:(x + 1) * pool].max()
+                            for x in range(wo // pool)] for y in range(ho // pool)] for c in range(o)]
+                         for b in range(n)], dtype=np.int8)
     assert ref.shape == (n, o, ho // pool, wo // pool)
     for got in (ref, fast, fast_view):
         np.testing.assert_array_equal(got, expected)

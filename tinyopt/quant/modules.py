@@ -112,15 +112,15 @@ class QActivation(Tensor):
 
 
 class ConvQActivation(QActivation):
-    """A QuantConv2d's output before requantization: the int32 accumulator rows [N·Ho·Wo, O].
+    """A QuantConv2d's output before requantization: its int32 accumulators [N, O, Ho, Wo].
 
     `.q` (int8 [N, O, Ho, Wo]) is requantized on first use.  A following `QuantMaxPool2d` with
     non-overlapping k×k windows instead calls `pooled(k)`, which takes the max of the accumulators
     and requantizes once per window — the same integers (requantization is non-decreasing, so it
     commutes with max), k² times fewer requantizations and no int8 intermediate."""
 
-    def __init__(self, layer, rows, shape, s_x, z_x):
-        self._layer, self._rows, self._shape, self._s_x, self._z_x = layer, rows, shape, s_x, z_x
+    def __init__(self, layer, acc, s_x, z_x):
+        self._layer, self._acc, self._s_x, self._z_x = layer, acc, s_x, z_x
         self._q = None
         self.scale = float(layer.scale)
         self.zero_point = int(layer.zero_point)
@@ -133,19 +133,19 @@ class ConvQActivation(QActivation):
     @property
     def q(self):
         if self._q is None:
-            self._q = self._layer.requantize_rows(self._rows, self._shape, self._s_x, self._z_x)
-            self._rows = None
+            self._q = self._layer.requantize_acc(self._acc, self._s_x, self._z_x)
+            self._acc = None
         return self._q
 
     def pooled(self, k: int) -> QActivation:
         if self._q is not None:
             return QActivation(KC.max_pool2d_int8(self._q, k), self.scale, self.zero_point)
-        q = self._layer.requantize_rows(self._rows, self._shape, self._s_x, self._z_x, pool=k)
+        q = self._layer.requantize_acc(self._acc, self._s_x, self._z_x, pool=k)
         return QActivation(q, self.scale, self.zero_point)
 
     @property
     def shape(self):
-        return self._shape if self._q is None else self._q.shape
+        return self._acc.shape if self._q is None else self._q.shape
 
     @property
     def ndim(self):
@@ -299,6 +299,7 @@ class QuantConv2d(_QuantLayer):
         self.in_channels, self.out_channels = w_q.shape[1], w_q.shape[0]
         self.kernel_size = w_q.shape[2:]
         self.packed_w = KC.pack_conv_weight(self.w_int8)
+        self.w_pairs = KC.pack_conv_weight_pairs(self.w_int8)
 
     def accumulate(self, x):
         q_x, s_x, z_x = self._input(x)
@@ -312,17 +313,15 @@ class QuantConv2d(_QuantLayer):
             y = self._float_from_acc(acc, s_x, z_x)
             return Tensor(np.ascontiguousarray((np.maximum(y, 0) if self.relu else y).transpose(0, 3, 1, 2)))
         q_x, s_x, z_x = self._input(x)
-        n, _, h, w = q_x.shape
-        ho, wo = KC.conv_output_size(h, w, *self.kernel_size, self.stride, self.padding)
-        rows = KC.conv2d_int8_rows(np.ascontiguousarray(q_x), self.w_int8, self.stride, self.padding,
-                                   pad_value=z_x, packed_w=self.packed_w)  # int32 [N·Ho·Wo, O]
-        return ConvQActivation(self, rows, (n, self.out_channels, ho, wo), s_x, z_x)
+        acc = KC.conv2d_int8_acc(np.ascontiguousarray(q_x), self.w_int8, self.stride, self.padding, pad_value=z_x,
+                                 packed_w=self.packed_w, w_pairs=self.w_pairs)   # int32 [N, O, Ho, Wo]
+        return ConvQActivation(self, acc, s_x, z_x)
 
-    def requantize_rows(self, rows, shape, s_x, z_x, pool=1):
-        """int32 accumulator rows → int8 [N, O, Ho/pool, Wo/pool] (requantize, then max pool; fused)."""
+    def requantize_acc(self, acc, s_x, z_x, pool=1):
+        """int32 accumulators [N, O, Ho, Wo] → int8 [N, O, Ho/pool, Wo/pool] (requantize, then max
+        pool; fused: the max is taken on the accumulators)."""
         offset, m0, n, _ = self.requant_params(s_x, z_x)
-        return KC.requantize_pool_nchw(rows, shape[0], shape[2], shape[3], offset, m0, n, self.zero_point,
-                                       self.out_qmin, self.out_qmax, pool)
+        return KC.requantize_pool_nchw(acc, offset, m0, n, self.zero_point, self.out_qmin, self.out_qmax, pool)
 
     def _input(self, x):
         q_x, s_x, z_x = quantize_input(x, self.input_scale, self.input_zero_point, self.input_qmin, self.input_qmax)
