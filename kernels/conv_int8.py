@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 from .backend import dispatch
-from .matmul_int8 import MR, NR, PackedB, _choose, _microkernel, matmul_int8_avx2_pairs, matmul_int8_numba, pack_b
+from .matmul_int8 import MR, NR, PackedB, _choose, _microkernel, _pack_pair16, matmul_int8_avx2_pairs, matmul_int8_numba, pack_b
 from .requantize import INT32_MAX, INT32_MIN, _requantize_one, requantize_reference
 
 
@@ -264,29 +264,10 @@ def _conv_s1_avx2(xflat, n, c, hp, wp, kh, kw, w_pairs, npos, out):
         for q0 in range(0, npos, NR):
             src = b * image + q0
             for p in range(kp2):
-                s0 = src + taps[2 * p]
-                s1 = src + taps[2 * p + 1]
-                d = p * 2 * NR
-                for col in range(NR):
-                    panel[d + 2 * col] = xflat[s0 + col]
-                    panel[d + 2 * col + 1] = xflat[s1 + col]
+                _pack_pair16(xflat, src + taps[2 * p], src + taps[2 * p + 1], panel, p * 2 * NR)
             for strip in range(n_strips):
                 _microkernel(a_flat, strip * MR * kp2, kp2, panel, 0, out_flat,
                              (b * op + strip * MR) * npos + q0, npos, kp2)
-
-
-def _direct_pays(x, w, padding, ho, wo) -> bool:
-    """Whether `_conv_s1_avx2` does less work than im2col + matmul: it computes Ho·Wp positions
-    (the padded width) for O rounded up to 6, the im2col path Ho·Wo positions for O rounded up to
-    16, plus writing and reading the im2col matrix (counted as half a 16-column panel, fitted to
-    the two measurements below).
-    LeNet, measured on one thread: conv1 (Wp/Wo = 32/28, O = 6) 3.6 ms direct vs 6.1 ms im2col;
-    conv2 (Wp/Wo = 14/10, O = 16) 3.8 ms direct vs 3.1 ms im2col."""
-    o = w.shape[0]
-    wp = x.shape[3] + 2 * _pair(padding)[1]
-    direct = ho * wp * (-(-o // MR) * MR)
-    im2col = ho * wo * (-(-o // NR) * NR + NR // 2)
-    return direct < im2col
 
 
 def conv2d_int8_acc_reference(x, w, stride=1, padding=0, pad_value=0, packed_w=None, w_pairs=None):
@@ -298,12 +279,16 @@ def conv2d_int8_acc_numba(x, w, stride=1, padding=0, pad_value=0, packed_w=None,
     """`conv2d_int8_acc_reference` by Numba; the result may be a strided view [N, O, Ho, Wo] of a
     padded buffer (no copy).  Stride 1 on an AVX2 CPU: `_conv_s1_avx2` (pass
     `w_pairs = pack_conv_weight_pairs(w)` to pack once).  Otherwise the im2col path
-    (`conv2d_int8_rows_numba`, `packed_w` as there) seen channels first."""
+    (`conv2d_int8_rows_numba`, `packed_w` as there) seen channels first.
+
+    Measured on one thread (ms, direct vs im2col + matmul), despite the ignored positions:
+    LeNet conv1 [256, 1, 28, 28] * [6, 1, 5, 5] pad 2: 1.35 vs 5.96; conv2 [256, 6, 14, 14] *
+    [16, 6, 5, 5]: 1.84 vs 3.09; [64, 32, 16, 16] * [64, 32, 3, 3] pad 1: 5.47 vs 7.13."""
     _check(x, w)
     n = x.shape[0]
     o, c, kh, kw = w.shape
     ho, wo = conv_output_size(x.shape[2], x.shape[3], kh, kw, stride, padding)
-    if _pair(stride) == (1, 1) and _choose() == "avx2" and ho > 0 and wo > 0 and _direct_pays(x, w, padding, ho, wo):
+    if _pair(stride) == (1, 1) and _choose() == "avx2" and ho > 0 and wo > 0:
         xp = _pad(x, padding, pad_value)
         hp, wp = xp.shape[2], xp.shape[3]
         pairs = w_pairs if w_pairs is not None else pack_conv_weight_pairs(w)

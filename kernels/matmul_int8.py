@@ -218,6 +218,44 @@ def _make_microkernel():
 _microkernel = _make_microkernel()  # builds nothing yet: the IR is emitted when _driver compiles
 
 
+def _make_pack_pair16():
+    """_pack_pair16(x, s0, s1, out, d): out[d + 2c] = x[s0 + c], out[d + 2c + 1] = x[s1 + c] for
+    c in 0..15 — two rows of 16 int8 widened to int16 and interleaved into one 32-value row of a
+    B panel (the layout in the module docstring).  Two 16-byte loads, two sign extensions, one
+    shuffle and one 64-byte store, as LLVM IR (a plain loop was not vectorised)."""
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def _pack_pair16(typingctx, x, s0, s1, out, d):
+        sig = types.void(x, s0, s1, out, d)
+
+        def codegen(context, builder, signature, args):
+            x_v, s0_v, s1_v, out_v, d_v = args
+            x_ptr = cgutils.create_struct_proxy(signature.args[0])(context, builder, value=x_v).data
+            o_ptr = cgutils.create_struct_proxy(signature.args[3])(context, builder, value=out_v).data
+            i8, i16, i32 = ir.IntType(8), ir.IntType(16), ir.IntType(32)
+            v16i8, v16i16, v32i16 = ir.VectorType(i8, 16), ir.VectorType(i16, 16), ir.VectorType(i16, 32)
+            rows = []
+            for s_v in (s0_v, s1_v):
+                ptr = builder.bitcast(builder.gep(x_ptr, [s_v]), v16i8.as_pointer())
+                rows.append(builder.sext(builder.load(ptr, align=1), v16i16))
+            mask = [v for c in range(16) for v in (c, 16 + c)]
+            inter = builder.shuffle_vector(rows[0], rows[1], ir.Constant(ir.VectorType(i32, 32), mask))
+            dst = builder.bitcast(builder.gep(o_ptr, [d_v]), v32i16.as_pointer())
+            builder.store(inter, dst, align=2)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return _pack_pair16
+
+
+_pack_pair16 = _make_pack_pair16()
+
+
 @njit(cache=True, parallel=True)
 def _driver(a_pairs, b_pack, c):
     """c += A·B on padded operands: a_pairs int32 [Mp, Kp/2], b_pack int16 [Np/16, Kp/2, 32],
