@@ -431,6 +431,7 @@ class DynamicQuantConv2d(Module, _DynamicMixin):
         self.stride, self.padding = stride, padding
         self.in_channels = w_q.shape[1]
         self.packed_w = KC.pack_conv_weight(self.w_int8)
+        self.w_pairs = KC.pack_conv_weight_pairs(self.w_int8)
 
     def forward(self, x):
         arr = x.data if isinstance(x, Tensor) else np.asarray(x)
@@ -439,11 +440,14 @@ class DynamicQuantConv2d(Module, _DynamicMixin):
                              f"got input of shape {tuple(arr.shape)}")
         s_x, z_x = self.batch_qparams(arr)
         q_x = quantize_array(arr, s_x, z_x, -128, 127).astype(np.int8)
-        acc = KC.conv2d_int8_nhwc(q_x, self.w_int8, self.stride, self.padding, pad_value=z_x, packed_w=self.packed_w)
-        y = (acc - z_x * self.w_sum).astype(np.float32) * (np.float32(s_x) * self.w_scale)   # channels last
+        acc = KC.conv2d_int8_acc(q_x, self.w_int8, self.stride, self.padding, pad_value=z_x, packed_w=self.packed_w,
+                                 w_pairs=self.w_pairs)                                    # int32 [N, O, Ho, Wo]
+        per_channel = (-1, 1, 1)
+        y = ((acc - (z_x * self.w_sum).reshape(per_channel)).astype(np.float32)
+             * (np.float32(s_x) * self.w_scale).reshape(per_channel))
         if self.bias is not None:
-            y = y + self.bias
-        return Tensor(np.ascontiguousarray(y.transpose(0, 3, 1, 2)))
+            y = y + self.bias.reshape(per_channel)
+        return Tensor(np.ascontiguousarray(y, dtype=np.float32))
 
     def weight_nbytes(self):
         return self.weight_q.nbytes + (0 if self.bias is None else 4 * self.bias.size) + self.weight_q.qparams_nbytes
