@@ -11,6 +11,16 @@ row of C·kh·kw input values, and `matmul_int8` multiplies those rows by Wᵀ [
 `conv2d_int8_reference` computes the sum directly in int64 from sliding windows (independent of
 im2col and of the matmul kernel); `conv2d_int8_numba` runs the Numba im2col and `matmul_int8_numba`.
 Groups and dilation are not supported.
+
+What a quantized layer runs (`conv2d_int8_acc`, then `requantize_pool_nchw`):
+
+- stride 1 with AVX2: `_conv_s1_avx2`, the matmul's 6×16 micro-kernel with the *weight* as the
+  6-row operand and 16 output positions per column panel, each panel packed into L1 straight
+  from the padded input (no im2col matrix in memory); accumulators come out channels first.
+- otherwise: im2col written in the AVX2 kernel's int16 layout (`_im2col_pairs`) and the matmul.
+- `requantize_pool_nchw`: requantization fused with a following non-overlapping max pool — max
+  of the int32 accumulators, then one requantization per window (exact: requantization is
+  non-decreasing), written int8 NCHW.
 """
 from __future__ import annotations
 
