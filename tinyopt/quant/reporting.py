@@ -54,6 +54,7 @@ def latency(model, x: np.ndarray, repeats: int = 5):
     (wall time also counts the time other processes held the cores)."""
     model.eval()
     wall, cpu = [], []
+    time.sleep(0.2)      # let the previous variant's spinning worker threads (OpenBLAS, OpenMP) go idle
     with no_grad():
         model(Tensor(x))
         for _ in range(repeats):
