@@ -3,7 +3,7 @@
 Two independent references check every op:
 
 * `check_grad` runs `tinyopt.gradcheck` (central differences, float64, random cotangent);
-* `helper_test_op` runs the same function on tinyopt and on torch tensors built from the same
+* `assert_matches_torch` runs the same function on tinyopt and on torch tensors built from the same
   float64 data (tinygrad's `test/test_ops.py` harness), then compares the forward values and
   the gradients of `sum(v * f(x))` for one random cotangent `v`. It skips when torch is absent.
 
@@ -52,7 +52,7 @@ def check_grad(fn, *arrays, atol=1e-5, rtol=1e-3, seed=0):
     assert to.gradcheck(fn, inputs, atol=atol, rtol=rtol, seed=seed)
 
 
-def helper_test_op(arrays, to_fn, torch_fn=None, *, atol=1e-9, rtol=1e-7, grad_atol=None, grad_rtol=None,
+def assert_matches_torch(arrays, to_fn, torch_fn=None, *, atol=1e-9, rtol=1e-7, grad_atol=None, grad_rtol=None,
                    grad=True, seed=0):
     """Compare `to_fn(*tinyopt_tensors)` with `torch_fn(*torch_tensors)` (the same lambda when
     `torch_fn` is None): forward values, then the gradients of `sum(v * out)` for a random v.

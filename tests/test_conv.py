@@ -11,7 +11,7 @@ import pytest
 import tinyopt as to
 from tinyopt import kernels
 from tinyopt.nn import functional as F
-from conftest import check_grad, helper_test_op, randn
+from conftest import check_grad, assert_matches_torch, randn
 
 # (input shape, weight shape, stride, padding, dilation, groups)
 CONFIGS = {
@@ -45,7 +45,7 @@ def test_conv2d_vs_torch(name, backend, rng):
     torch = pytest.importorskip("torch")
     x_shape, w_shape, stride, padding, dilation, groups = CONFIGS[name]
     x, w, b = randn(x_shape, rng), randn(w_shape, rng), randn(w_shape[0], rng)
-    helper_test_op(
+    assert_matches_torch(
         [x, w, b],
         lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, groups),
         lambda x, w, b: torch.nn.functional.conv2d(x, w, b, stride, padding, dilation, groups),
@@ -55,7 +55,7 @@ def test_conv2d_vs_torch(name, backend, rng):
 def test_conv2d_without_bias_and_unbatched_vs_torch(rng):
     torch = pytest.importorskip("torch")
     x, w = randn((3, 6, 5), rng), randn((2, 3, 3, 3), rng)
-    helper_test_op([x, w], lambda x, w: F.conv2d(x, w, None, 1, 1),
+    assert_matches_torch([x, w], lambda x, w: F.conv2d(x, w, None, 1, 1),
                    lambda x, w: torch.nn.functional.conv2d(x, w, None, 1, 1))
 
 
@@ -170,7 +170,7 @@ def test_non_contiguous_input_and_weight_vs_torch(rng):
     torch = pytest.importorskip("torch")
     x = randn((2, 3, 6, 7), rng).transpose(0, 1, 3, 2)  # (2, 3, 7, 6), non-contiguous
     w = randn((4, 3, 3, 3), rng).transpose(0, 1, 3, 2)
-    helper_test_op([x, w], lambda x, w: F.conv2d(x, w, None, 2, 1),
+    assert_matches_torch([x, w], lambda x, w: F.conv2d(x, w, None, 2, 1),
                    lambda x, w: torch.nn.functional.conv2d(x, w, None, 2, 1))
 
 

@@ -8,7 +8,7 @@ import pytest
 import tinyopt as to
 from tinyopt import nn
 from tinyopt.nn import functional as F
-from conftest import check_grad, helper_test_op, randn
+from conftest import check_grad, assert_matches_torch, randn
 
 N, C = 6, 4
 
@@ -35,7 +35,7 @@ def torch_or_skip():
 @pytest.mark.parametrize("smoothing", [0.0, 0.1, 1.0])
 def test_cross_entropy_labels_vs_torch(reduction, smoothing, rng, labels):
     torch = torch_or_skip()
-    helper_test_op(
+    assert_matches_torch(
         [randn((N, C), rng) * 3],
         lambda z: F.cross_entropy(z, labels, reduction=reduction, label_smoothing=smoothing),
         lambda z: torch.nn.functional.cross_entropy(z, torch.tensor(labels), reduction=reduction, label_smoothing=smoothing),
@@ -46,7 +46,7 @@ def test_cross_entropy_labels_vs_torch(reduction, smoothing, rng, labels):
 @pytest.mark.parametrize("smoothing", [0.0, 0.2])
 def test_cross_entropy_probability_targets_vs_torch(reduction, smoothing, rng, probs):
     torch = torch_or_skip()
-    helper_test_op(
+    assert_matches_torch(
         [randn((N, C), rng)],
         lambda z: F.cross_entropy(z, probs, reduction=reduction, label_smoothing=smoothing),
         lambda z: torch.nn.functional.cross_entropy(z, torch.tensor(probs), reduction=reduction, label_smoothing=smoothing),
@@ -56,7 +56,7 @@ def test_cross_entropy_probability_targets_vs_torch(reduction, smoothing, rng, p
 def test_cross_entropy_with_huge_logits_is_finite_and_matches_torch(labels):
     torch = torch_or_skip()
     z = np.array([[1000.0, -1000.0, 0.0, 999.0]] * 3 + [[-1000.0, -1000.0, -1000.0, -1000.0]] * 3)
-    out, _ = helper_test_op(
+    out, _ = assert_matches_torch(
         [z],
         lambda t: F.cross_entropy(t, labels, reduction="none"),
         lambda t: torch.nn.functional.cross_entropy(t, torch.tensor(labels), reduction="none"),
@@ -105,7 +105,7 @@ def test_cross_entropy_bad_inputs(rng, labels):
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_nll_loss_vs_torch(reduction, rng, labels):
     torch = torch_or_skip()
-    helper_test_op(
+    assert_matches_torch(
         [randn((N, C), rng)],
         lambda t: F.nll_loss(F.log_softmax(t, axis=1), labels, reduction=reduction),
         lambda t: torch.nn.functional.nll_loss(torch.log_softmax(t, dim=1), torch.tensor(labels), reduction=reduction),
@@ -122,13 +122,13 @@ def test_nll_loss_rejects_float_labels(rng):
 def test_regression_losses_vs_torch(name, reduction, rng):
     torch = torch_or_skip()
     target = randn((N, 3), rng)
-    helper_test_op(
+    assert_matches_torch(
         [randn((N, 3), rng)],
         lambda t: getattr(F, name)(t, target, reduction=reduction),
         lambda t: getattr(torch.nn.functional, name)(t, torch.tensor(target), reduction=reduction),
     )
     # Both inputs differentiable (target requires grad too).
-    helper_test_op(
+    assert_matches_torch(
         [randn((N, 3), rng), randn((N, 3), rng)],
         lambda a, b: getattr(F, name)(a, b, reduction=reduction),
         lambda a, b: getattr(torch.nn.functional, name)(a, b, reduction=reduction),
@@ -148,7 +148,7 @@ def test_regression_loss_modules(rng):
 def test_binary_cross_entropy_vs_torch(reduction, rng):
     torch = torch_or_skip()
     y = rng.random((N, 3))  # soft targets are allowed
-    helper_test_op(
+    assert_matches_torch(
         [randn((N, 3), rng, 0.05, 0.95)],
         lambda p: F.binary_cross_entropy(p, y, reduction=reduction),
         lambda p: torch.nn.functional.binary_cross_entropy(p, torch.tensor(y), reduction=reduction),
@@ -164,7 +164,7 @@ def test_binary_cross_entropy_with_logits_vs_torch(reduction, pos_weight, rng):
     pw = {None: None, "vector": np.array([0.5, 2.0, 3.0]), "scalar": np.array(4.0)}[pos_weight]
     x = randn((N, 3), rng) * 5
     x[1] = [0.0, 40.0, -40.0]  # the kink at 0 and saturated logits
-    helper_test_op(
+    assert_matches_torch(
         [x],
         lambda t: F.binary_cross_entropy_with_logits(t, y, reduction=reduction, pos_weight=pw),
         lambda t: torch.nn.functional.binary_cross_entropy_with_logits(

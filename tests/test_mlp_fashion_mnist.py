@@ -83,12 +83,12 @@ def test_training_matches_torch_on_the_same_weights_and_batches(data):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # torch's own pool fights NumPy's BLAS threads on 2 shared cores
     try:
-        _compare_with_torch(torch, *data)
+        _assert_training_matches_torch(torch, *data)
     finally:
         torch.set_num_threads(threads)
 
 
-def _compare_with_torch(torch, x_train, y_train, x_test, y_test):
+def _assert_training_matches_torch(torch, x_train, y_train, x_test, y_test):
     rng = np.random.default_rng(1)
     ours = mlp(rng)
     theirs = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))

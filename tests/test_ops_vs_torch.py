@@ -1,4 +1,4 @@
-"""Every op against torch autograd (tinygrad's helper_test_op idea): the same function runs on
+"""Every op against torch autograd (tinygrad's assert_matches_torch idea): the same function runs on
 tinyopt and torch tensors built from the same float64 data; forward values and the gradients of
 sum(v · f(x)) for a random cotangent v must agree. Skipped when torch is not installed."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 
 import tinyopt as to
 from tinyopt.nn import functional as F
-from conftest import helper_test_op, randn
+from conftest import assert_matches_torch, randn
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -38,13 +38,13 @@ ARITH = {
 def test_arithmetic_vs_torch(name, shapes, rng):
     a = randn(shapes[0], rng, 0.5, 2.0)
     b = randn(shapes[1], rng, 0.5, 2.0)
-    helper_test_op([a, b], ARITH[name])
+    assert_matches_torch([a, b], ARITH[name])
 
 
 def test_arithmetic_non_contiguous_vs_torch(rng):
     a = randn((4, 3), rng, 0.5, 2.0)
     b = randn((3, 8), rng, 0.5, 2.0)
-    helper_test_op([a, b], lambda x, y: (x.T * y[:, ::2] ** x.T) / (y[:, 1::2] + x.T))
+    assert_matches_torch([a, b], lambda x, y: (x.T * y[:, ::2] ** x.T) / (y[:, 1::2] + x.T))
 
 
 # ----------------------------------------------------------------------------- matmul
@@ -57,11 +57,11 @@ def test_arithmetic_non_contiguous_vs_torch(rng):
     ids=str,
 )
 def test_matmul_vs_torch(shapes, rng):
-    helper_test_op([randn(shapes[0], rng), randn(shapes[1], rng)], lambda a, b: a @ b, atol=1e-12)
+    assert_matches_torch([randn(shapes[0], rng), randn(shapes[1], rng)], lambda a, b: a @ b, atol=1e-12)
 
 
 def test_matmul_transposed_vs_torch(rng):
-    helper_test_op([randn((4, 2), rng), randn((3, 4), rng)], lambda a, b: a.T @ b.T, atol=1e-12)
+    assert_matches_torch([randn((4, 2), rng), randn((3, 4), rng)], lambda a, b: a.T @ b.T, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------- elementwise
@@ -87,28 +87,28 @@ UNARY = {
 def test_unary_vs_torch(name, rng):
     fn, torch_fn, (low, high) = UNARY[name]
     x = randn((3, 5), rng, low, high)
-    helper_test_op([x], fn, torch_fn)
+    assert_matches_torch([x], fn, torch_fn)
 
 
 def test_kinks_and_boundaries_vs_torch():
     """Gradients at 0 for relu/abs and at the clip boundaries (inclusive) equal torch's."""
     x = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
-    helper_test_op([x], lambda t: t.relu(), atol=0)
-    helper_test_op([x], lambda t: t.abs(), atol=0)
-    helper_test_op([x], lambda t: t.clip(-0.5, 0.5), lambda t: t.clamp(-0.5, 0.5), atol=0)
+    assert_matches_torch([x], lambda t: t.relu(), atol=0)
+    assert_matches_torch([x], lambda t: t.abs(), atol=0)
+    assert_matches_torch([x], lambda t: t.clip(-0.5, 0.5), lambda t: t.clamp(-0.5, 0.5), atol=0)
 
 
 def test_maximum_with_ties_vs_torch():
     a = np.array([1.0, 2.0, 3.0, -1.0])
     b = np.array([1.0, 5.0, 0.0, -1.0])
-    helper_test_op([a, b], lambda x, y: to.maximum(x, y), lambda x, y: torch.maximum(x, y), atol=0)
-    helper_test_op([a, b], lambda x, y: to.minimum(x, y), lambda x, y: torch.minimum(x, y), atol=0)
-    helper_test_op([a, b[:1]], lambda x, y: x.maximum(y), lambda x, y: torch.maximum(x, y), atol=0)  # broadcast tie
+    assert_matches_torch([a, b], lambda x, y: to.maximum(x, y), lambda x, y: torch.maximum(x, y), atol=0)
+    assert_matches_torch([a, b], lambda x, y: to.minimum(x, y), lambda x, y: torch.minimum(x, y), atol=0)
+    assert_matches_torch([a, b[:1]], lambda x, y: x.maximum(y), lambda x, y: torch.maximum(x, y), atol=0)  # broadcast tie
 
 
 def test_where_vs_torch(rng):
     cond = rng.random((3, 4)) > 0.5
-    helper_test_op(
+    assert_matches_torch(
         [randn((3, 4), rng), randn((4,), rng)],
         lambda a, b: to.where(cond, a, b),
         lambda a, b: torch.where(torch.tensor(cond), a, b),
@@ -128,7 +128,7 @@ def test_sum_mean_vs_torch(op, axis, keepdims, rng):
             return out.reshape((1, 1, 1)) if keepdims else out
         return getattr(t, op)(dim=axis, keepdim=keepdims)
 
-    helper_test_op([randn((2, 3, 4), rng)], lambda t: getattr(t, op)(axis=axis, keepdims=keepdims), torch_fn)
+    assert_matches_torch([randn((2, 3, 4), rng)], lambda t: getattr(t, op)(axis=axis, keepdims=keepdims), torch_fn)
 
 
 @pytest.mark.parametrize("axis", [None, 0, 1, (0, 1)], ids=str)
@@ -140,8 +140,8 @@ def test_max_with_ties_vs_torch_amax(axis, keepdims):
         dims = tuple(range(t.ndim)) if axis is None else axis
         return torch.amax(t, dim=dims, keepdim=keepdims)
 
-    helper_test_op([x], lambda t: t.max(axis=axis, keepdims=keepdims), torch_fn, atol=1e-15)
-    helper_test_op(
+    assert_matches_torch([x], lambda t: t.max(axis=axis, keepdims=keepdims), torch_fn, atol=1e-15)
+    assert_matches_torch(
         [x],
         lambda t: t.min(axis=axis, keepdims=keepdims),
         lambda t: torch.amin(t, dim=tuple(range(t.ndim)) if axis is None else axis, keepdim=keepdims),
@@ -154,11 +154,11 @@ def test_max_with_ties_vs_torch_amax(axis, keepdims):
 
 def test_reshape_transpose_vs_torch(rng):
     x = randn((2, 3, 4), rng)
-    helper_test_op([x], lambda t: t.reshape(4, 6))
-    helper_test_op([x], lambda t: t.transpose(2, 0, 1), lambda t: t.permute(2, 0, 1))
-    helper_test_op([x], lambda t: t.transpose(), lambda t: t.permute(2, 1, 0))
-    helper_test_op([x], lambda t: t.swapaxes(0, 1), lambda t: t.transpose(0, 1))
-    helper_test_op([x], lambda t: t.transpose(1, 0, 2).reshape(3, 8), lambda t: t.permute(1, 0, 2).reshape(3, 8))
+    assert_matches_torch([x], lambda t: t.reshape(4, 6))
+    assert_matches_torch([x], lambda t: t.transpose(2, 0, 1), lambda t: t.permute(2, 0, 1))
+    assert_matches_torch([x], lambda t: t.transpose(), lambda t: t.permute(2, 1, 0))
+    assert_matches_torch([x], lambda t: t.swapaxes(0, 1), lambda t: t.transpose(0, 1))
+    assert_matches_torch([x], lambda t: t.transpose(1, 0, 2).reshape(3, 8), lambda t: t.permute(1, 0, 2).reshape(3, 8))
 
 
 INDEX = {
@@ -176,21 +176,21 @@ def test_getitem_vs_torch(name, rng):
     index = INDEX[name]
     torch_index = tuple(torch.tensor(i) if isinstance(i, np.ndarray) else i for i in index) if isinstance(index, tuple) else (
         torch.tensor(index) if isinstance(index, np.ndarray) else index)
-    helper_test_op([randn((4, 5), rng)], lambda t: t[index], lambda t: t[torch_index])
+    assert_matches_torch([randn((4, 5), rng)], lambda t: t[index], lambda t: t[torch_index])
 
 
 @pytest.mark.parametrize("axis", [0, 1, -1])
 def test_concatenate_and_stack_vs_torch(axis, rng):
     arrays = [randn((2, 3), rng) for _ in range(3)]
-    helper_test_op(arrays, lambda *ts: to.concatenate(ts, axis=axis), lambda *ts: torch.cat(ts, dim=axis))
-    helper_test_op(arrays, lambda *ts: to.stack(ts, axis=axis), lambda *ts: torch.stack(ts, dim=axis))
+    assert_matches_torch(arrays, lambda *ts: to.concatenate(ts, axis=axis), lambda *ts: torch.cat(ts, dim=axis))
+    assert_matches_torch(arrays, lambda *ts: to.stack(ts, axis=axis), lambda *ts: torch.stack(ts, dim=axis))
 
 
 def test_composite_expression_vs_torch(rng):
     """A small network-like expression mixing most ops, to catch interactions."""
     x, w, b = randn((6, 4), rng), randn((4, 3), rng), randn((3,), rng)
 
-    helper_test_op(
+    assert_matches_torch(
         [x, w, b],
         lambda xx, ww, bb: F.log_softmax(((xx @ ww + bb).tanh() * 2).exp() / 3, axis=1),
         lambda xx, ww, bb: torch.log_softmax(((xx @ ww + bb).tanh() * 2).exp() / 3, dim=1),
@@ -200,6 +200,6 @@ def test_composite_expression_vs_torch(rng):
 def test_pow_gradient_limits_at_zero_vs_torch():
     """0·∞ points of the power rule: d(x⁰)/dx = 0 even at x = 0; d(0^e)/de = 0 for e >= 0."""
     with np.errstate(divide="ignore"):
-        helper_test_op([np.array([0.0, 1.5, -2.0])], lambda t: t ** 0, atol=0)
-        helper_test_op([np.array([0.0, 1.0, 2.0, 0.5])], lambda e: 0.0 ** e, atol=0)
-        helper_test_op([np.array([0.0, 1.0, 3.0]), np.array([0.0, 2.0, 0.5])], lambda a, e: a ** e, atol=1e-12)
+        assert_matches_torch([np.array([0.0, 1.5, -2.0])], lambda t: t ** 0, atol=0)
+        assert_matches_torch([np.array([0.0, 1.0, 2.0, 0.5])], lambda e: 0.0 ** e, atol=0)
+        assert_matches_torch([np.array([0.0, 1.0, 3.0]), np.array([0.0, 2.0, 0.5])], lambda a, e: a ** e, atol=1e-12)

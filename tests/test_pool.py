@@ -8,7 +8,7 @@ import pytest
 import tinyopt as to
 from tinyopt import kernels
 from tinyopt.nn import functional as F
-from conftest import check_grad, helper_test_op, randn
+from conftest import check_grad, assert_matches_torch, randn
 
 # (input shape, kernel_size, stride, padding, extra keyword arguments)
 MAX_CONFIGS = {
@@ -48,7 +48,7 @@ def test_max_pool2d_gradcheck(name, backend, rng):
 def test_max_pool2d_vs_torch(name, backend, rng):
     torch = pytest.importorskip("torch")
     shape, k, s, p, extra = MAX_CONFIGS[name]
-    helper_test_op([randn(shape, rng)], lambda x: F.max_pool2d(x, k, s, p, **extra),
+    assert_matches_torch([randn(shape, rng)], lambda x: F.max_pool2d(x, k, s, p, **extra),
                    lambda x: torch.nn.functional.max_pool2d(x, k, s, p, **extra))
 
 
@@ -62,7 +62,7 @@ def test_avg_pool2d_gradcheck(name, backend, rng):
 def test_avg_pool2d_vs_torch(name, backend, rng):
     torch = pytest.importorskip("torch")
     shape, k, s, p, extra = AVG_CONFIGS[name]
-    helper_test_op([randn(shape, rng)], lambda x: F.avg_pool2d(x, k, s, p, **extra),
+    assert_matches_torch([randn(shape, rng)], lambda x: F.avg_pool2d(x, k, s, p, **extra),
                    lambda x: torch.nn.functional.avg_pool2d(x, k, s, p, **extra))
 
 
@@ -150,5 +150,5 @@ def test_invalid_options_raise_value_error(kwargs):
 def test_non_contiguous_input_vs_torch(rng):
     torch = pytest.importorskip("torch")
     x = randn((2, 3, 7, 8), rng).transpose(0, 1, 3, 2)
-    helper_test_op([x], lambda x: F.max_pool2d(x, 3, 2, 1), lambda x: torch.nn.functional.max_pool2d(x, 3, 2, 1))
-    helper_test_op([x], lambda x: F.avg_pool2d(x, 2), lambda x: torch.nn.functional.avg_pool2d(x, 2))
+    assert_matches_torch([x], lambda x: F.max_pool2d(x, 3, 2, 1), lambda x: torch.nn.functional.max_pool2d(x, 3, 2, 1))
+    assert_matches_torch([x], lambda x: F.avg_pool2d(x, 2), lambda x: torch.nn.functional.avg_pool2d(x, 2))
