@@ -176,27 +176,37 @@ max_pool2d_backward = dispatch(max_pool2d_backward_reference, max_pool2d_backwar
 # ----------------------------------------------------------------------------- average pooling
 
 
-def _avg_window(a, k, s, p, size):
-    """(start, end, pool) of one window along one axis, as in the module docstring."""
-    start = a * s - p
-    end = min(start + k, size + p)
-    pool = end - start
-    return max(start, 0), min(end, size), pool
+def _avg_window(a, b, kh, kw, sh, sw, ph, pw, h, w, count_include_pad, divisor_override):
+    """Window (h0, h1, w0, w1) of output position (a, b), clipped to the input, and its divisor:
+    `divisor_override` if > 0; else the window's size counting padding (`count_include_pad`,
+    torch's default), or without it. One definition for both twins: the references call it as
+    Python, the Numba kernels through `_avg_window_jit`."""
+    h0 = a * sh - ph
+    h1 = min(h0 + kh, h + ph)
+    pool_h = h1 - h0
+    h0, h1 = max(h0, 0), min(h1, h)
+    w0 = b * sw - pw
+    w1 = min(w0 + kw, w + pw)
+    pool_w = w1 - w0
+    w0, w1 = max(w0, 0), min(w1, w)
+    if divisor_override > 0:
+        divisor = divisor_override
+    elif count_include_pad:
+        divisor = pool_h * pool_w
+    else:
+        divisor = (h1 - h0) * (w1 - w0)
+    return h0, h1, w0, w1, divisor
+
+
+_avg_window_jit = numba.njit(cache=True)(_avg_window)
 
 
 def avg_pool2d_forward_reference(x, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad, divisor_override):
     n, c, h, w = x.shape
     y = np.empty((n, c, oh, ow), dtype=x.dtype)
     for a in range(oh):
-        h0, h1, pool_h = _avg_window(a, kh, sh, ph, h)
         for b in range(ow):
-            w0, w1, pool_w = _avg_window(b, kw, sw, pw, w)
-            if divisor_override > 0:
-                divisor = divisor_override
-            elif count_include_pad:
-                divisor = pool_h * pool_w
-            else:
-                divisor = (h1 - h0) * (w1 - w0)
+            h0, h1, w0, w1, divisor = _avg_window(a, b, kh, kw, sh, sw, ph, pw, h, w, count_include_pad, divisor_override)
             y[:, :, a, b] = x[:, :, h0:h1, w0:w1].sum(axis=(2, 3)) / divisor
     return y
 
@@ -209,23 +219,8 @@ def avg_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pa
         b_ = t // c
         ch = t % c
         for a in range(oh):
-            h0 = a * sh - ph
-            h1 = min(h0 + kh, h + ph)
-            pool_h = h1 - h0
-            h0 = max(h0, 0)
-            h1 = min(h1, h)
             for b in range(ow):
-                w0 = b * sw - pw
-                w1 = min(w0 + kw, w + pw)
-                pool_w = w1 - w0
-                w0 = max(w0, 0)
-                w1 = min(w1, w)
-                if divisor_override > 0:
-                    divisor = divisor_override
-                elif count_include_pad:
-                    divisor = pool_h * pool_w
-                else:
-                    divisor = (h1 - h0) * (w1 - w0)
+                h0, h1, w0, w1, divisor = _avg_window_jit(a, b, kh, kw, sh, sw, ph, pw, h, w, count_include_pad, divisor_override)
                 acc = 0.0
                 for yy in range(h0, h1):
                     for xx in range(w0, w1):
@@ -241,15 +236,8 @@ def avg_pool2d_backward_reference(grad, h, w, kh, kw, sh, sw, ph, pw, count_incl
     n, c, oh, ow = grad.shape
     dx = np.zeros((n, c, h, w), dtype=grad.dtype)
     for a in range(oh):
-        h0, h1, pool_h = _avg_window(a, kh, sh, ph, h)
         for b in range(ow):
-            w0, w1, pool_w = _avg_window(b, kw, sw, pw, w)
-            if divisor_override > 0:
-                divisor = divisor_override
-            elif count_include_pad:
-                divisor = pool_h * pool_w
-            else:
-                divisor = (h1 - h0) * (w1 - w0)
+            h0, h1, w0, w1, divisor = _avg_window(a, b, kh, kw, sh, sw, ph, pw, h, w, count_include_pad, divisor_override)
             dx[:, :, h0:h1, w0:w1] += (grad[:, :, a, b] / divisor)[:, :, None, None]
     return dx
 
@@ -262,23 +250,8 @@ def avg_pool2d_backward_numba(grad, h, w, kh, kw, sh, sw, ph, pw, count_include_
         b_ = t // c
         ch = t % c
         for a in range(oh):
-            h0 = a * sh - ph
-            h1 = min(h0 + kh, h + ph)
-            pool_h = h1 - h0
-            h0 = max(h0, 0)
-            h1 = min(h1, h)
             for b in range(ow):
-                w0 = b * sw - pw
-                w1 = min(w0 + kw, w + pw)
-                pool_w = w1 - w0
-                w0 = max(w0, 0)
-                w1 = min(w1, w)
-                if divisor_override > 0:
-                    divisor = divisor_override
-                elif count_include_pad:
-                    divisor = pool_h * pool_w
-                else:
-                    divisor = (h1 - h0) * (w1 - w0)
+                h0, h1, w0, w1, divisor = _avg_window_jit(a, b, kh, kw, sh, sw, ph, pw, h, w, count_include_pad, divisor_override)
                 g = grad[b_, ch, a, b] / divisor
                 for yy in range(h0, h1):
                     for xx in range(w0, w1):
