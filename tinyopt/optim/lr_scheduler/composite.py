@@ -22,7 +22,23 @@ def _check_children(owner: str, optimizer, schedulers) -> None:
                 f"{type(scheduler).__name__} at index {i} with a different optimizer.")
 
 
-class SequentialLR(LRScheduler):
+class _CompositeScheduler(LRScheduler):
+    """A scheduler made of child schedulers (`self._schedulers`): its state holds theirs."""
+
+    def state_dict(self) -> dict:
+        state = self._state_without("optimizer", "_schedulers")
+        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        children = state_dict.pop("_schedulers")
+        super().load_state_dict(state_dict)
+        for scheduler, saved in zip(self._schedulers, children):
+            scheduler.load_state_dict(saved)
+
+
+class SequentialLR(_CompositeScheduler):
     r"""Run schedulers one after another, switching at the milestone epochs — typically a warm-up
     then a decay:
 
@@ -85,20 +101,8 @@ class SequentialLR(LRScheduler):
             scheduler.step()
         self._last_lr = scheduler.get_last_lr()
 
-    def state_dict(self) -> dict:
-        state = self._state_without("optimizer", "_schedulers")
-        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
-        return state
 
-    def load_state_dict(self, state_dict: dict) -> None:
-        state_dict = dict(state_dict)
-        children = state_dict.pop("_schedulers")
-        super().load_state_dict(state_dict)
-        for scheduler, saved in zip(self._schedulers, children):
-            scheduler.load_state_dict(saved)
-
-
-class ChainedScheduler(LRScheduler):
+class ChainedScheduler(_CompositeScheduler):
     r"""Step several schedulers together: each multiplies the current rate by its own recursive
     factor, so the factors compose. For example, with ConstantLR(factor=0.1, total_iters=2)
     chained with ExponentialLR(gamma=0.9):
@@ -122,15 +126,3 @@ class ChainedScheduler(LRScheduler):
         for scheduler in self._schedulers:
             scheduler.step()
         self._last_lr = _group_values(self._schedulers[-1].optimizer, "lr")
-
-    def state_dict(self) -> dict:
-        state = self._state_without("optimizer", "_schedulers")
-        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
-        return state
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        state_dict = dict(state_dict)
-        children = state_dict.pop("_schedulers")
-        super().load_state_dict(state_dict)
-        for scheduler, saved in zip(self._schedulers, children):
-            scheduler.load_state_dict(saved)
