@@ -95,6 +95,23 @@ def pack_conv_weight(w: np.ndarray) -> PackedB:
     return pack_b(np.ascontiguousarray(w.reshape(w.shape[0], -1).T))
 
 
+@njit(cache=True)
+def _tap_offsets(c, kh, kw, hp, wp, length):
+    """Offset of each kernel tap k = (c_k·kh + i_k)·kw + j_k in a flattened padded image:
+    t_k = (c_k·Hp + i_k)·Wp + j_k. Entries past c·kh·kw (padding taps, whose weights are 0)
+    repeat t_0, so they read valid memory."""
+    taps = np.empty(length, np.int64)
+    t = 0
+    for ch in range(c):
+        for i in range(kh):
+            for j in range(kw):
+                taps[t] = (ch * hp + i) * wp + j
+                t += 1
+    for t in range(c * kh * kw, length):
+        taps[t] = taps[0]
+    return taps
+
+
 @njit(cache=True, parallel=True)
 def _im2col_pairs(xp, kh, kw, sh, sw, ho, wo, mp, kp):
     """im2col written straight in the AVX2 kernel's A layout: int16 [mp, kp], zero-padded to mp
@@ -107,13 +124,7 @@ def _im2col_pairs(xp, kh, kw, sh, sw, ho, wo, mp, kp):
     n, c, hp, wp = xp.shape
     flat = xp.ravel()
     k_len = c * kh * kw
-    taps = np.empty(k_len, np.int64)
-    t = 0
-    for ch in range(c):
-        for i in range(kh):
-            for j in range(kw):
-                taps[t] = (ch * hp + i) * wp + j
-                t += 1
+    taps = _tap_offsets(c, kh, kw, hp, wp, k_len)
     out = np.empty((mp, kp), np.int16)
     for b in prange(n):
         for y in range(ho):
@@ -255,16 +266,7 @@ def _conv_s1_avx2(xflat, n, c, hp, wp, kh, kw, w_pairs, npos, out):
     positions of the last image read past it).  Threads over images."""
     op, kp = w_pairs.shape
     kp2 = kp // 2
-    k_len = c * kh * kw
-    taps = np.empty(kp, np.int64)
-    t = 0
-    for ch in range(c):
-        for i in range(kh):
-            for j in range(kw):
-                taps[t] = (ch * hp + i) * wp + j
-                t += 1
-    for t in range(k_len, kp):
-        taps[t] = taps[0]                       # padding tap: its weight is 0
+    taps = _tap_offsets(c, kh, kw, hp, wp, kp)   # taps past c·kh·kw are padding (weight 0)
     a_flat = w_pairs.ravel().view(np.int32)
     out_flat = out.ravel()
     image = c * hp * wp
