@@ -35,7 +35,7 @@ from tinyopt import keras, plot
 from tinyopt.keras import layers, regularizers
 
 FAST = bool(os.environ.get("CI") or os.environ.get("TINYOPT_FAST"))
-OUT = Path(os.environ.get("TINYOPT_TUTORIAL_OUT", "tutorial_output")) / "03"
+OUT = Path(os.environ.get("TINYOPT_OUTPUT_DIR", "runs/tutorials")) / "03_fitting_capacity_l2"
 OUT.mkdir(parents=True, exist_ok=True)
 
 (x_train, y_train), (x_test, y_test) = to.datasets.fashion_mnist.load_data()

@@ -44,7 +44,7 @@ from tinyopt.data import DataLoader  # noqa: E402
 from tinyopt.nn import functional as F  # noqa: E402
 
 FAST = bool(os.environ.get("CI") or os.environ.get("TINYOPT_FAST"))
-OUT = Path(os.environ.get("TINYOPT_TUTORIAL_OUT", "tutorial_output")) / "04"
+OUT = Path(os.environ.get("TINYOPT_OUTPUT_DIR", "runs/tutorials")) / "04_batch_size_and_lr"
 OUT.mkdir(parents=True, exist_ok=True)
 
 (x_all, y_all), (x_test, y_test) = to.datasets.fashion_mnist.load_data()
