@@ -18,10 +18,40 @@ import os
 # Fashion-MNIST MLP test 10-15x slower (69 s instead of 5-7 s measured under load 8).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import tinyopt as to  # noqa: E402
+from tinyopt.datasets import fashion_mnist  # noqa: E402
+
+TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
+
+
+def have_fashion_mnist() -> bool:
+    """All four Fashion-MNIST files can be found (they are never downloaded by the tests)."""
+    try:
+        for name in fashion_mnist.FILES:
+            fashion_mnist.find_file(name)
+    except fashion_mnist.DatasetError:
+        return False
+    return True
+
+
+needs_fashion_mnist = pytest.mark.skipif(not have_fashion_mnist(), reason="Fashion-MNIST files are not installed")
+
+
+def run_tutorial(script: str, out_dir, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run tutorials/<script> as a script with small settings (TINYOPT_FAST=1), writing into
+    `out_dir`; fail with the tail of its output unless it exits 0."""
+    env = dict(os.environ, TINYOPT_FAST="1", MPLBACKEND="Agg", TINYOPT_OUTPUT_DIR=str(out_dir))
+    result = subprocess.run([sys.executable, str(TUTORIALS / script)], cwd=out_dir, env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{script} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
 
 
 @pytest.fixture

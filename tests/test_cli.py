@@ -14,19 +14,9 @@ from tinyopt import cli
 from tinyopt.checkpoint import load
 from tinyopt.train import ConfigError, TrainConfig, TrainingDiverged, run
 
-
-def have_fashion_mnist():
-    from tinyopt.datasets import fashion_mnist
-
-    try:
-        for name in fashion_mnist.FILES:
-            fashion_mnist.find_file(name)
-    except fashion_mnist.DatasetError:
-        return False
-    return True
+from conftest import needs_fashion_mnist
 
 
-needs_data = pytest.mark.skipif(not have_fashion_mnist(), reason="Fashion-MNIST is not installed")
 
 
 def synthetic(seed=0, n=300, d=20, classes=4):
@@ -161,7 +151,7 @@ def test_summary_table_aligns_labels():
 # ----------------------------------------------------------------------------- the command, end to end
 
 
-@needs_data
+@needs_fashion_mnist
 def test_cli_train_eval_and_resume_end_to_end(tmp_path):
     common = ["--model", "mlp", "--optimizer", "adam", "--schedule", "linear", "--epochs", "2", "--batch-size", "64",
               "--train-size", "400", "--test-size", "200", "--seed", "1"]
@@ -189,7 +179,7 @@ def test_cli_train_eval_and_resume_end_to_end(tmp_path):
     assert np.sum(saved["confusion"]) == 200 and np.trace(saved["confusion"]) == round(acc * 200)
 
 
-@needs_data
+@needs_fashion_mnist
 def test_cli_tour_fast(tmp_path):
     """The command CI and the README run: under a minute (about 15 s on 2 idle cores)."""
     res = tinyopt("tour", "--fast", "--out", tmp_path / "tour", cwd=tmp_path)

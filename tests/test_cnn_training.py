@@ -9,9 +9,13 @@ import tinyopt as to
 import tinyopt.nn.functional as F
 from tinyopt.models import KerasCNN, LeNet5
 
+from conftest import have_fashion_mnist
+
 
 @pytest.fixture(scope="module")
 def fashion_slice():
+    if not have_fashion_mnist():
+        pytest.skip("Fashion-MNIST files are not installed")
     (x, y), _ = to.datasets.fashion_mnist.load_data()
     x = (x[:2048].astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
     return x, y[:2048].astype(np.int64)

@@ -22,18 +22,12 @@ class GoodSquare(Function):
         return 2 * x * grad
 
 
-class WrongAtOneElement(Function):
+class WrongAtOneElement(GoodSquare):
     """Square, with the gradient of element (1, 2) off by 0.5 (a realistic indexing bug)."""
 
     @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x
-
-    @staticmethod
     def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        g = 2 * x * grad
+        g = GoodSquare.backward(ctx, grad)
         g[1, 2] += 0.5
         return g
 

@@ -4,7 +4,8 @@ import pytest
 
 from tinyopt import nn
 from tinyopt import quant as Q
-from tinyopt.datasets import DatasetError, fashion_mnist
+
+from conftest import needs_fashion_mnist
 
 
 def toy_problem(seed=0, n=400):
@@ -52,14 +53,7 @@ def test_tour_step_rows():
     assert all(isinstance(value, str) and value for _, value in rows)
 
 
-def _fashion_mnist_present() -> bool:
-    try:
-        return all(fashion_mnist.find_file(name).is_file() for name in fashion_mnist.FILES)
-    except DatasetError:
-        return False
-
-
-@pytest.mark.skipif(not _fashion_mnist_present(), reason="Fashion-MNIST files are not installed")
+@needs_fashion_mnist
 def test_cli_quantizes_a_training_run(tmp_path, capsys):
     from tinyopt.quant.cli import main
     from tinyopt.train import TrainConfig, run

@@ -2,7 +2,7 @@
 import pathlib
 import re
 
-import pytest
+from conftest import needs_fashion_mnist
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
@@ -15,13 +15,8 @@ def test_readme_has_examples():
     assert len(python_blocks()) >= 3
 
 
+@needs_fashion_mnist
 def test_readme_examples_run(capsys):
-    from tinyopt.datasets import fashion_mnist
-
-    try:
-        fashion_mnist.find_file("train-images-idx3-ubyte.gz")
-    except fashion_mnist.DatasetError:
-        pytest.skip("Fashion-MNIST files not installed")
     namespace = {}
     for i, block in enumerate(python_blocks()):
         exec(compile(block, f"README.md python block {i}", "exec"), namespace)
