@@ -107,7 +107,7 @@ def main(argv=None) -> list:
     rows = []
     for size in args.sizes:
         params, grads = make_data(int(size))
-        n = sum(p.size for p in params)
+        n = sum(p.numel() for p in params)
         for name, kwargs in CONFIGS:
             steps = {"tinyopt": tinyopt_step(name, kwargs, params, grads),
                      "formula": tinyopt_step(name, kwargs, params, grads, fused=False)}

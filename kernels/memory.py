@@ -3,16 +3,15 @@
 A training step allocates the same large temporaries every time (im2col columns, activations,
 gradients: megabytes each).  glibc serves blocks above its mmap threshold with a fresh `mmap` and
 returns them to the OS on `free`, and trims the top of the heap when much of it is free; the next
-step then touches brand-new pages, and every 4 KiB page costs a page fault.  On the 2-core VM the
-benchmarks ran on, a fault cost ~9 µs and a LeNet-5 step at batch 64 took ~3600 of them
-(≈ 30 ms, more than the arithmetic).  Fixing the thresholds (which also switches off glibc's
-dynamic adjustment) keeps those blocks in the heap, so the next step reuses warm pages: the
-faults drop to ~0 per step.  The price is that the process keeps up to `trim_threshold` bytes of
-freed memory instead of returning it; peak RSS is unchanged.
+step then touches brand-new pages, and every 4 KiB page costs a page fault (thousands per CNN
+step: README's "Threads and memory" gives the measured cost).  Fixing the thresholds (which also
+switches off glibc's dynamic adjustment) keeps those blocks in the heap, so the next step reuses
+warm pages.  The price is that the process keeps up to `trim_threshold` bytes of freed memory
+instead of returning it; peak RSS is unchanged.
 
-`tune_malloc()` is called when `tinyopt.nn` is imported (by `tinyopt/nn/conv.py`); set the
-environment variable `TINYOPT_MALLOC_TUNING=0` to leave malloc alone.  It is a no-op on systems
-without glibc (macOS, Windows, musl).
+This changes the whole process, so importing tinyopt never does it: the `tinyopt` command line,
+the tour and the benchmarks call `tinyopt.tune_malloc()`; a library user may call it too.
+`TINYOPT_MALLOC_TUNING=0` makes it a no-op, and so does a system without glibc (macOS, Windows, musl).
 """
 from __future__ import annotations
 

@@ -231,7 +231,7 @@ def test_ops_on_integer_tensors_record_nothing():
 
 def test_tensor_basics():
     t = to.tensor([[1.0, 2.0], [3.0, 4.0]])
-    assert t.shape == (2, 2) and t.ndim == 2 and t.size == 4 and len(t) == 2
+    assert t.shape == (2, 2) and t.ndim == 2 and t.numel() == 4 and len(t) == 2
     assert t.sum().item() == 10.0 and float(t[0, 1]) == 2.0
     assert t.tolist() == [[1.0, 2.0], [3.0, 4.0]]
     with pytest.raises(ValueError, match="one element"):

@@ -5,7 +5,7 @@ import pytest
 
 import tinyopt as to
 import tinyopt.nn.functional as F
-from tinyopt.autograd import ops
+from tinyopt.ops import nn as ops
 
 
 def leaf(a):

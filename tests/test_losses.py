@@ -7,6 +7,7 @@ import pytest
 
 import tinyopt as to
 from tinyopt import nn
+from tinyopt.keras import losses as KL
 from tinyopt.nn import functional as F
 from conftest import check_grad, assert_matches_torch, randn
 
@@ -225,11 +226,11 @@ def test_keras_categorical_crossentropy_vs_formula(from_logits, smoothing, rng, 
     if not from_logits:
         y_pred[0, labels[0]] = 0.0  # clipped to ε, not −inf
     expected = keras_categorical(y_true, y_pred, from_logits, smoothing)
-    loss = nn.CategoricalCrossentropy(from_logits=from_logits, label_smoothing=smoothing)
+    loss = KL.CategoricalCrossentropy(from_logits=from_logits, label_smoothing=smoothing)
     np.testing.assert_allclose(loss(y_true, to.tensor(y_pred)).item(), expected.mean(), rtol=1e-10)
-    none = nn.CategoricalCrossentropy(from_logits=from_logits, label_smoothing=smoothing, reduction="none")
+    none = KL.CategoricalCrossentropy(from_logits=from_logits, label_smoothing=smoothing, reduction="none")
     np.testing.assert_allclose(none(y_true, to.tensor(y_pred)).data, expected, rtol=1e-10)
-    summed = nn.CategoricalCrossentropy(from_logits=from_logits, label_smoothing=smoothing, reduction="sum")
+    summed = KL.CategoricalCrossentropy(from_logits=from_logits, label_smoothing=smoothing, reduction="sum")
     np.testing.assert_allclose(summed(y_true, to.tensor(y_pred)).item(), expected.sum(), rtol=1e-10)
     if not from_logits:
         y_pred[0, labels[0]] = 0.5  # away from the clip for the gradient check
@@ -240,7 +241,7 @@ def test_keras_categorical_crossentropy_vs_formula(from_logits, smoothing, rng, 
 def test_keras_sparse_categorical_crossentropy_vs_formula(from_logits, rng, labels):
     y_pred = randn((N, C), rng) if from_logits else randn((N, C), rng, 0.01, 1.0)
     expected = keras_categorical(np.eye(C)[labels], y_pred, from_logits)
-    loss = nn.SparseCategoricalCrossentropy(from_logits=from_logits)
+    loss = KL.SparseCategoricalCrossentropy(from_logits=from_logits)
     np.testing.assert_allclose(loss(labels, to.tensor(y_pred)).item(), expected.mean(), rtol=1e-10)
     np.testing.assert_allclose(loss(labels[:, None], to.tensor(y_pred)).item(), expected.mean(), rtol=1e-10)  # (N, 1)
     np.testing.assert_allclose(loss(labels.astype(np.float32), to.tensor(y_pred)).item(), expected.mean(), rtol=1e-10)
@@ -251,7 +252,7 @@ def test_keras_from_logits_both_ways_agree(rng, labels):
     """Softmax probabilities without from_logits give the same loss as the logits with it."""
     z = randn((N, C), rng)
     p = F.softmax(to.tensor(z), axis=-1)
-    for loss_cls, y in ((nn.SparseCategoricalCrossentropy, labels), (nn.CategoricalCrossentropy, np.eye(C)[labels])):
+    for loss_cls, y in ((KL.SparseCategoricalCrossentropy, labels), (KL.CategoricalCrossentropy, np.eye(C)[labels])):
         from_logits = loss_cls(from_logits=True)(y, to.tensor(z)).item()
         from_probs = loss_cls(from_logits=False)(y, p).item()
         np.testing.assert_allclose(from_probs, from_logits, rtol=1e-9)
@@ -260,13 +261,13 @@ def test_keras_from_logits_both_ways_agree(rng, labels):
 def test_keras_sparse_equals_torch_cross_entropy(rng, labels):
     torch = torch_or_skip()
     z = randn((N, C), rng)
-    ours = nn.SparseCategoricalCrossentropy(from_logits=True)(labels, to.tensor(z)).item()
+    ours = KL.SparseCategoricalCrossentropy(from_logits=True)(labels, to.tensor(z)).item()
     theirs = torch.nn.functional.cross_entropy(torch.tensor(z), torch.tensor(labels)).item()
     np.testing.assert_allclose(ours, theirs, rtol=1e-12)
 
 
 def test_keras_losses_bad_inputs(rng, labels):
     with pytest.raises(ValueError, match="SparseCategoricalCrossentropy"):
-        nn.CategoricalCrossentropy()(labels, to.tensor(randn((N, C), rng, 0.1, 1)))
+        KL.CategoricalCrossentropy()(labels, to.tensor(randn((N, C), rng, 0.1, 1)))
     with pytest.raises(ValueError, match="reduction"):
-        nn.CategoricalCrossentropy(reduction="mean_please")
+        KL.CategoricalCrossentropy(reduction="mean_please")

@@ -25,7 +25,7 @@ def test_report_rows_sizes_and_model_untouched():
     names = [r["variant"] for r in rep.rows]
     assert names == ["fp32", "dynamic", "static int8", "int4", "mixed 8/4", "QAT int8"]
     fp32 = rep.row("fp32")
-    assert fp32["agree"] == 1.0 and fp32["bytes"] == 4 * sum(p.size for p in model.parameters())
+    assert fp32["agree"] == 1.0 and fp32["bytes"] == 4 * sum(p.numel() for p in model.parameters())
     assert 3.0 < fp32["bytes"] / rep.row("static int8")["bytes"] <= 4.0
     assert rep.row("int4")["bytes"] < rep.row("mixed 8/4")["bytes"] <= rep.row("static int8")["bytes"]
     assert rep.row("static int8")["agree"] > 0.9

@@ -1,13 +1,33 @@
-"""tinyopt: a small deep-learning engine for learning, teaching and verifying neural-network optimization."""
+"""tinyopt: a small deep-learning engine for learning, teaching and verifying neural-network optimization.
+
+`import tinyopt as to` gives torch's top-level names: tensors and their factories (`to.tensor`,
+`to.randn`, `to.zeros`, ...), dtypes (`to.float32`, ...), the `to.<op>` functions, grad modes
+(`to.no_grad`), `to.save`/`to.load`, `to.manual_seed`, and the subpackages `nn`, `optim`,
+`utils.data`. Importing has no process-wide side effect (see `tune_malloc`).
+"""
 import importlib
 
-from tinyopt.autograd import Function, enable_grad, gradcheck, is_grad_enabled, no_grad
-from tinyopt.random import default_generator, manual_seed
-from tinyopt.tensor import Tensor, cat, concatenate, maximum, minimum, ones, stack, tensor, where, zeros
-
-from tinyopt import nn, optim, data, datasets  # noqa: E402  (subpackages need the names above)
+from tinyopt.autograd import (
+    Function, enable_grad, gradcheck, inference_mode, is_grad_enabled, no_grad, set_grad_enabled,
+)
+from tinyopt.tensor import Size, Tensor
+from tinyopt.dtypes import (  # noqa: A004 - torch's names shadow builtins inside this namespace only
+    bfloat16, bool, double, finfo, float, float16, float32, float64, half, iinfo, int, int8, int16, int32, int64,
+    long, short, uint8,
+)
+from tinyopt.device import device
+from tinyopt.random import Generator, default_generator, manual_seed
+from tinyopt.creation import (
+    arange, as_tensor, empty, empty_like, eye, from_numpy, full, full_like, linspace, normal, ones, ones_like, rand,
+    rand_like, randint, randn, randn_like, randperm, tensor, zeros, zeros_like,
+)
+from tinyopt.functions import *  # noqa: F401,F403 - to.exp, to.sum, to.cat, ... (their list: functions.__all__)
+from tinyopt import cuda  # noqa: E402
+from tinyopt import nn, optim, data, datasets, utils  # noqa: E402  (subpackages need the names above)
 from tinyopt.checkpoint import load, save  # noqa: E402
 from tinyopt.warmup import warmup  # noqa: E402
+# Opt-in, process-wide: keep freed memory for reuse (fewer page faults per step; kernels/memory.py).
+from tinyopt.kernels.memory import tune_malloc  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -19,10 +39,3 @@ def __getattr__(name):
     if name in _LAZY:
         return importlib.import_module(f"tinyopt.{name}")
     raise AttributeError(f"module 'tinyopt' has no attribute {name!r}")
-
-
-__all__ = [
-    "Function", "Tensor", "cat", "concatenate", "data", "datasets", "default_generator", "enable_grad",
-    "gradcheck", "is_grad_enabled", "load", "manual_seed", "maximum", "minimum", "nn", "no_grad", "ones",
-    "optim", "save", "stack", "tensor", "warmup", "where", "zeros", *_LAZY,
-]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyopt.device import check_device
+
 _generator = np.random.default_rng(0)
 
 
@@ -23,12 +25,43 @@ def default_generator() -> np.random.Generator:
     return _generator
 
 
+class Generator:
+    """torch's `Generator` API over a NumPy Generator: `to.Generator().manual_seed(0)`, passed as
+    `generator=` anywhere tinyopt draws random numbers. `.numpy_generator` is the NumPy stream."""
+
+    def __init__(self, device="cpu"):
+        check_device(device)
+        self._seed = int(np.random.SeedSequence().entropy % 2**63)
+        self.numpy_generator = np.random.default_rng(self._seed)
+
+    def manual_seed(self, seed: int) -> "Generator":
+        self._seed = int(seed)
+        self.numpy_generator = np.random.default_rng(self._seed)
+        return self
+
+    def initial_seed(self) -> int:
+        return self._seed
+
+    def seed(self) -> int:
+        return self.manual_seed(int(np.random.SeedSequence().entropy % 2**63))._seed
+
+    def get_state(self) -> dict:
+        return self.numpy_generator.bit_generator.state
+
+    def set_state(self, state: dict) -> "Generator":
+        self.numpy_generator.bit_generator.state = state
+        return self
+
+
 def resolve(rng) -> np.random.Generator:
-    """`rng` if given (a Generator or an int seed), else the default generator."""
+    """`rng` if given (a NumPy Generator, a `tinyopt.Generator` or an int seed), else the default
+    generator."""
     if rng is None:
         return _generator
     if isinstance(rng, np.random.Generator):
         return rng
+    if isinstance(rng, Generator):
+        return rng.numpy_generator
     if isinstance(rng, (int, np.integer)):
         return np.random.default_rng(int(rng))
     raise TypeError(f"expected an np.random.Generator or an int seed, got {type(rng).__name__}")

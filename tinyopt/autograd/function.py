@@ -16,65 +16,34 @@ An op is a subclass with two static methods working on plain NumPy arrays:
     y = Square.apply(t)                      # call with Tensors; returns a Tensor wired into the graph
 
 `apply` unwraps every Tensor argument to its ndarray, runs `forward`, and, when gradients are
-enabled and some input requires them, records the call so that `Tensor.backward` can call
-`backward` later.  `backward` returns one value per positional argument of `forward` (a single
-value, not a tuple, is accepted for one-argument ops); gradients for non-Tensor arguments are
-ignored.  Gradients for broadcast inputs may be returned at the broadcast shape: `apply` sums
-them back to each input's shape (see `unbroadcast`).
+enabled and some input requires them, records a `Node` (see `graph.py`) so that `Tensor.backward`
+can call `backward` later. `backward` returns one value per positional argument of `forward` (a
+single value, not a tuple, is accepted for one-argument ops); gradients for non-Tensor arguments
+are ignored. Gradients for broadcast inputs may be returned at the broadcast shape: the engine sums
+them back to each input's shape (`unbroadcast`).
+
+A Function whose output is a view of its first input (reshape, transpose) sets `is_view = True`
+(or "if_shared" when only some calls give a view, as indexing), so the view shares the input's
+version counter and an in-place change through either is seen by both.
+
+`apply_` runs an op in place on its first argument (what `x.add_(y)`, `x += y`, `x[i] = v` use).
 """
 from __future__ import annotations
 
-import contextlib
-import threading
-
 import numpy as np
 
-_state = threading.local()
+from tinyopt.autograd.grad_mode import enable_grad, is_grad_enabled, no_grad  # noqa: F401 (no_grad: old import path)
+from tinyopt.autograd.graph import Node, VersionCounter, unbroadcast
+from tinyopt.dtypes import is_floating_point
+
+# The Tensor class, handed over by tinyopt/tensor.py when it is defined (`bind_tensor_class`):
+# the ops, which tensor.py imports, build on this module, so it cannot import tensor.py itself.
+_Tensor = None
 
 
-def is_grad_enabled() -> bool:
-    return getattr(_state, "grad_enabled", True)
-
-
-def _set_grad_enabled(mode: bool) -> None:
-    _state.grad_enabled = bool(mode)
-
-
-class _GradMode(contextlib.ContextDecorator):
-    def __init__(self, mode: bool):
-        self.mode = mode
-
-    def __enter__(self):
-        self.prev = is_grad_enabled()
-        _set_grad_enabled(self.mode)
-        return self
-
-    def __exit__(self, *exc):
-        _set_grad_enabled(self.prev)
-        return False
-
-
-def no_grad() -> _GradMode:
-    """Context manager / decorator: ops inside record no graph (like `torch.no_grad`)."""
-    return _GradMode(False)
-
-
-def enable_grad() -> _GradMode:
-    return _GradMode(True)
-
-
-def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
-    """Sum `grad` over the axes that NumPy broadcasting added or stretched to reach `grad.shape`
-    from `shape`: the adjoint of broadcasting."""
-    if grad.shape == tuple(shape):
-        return grad
-    extra = grad.ndim - len(shape)
-    if extra > 0:
-        grad = grad.sum(axis=tuple(range(extra)))
-    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
-    if stretched:
-        grad = grad.sum(axis=stretched, keepdims=True)
-    return grad.reshape(shape)
+def bind_tensor_class(cls) -> None:
+    global _Tensor
+    _Tensor = cls
 
 
 class Context:
@@ -83,13 +52,35 @@ class Context:
     def __init__(self):
         self.saved_tensors: tuple = ()
         self.needs_input_grad: tuple = ()
+        self.saved_versions: tuple = ()   # (counter, version, shape) of the tensors whose arrays were saved
 
     def save_for_backward(self, *arrays) -> None:
         self.saved_tensors = arrays
 
 
+def _saved_versions(ctx: Context, tensors: list, result) -> tuple:
+    """Versions of the tensors (inputs or the output) whose very arrays `forward` saved."""
+    out = []
+    for saved in ctx.saved_tensors:
+        if saved is result.data:
+            out.append((result._version, result._version.value, saved.shape))
+            continue
+        for t in tensors:
+            if saved is t.data:
+                out.append((t._version, t._version.value, saved.shape))
+                break
+    return tuple(out)
+
+
+def _edge(t):
+    """What a Node's edge for input `t` points at: its producer Node, or the leaf Tensor itself."""
+    return t._node if t._node is not None else t
+
+
 class Function:
     """Base class of every differentiable op. Subclasses define `forward` and `backward`."""
+
+    is_view = False
 
     @staticmethod
     def forward(ctx: Context, *args, **kwargs) -> np.ndarray:  # pragma: no cover - interface
@@ -101,36 +92,75 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        from tinyopt.tensor import Tensor
-
+        Tensor = _Tensor
         ctx = Context()
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
         out = cls.forward(ctx, *raw, **kwargs)
         result = Tensor._wrap(out)
+        if cls.is_view and (cls.is_view is True or np.may_share_memory(out, raw[0])):
+            result._version = args[0]._version
         if is_grad_enabled():
-            needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-            if any(needs) and np.issubdtype(result.data.dtype, np.floating):
+            needs = tuple(isinstance(a, Tensor) and a._requires_grad for a in args)
+            if True in needs and is_floating_point(result.data.dtype):
                 ctx.needs_input_grad = needs
+                tensors = [a for a in args if isinstance(a, Tensor)]
+                if ctx.saved_tensors:
+                    ctx.saved_versions = _saved_versions(ctx, tensors, result)
+                edges = tuple(_edge(a) if need else None for a, need in zip(args, needs))
                 result._requires_grad = True
-                result._node = Node(cls, ctx, args)
+                result._node = Node(cls, ctx, edges, result.data.shape, result.data.dtype)
         return result
 
+    @classmethod
+    def apply_(cls, target, *args, **kwargs):
+        """Run the op on (target, *args) and write the result into `target`'s own memory.
 
-class Node:
-    """One recorded call: which Function, its context and its inputs (the graph's edges)."""
+        Without a graph to record this is a plain in-place update. With one, the op is recorded
+        out of place on target's current value and `target` takes over the new node, as torch does;
+        a leaf that requires grad refuses (torch: "a leaf Variable that requires grad is being used
+        in an in-place operation")."""
+        Tensor = _Tensor
+        records = is_grad_enabled() and (target._requires_grad or any(
+            isinstance(a, Tensor) and a._requires_grad for a in args))
+        if records and target._requires_grad and target._node is None:
+            raise RuntimeError(
+                "a leaf tensor that requires grad is being used in an in-place operation; do it under "
+                "`with to.no_grad():` (e.g. a parameter update) or on a copy (x = x + 1)"
+            )
+        if not records:
+            raw = [a.data if isinstance(a, Tensor) else a for a in args]
+            out = cls.forward(Context(), target.data, *raw, **kwargs)
+            _write_into(target, out)
+            target._version.value += 1
+            return target
+        result = cls.apply(target, *args, **kwargs)
+        node = result._node
+        if node is not None and any(s is target.data for s in node.ctx.saved_tensors):
+            # backward needs target's value from before this write: keep a copy of it.
+            before = target.data.copy()
+            node.ctx.saved_tensors = tuple(before if s is target.data else s for s in node.ctx.saved_tensors)
+            node.ctx.saved_versions = tuple(v for v in node.ctx.saved_versions if v[0] is not target._version)
+        _write_into(target, result.data)
+        target._version.value += 1
+        target._node = node
+        target._requires_grad = node is not None
+        return target
 
-    __slots__ = ("fn", "ctx", "inputs")
 
-    def __init__(self, fn, ctx, inputs):
-        from tinyopt.tensor import Tensor
+def _write_into(target, out) -> None:
+    out = np.asarray(out)
+    if out.shape != target.data.shape:
+        raise RuntimeError(
+            f"output with shape {target.data.shape} doesn't match the broadcast shape {out.shape} "
+            "of this in-place operation"
+        )
+    try:
+        np.copyto(target.data, out, casting="same_kind")
+    except TypeError:
+        raise RuntimeError(
+            f"result type {out.dtype} can't be cast to the desired output type {target.data.dtype} "
+            "of this in-place operation"
+        ) from None
 
-        self.fn = fn
-        self.ctx = ctx
-        # Keep Tensor inputs only; plain values need no gradient.
-        self.inputs = tuple(a if isinstance(a, Tensor) else None for a in inputs)
 
-    def release(self) -> None:
-        """Drop saved arrays once backward has used them (like torch's retain_graph=False)."""
-        self.ctx = None
-        self.inputs = ()
-
+__all__ = ["Context", "Function", "bind_tensor_class", "unbroadcast"]

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyopt.autograd.grad_mode import no_grad
+from tinyopt.tensor import Tensor
+
 
 class GradcheckError(AssertionError):
     """Raised when an analytical gradient disagrees with central differences."""
 
 
 def _as_tensors(inputs):
-    from tinyopt.tensor import Tensor
-
     if isinstance(inputs, Tensor):
         return (inputs,)
     return tuple(inputs)
@@ -34,8 +35,6 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
     raises `GradcheckError` naming the input, the worst element, both values and the error
     (or returns False when `raise_exception=False`).
     """
-    from tinyopt.tensor import Tensor
-
     tensors = _as_tensors(inputs)
     checked = [i for i, t in enumerate(tensors) if isinstance(t, Tensor) and t.requires_grad]
     if not checked:
@@ -60,8 +59,6 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
 
     def projected(values) -> float:
         return float(np.sum(values * cotangent))
-
-    from tinyopt.autograd.function import no_grad
 
     with no_grad():
         for i in checked:

@@ -150,7 +150,7 @@ class Layer(Module):
         return []
 
     def count_params(self) -> int:
-        return sum(p.size for p in self.parameters())
+        return sum(p.numel() for p in self.parameters())
 
     def get_weights(self) -> list:
         return [p.data.copy() for p in self.parameters()]
@@ -327,7 +327,7 @@ class Conv2D(Layer):
         return (oh, ow, self.filters)
 
     def call(self, x):
-        y = self.conv(x.transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1)
+        y = self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         return y if self.activation is None else self.activation(y)
 
     def regularization_losses(self):
@@ -379,7 +379,7 @@ class MaxPooling2D(Layer):
         return (_conv_out(h, kh, sh, pad[0]), _conv_out(w, kw, sw, pad[1]), c)
 
     def call(self, x):
-        return self.pool(x.transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1)
+        return self.pool(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
     def extra_repr(self):
         return f"name={self.name!r}, pool_size={self.pool_size}, strides={self.strides}"

@@ -139,7 +139,7 @@ class Sequential(Module):
         self.load_state_dict(dict(zip(keys, weights)))
 
     def count_params(self) -> int:
-        return sum(p.size for p in self.parameters())
+        return sum(p.numel() for p in self.parameters())
 
     def save_weights(self, path) -> None:
         from tinyopt.checkpoint import save
@@ -362,7 +362,7 @@ class Sequential(Module):
             rows.append(f"{label:<{cols[0]}}{shape:<{cols[1]}}{layer.count_params():>{cols[2]},}")
             rows.append("_" * line_length if i < len(self.layers) - 1 else "=" * line_length)
         total = self.count_params()
-        trainable = sum(p.size for p in self.parameters() if p.requires_grad)
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         rows += [f"Total params: {total:,}", f"Trainable params: {trainable:,}",
                  f"Non-trainable params: {total - trainable:,}", "_" * line_length]
         text = "\n".join(rows)

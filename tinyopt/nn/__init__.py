@@ -1,23 +1,23 @@
 """Neural-network layers, losses and initialisation, with torch.nn's names."""
 from tinyopt.nn import functional, init, utils
-from tinyopt.nn.activation import LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
-from tinyopt.nn.container import ModuleList, Sequential
-from tinyopt.nn.dropout import Dropout
-from tinyopt.nn.linear import Flatten, Identity, Linear
-from tinyopt.nn.loss import (
-    BCELoss, BCEWithLogitsLoss, CategoricalCrossentropy, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss,
-    SparseCategoricalCrossentropy,
+from tinyopt.nn.activation import (
+    ELU, GELU, Hardtanh, LeakyReLU, LogSoftmax, ReLU, ReLU6, SiLU, Sigmoid, Softmax, Softplus, Tanh,
 )
-from tinyopt.nn.module import Module, ShapeError
-from tinyopt.nn.parameter import Parameter
-from tinyopt.nn.conv import Conv2d
-from tinyopt.nn.pooling import AvgPool2d, MaxPool2d
 from tinyopt.nn.batchnorm import BatchNorm1d, BatchNorm2d
+from tinyopt.nn.container import ModuleDict, ModuleList, Sequential
+from tinyopt.nn.conv import Conv2d
+from tinyopt.nn.dropout import Dropout
+from tinyopt.nn.linear import Flatten, Identity, Linear, Unflatten
+from tinyopt.nn.loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss, SmoothL1Loss
+from tinyopt.nn.module import Module, ShapeError
+from tinyopt.nn.normalization import LayerNorm
+from tinyopt.nn.parameter import Parameter
+from tinyopt.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 
 __all__ = [
-    "BCELoss", "BCEWithLogitsLoss", "CategoricalCrossentropy", "CrossEntropyLoss", "Dropout", "Flatten",
-    "Identity", "L1Loss", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "Module", "ModuleList", "NLLLoss",
-    "Parameter", "ReLU", "Sequential", "ShapeError", "Sigmoid", "Softmax", "SparseCategoricalCrossentropy",
-    "Tanh", "functional", "init", "utils",
-    "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "MaxPool2d",
+    "AdaptiveAvgPool2d", "AvgPool2d", "BCELoss", "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d", "Conv2d",
+    "CrossEntropyLoss", "Dropout", "ELU", "Flatten", "GELU", "Hardtanh", "Identity", "L1Loss", "LayerNorm",
+    "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "MaxPool2d", "Module", "ModuleDict", "ModuleList", "NLLLoss",
+    "Parameter", "ReLU", "ReLU6", "Sequential", "ShapeError", "SiLU", "Sigmoid", "SmoothL1Loss", "Softmax",
+    "Softplus", "Tanh", "Unflatten", "functional", "init", "utils",
 ]

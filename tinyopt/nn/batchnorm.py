@@ -13,55 +13,17 @@ Conventions follow torch: `momentum` weights the *new* statistic (Keras' `moment
 torch's 0.01); `momentum=None` gives the cumulative average (factor 1/num_batches_tracked); the
 running variance is unbiased while normalisation uses the biased one.  The backward pass is not
 hand-written: the forward composes autograd primitives (mean, subtract, multiply, sqrt), so the
-gradient through μ_B and σ²_B comes out of the chain rule.
+gradient through μ_B and σ²_B comes out of the chain rule (`F.batch_norm`).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from tinyopt.nn import functional as F
 from tinyopt.nn import init
 from tinyopt.nn.module import Module, ShapeError
 from tinyopt.nn.parameter import Parameter
 from tinyopt.tensor import Tensor
-
-
-def batch_norm(input: Tensor, running_mean, running_var, weight: Tensor | None = None,  # noqa: A002
-               bias: Tensor | None = None, training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
-    """torch.nn.functional.batch_norm. `running_mean`/`running_var` are ndarrays (or None) updated
-    in place when `training` is True; in evaluation they are required and used to normalise."""
-    if input.ndim < 2:
-        raise ShapeError(f"batch_norm expects input of shape (N, C, *), got {tuple(input.shape)}")
-    c = input.shape[1]
-    axes = (0,) + tuple(range(2, input.ndim))
-    shape = (1, c) + (1,) * (input.ndim - 2)
-    for name, array in (("running_mean", running_mean), ("running_var", running_var)):
-        if array is not None and np.shape(array) != (c,):
-            raise ShapeError(f"batch_norm: {name} has shape {np.shape(array)}, input of shape {tuple(input.shape)} needs ({c},)")
-    if training:
-        m = input.size // c
-        if m <= 1:
-            raise ValueError(f"Expected more than 1 value per channel when training, got input of shape {tuple(input.shape)}")
-        mean = input.mean(axis=axes, keepdims=True)
-        centered = input - mean
-        var = (centered * centered).mean(axis=axes, keepdims=True)
-        if running_mean is not None:
-            running_mean *= 1 - momentum
-            running_mean += momentum * mean.data.reshape(c).astype(running_mean.dtype)
-        if running_var is not None:
-            running_var *= 1 - momentum
-            running_var += momentum * var.data.reshape(c).astype(running_var.dtype) * (m / (m - 1))
-        x_hat = centered / (var + eps).sqrt()
-    else:
-        if running_mean is None or running_var is None:
-            raise ValueError("batch_norm in evaluation needs running_mean and running_var (track_running_stats=True)")
-        mean = np.asarray(running_mean, dtype=input.dtype).reshape(shape)
-        inv_std = (1.0 / np.sqrt(np.asarray(running_var, dtype=input.dtype) + eps)).astype(input.dtype).reshape(shape)
-        x_hat = (input - mean) * inv_std
-    if weight is not None:
-        x_hat = x_hat * weight.reshape(shape)
-    if bias is not None:
-        x_hat = x_hat + bias.reshape(shape)
-    return x_hat
 
 
 class _BatchNorm(Module):
@@ -119,7 +81,7 @@ class _BatchNorm(Module):
             if self.momentum is None:
                 factor = 1.0 / float(self.num_batches_tracked)
         update = self.training and self.track_running_stats
-        return batch_norm(
+        return F.batch_norm(
             x, self.running_mean if update or not use_batch_stats else None,
             self.running_var if update or not use_batch_stats else None,
             self.weight, self.bias, use_batch_stats, factor, self.eps,

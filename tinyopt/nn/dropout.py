@@ -8,17 +8,18 @@ from tinyopt.random import resolve
 
 class Dropout(Module):
     """Zeroes each element with probability p in training mode and scales the rest by 1/(1−p);
-    identity in eval mode. Masks come from `rng` (a Generator or a seed; default generator if None)."""
+    identity in eval mode. Masks come from `generator` (or `rng=`: a Generator or a seed; default generator if None)."""
 
-    def __init__(self, p: float = 0.5, rng=None):
+    def __init__(self, p: float = 0.5, inplace: bool = False, rng=None, *, generator=None):
         super().__init__()
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-        self.p = p
-        self.rng = resolve(rng) if rng is not None else None
+        self.p, self.inplace = p, inplace
+        source = generator if generator is not None else rng
+        self.rng = resolve(source) if source is not None else None
 
     def forward(self, x):
-        return F.dropout(x, self.p, training=self.training, rng=self.rng)
+        return F.dropout(x, self.p, training=self.training, inplace=self.inplace, generator=self.rng)
 
     def extra_repr(self):
         return f"p={self.p}"

@@ -1,65 +1,291 @@
-"""Stateless functions behind the layers and losses (torch.nn.functional's names).
+"""The functional front end over the ops (torch.nn.functional's names, signatures and defaults).
 
-Softmax-family functions take NumPy's `axis=` (torch's `dim=` is accepted too).
+Every layer in `tinyopt.nn` calls these; they validate arguments with torch's messages and apply an
+op from `tinyopt.ops` (or compose a few Tensor methods, when no hand-written backward pays off).
+Dims are torch's `dim=` (NumPy's `axis=` is accepted as an alias).
 """
 from __future__ import annotations
 
+import math
+import numbers
+import warnings
+
 import numpy as np
 
-from tinyopt.autograd import ops
+from tinyopt import dtypes
+from tinyopt.errors import ShapeError
+from tinyopt.ops import conv_pool as CP
+from tinyopt.ops import elementwise as E
+from tinyopt.ops import nn as NN
+from tinyopt.ops import resample as RS
+from tinyopt.ops import shape as S
 from tinyopt.random import resolve
-from tinyopt.tensor import Tensor, _operand, where
+from tinyopt.tensor import Tensor, _operand, _softmax_dim, where
 
 # ----------------------------------------------------------------------------- activations
 
 
-def relu(x: Tensor) -> Tensor:
-    return ops.ReLU.apply(x)
+def relu(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002 - torch's names
+    """max(x, 0). `inplace=True` writes into `input` (torch's option)."""
+    return E.ReLU.apply_(input) if inplace else E.ReLU.apply(input)
 
 
-def sigmoid(x: Tensor) -> Tensor:
-    return ops.Sigmoid.apply(x)
+def sigmoid(input: Tensor) -> Tensor:  # noqa: A002
+    return E.Sigmoid.apply(input)
 
 
-def tanh(x: Tensor) -> Tensor:
-    return ops.Tanh.apply(x)
+def tanh(input: Tensor) -> Tensor:  # noqa: A002
+    return E.Tanh.apply(input)
 
 
-def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
-    return where(x.data > 0, x, x * negative_slope)
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:  # noqa: A002
+    """x for x > 0, negative_slope · x otherwise."""
+    out = where(input.data > 0, input, input * negative_slope)
+    return input.copy_(out) if inplace else out
 
 
-def _axis(axis, dim):
-    return dim if dim is not None else axis
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:  # noqa: A002
+    """x · Φ(x) (exact, with erf) or torch's tanh approximation; see `ops.elementwise.GELU`."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"approximate argument must be either none or tanh, got {approximate!r}")
+    return E.GELU.apply(input, approximate=approximate)
 
 
-def softmax(x: Tensor, axis: int = -1, dim=None) -> Tensor:
-    return ops.Softmax.apply(x, axis=_axis(axis, dim))
+def silu(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
+    """SiLU / swish: x · σ(x)."""
+    out = input * E.Sigmoid.apply(input)
+    return input.copy_(out) if inplace else out
 
 
-def log_softmax(x: Tensor, axis: int = -1, dim=None) -> Tensor:
-    return ops.LogSoftmax.apply(x, axis=_axis(axis, dim))
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:  # noqa: A002
+    """x for x > 0, α (eˣ − 1) otherwise."""
+    out = where(input.data > 0, input, (input.clamp(max=0.0).exp() - 1) * alpha)
+    return input.copy_(out) if inplace else out
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:  # noqa: A002
+    """(1/β) log(1 + e^(βx)), and x where βx > threshold (torch's cut-off for stability)."""
+    bx = input * beta
+    soft = ((-bx.abs()).exp() + 1).log() / beta + input.clamp(min=0.0)
+    return where(bx.data > threshold, input, soft)
+
+
+def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:  # noqa: A002
+    return input.clamp(min_val, max_val)
+
+
+def relu6(input: Tensor) -> Tensor:  # noqa: A002
+    return input.clamp(0.0, 6.0)
+
+
+def softmax(input: Tensor, dim=None, _stacklevel=3, dtype=None, *, axis=None) -> Tensor:  # noqa: A002
+    """exp(x_i − max x) / Σ_j exp(x_j − max x) along `dim` (torch's implicit dim, with its warning, if omitted)."""
+    x = input if dtype is None else input.to(dtype)
+    return NN.Softmax.apply(x, axis=_softmax_dim(axis if axis is not None else dim, x.ndim, "softmax"))
+
+
+def log_softmax(input: Tensor, dim=None, _stacklevel=3, dtype=None, *, axis=None) -> Tensor:  # noqa: A002
+    """x_i − max x − log Σ_j exp(x_j − max x) along `dim`."""
+    x = input if dtype is None else input.to(dtype)
+    return NN.LogSoftmax.apply(x, axis=_softmax_dim(axis if axis is not None else dim, x.ndim, "log_softmax"))
 
 
 # ----------------------------------------------------------------------------- layers
 
 
-def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """y = x Wᵀ + b (one fused autograd node; see `ops.Linear`)."""
-    return ops.Linear.apply(x, weight, bias)
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:  # noqa: A002
+    """y = x Wᵀ + b (one fused autograd node; see `ops.nn.Linear`)."""
+    return NN.Linear.apply(input, weight, bias)
 
 
-def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng=None) -> Tensor:
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False, *,  # noqa: A002
+            generator=None, rng=None) -> Tensor:
     """Inverted dropout: zero each element with probability p and scale the rest by 1/(1−p), so
-    the expected activation is unchanged and evaluation needs no rescaling."""
+    the expected activation is unchanged and evaluation needs no rescaling. The mask is drawn from
+    `generator` (`rng=` is the older name)."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0.0:
-        return x
+        return input
     if p == 1.0:
-        return x * 0.0
-    keep = resolve(rng).random(x.shape) >= p
-    return x * (keep / (1.0 - p)).astype(x.dtype)
+        out = input * 0.0
+    else:
+        keep = resolve(generator if generator is not None else rng).random(input.shape) >= p
+        out = input * (keep / (1.0 - p)).astype(input.dtype)
+    return input.copy_(out) if inplace else out
+
+
+def one_hot(tensor, num_classes: int = -1) -> Tensor:
+    """Integer labels of any shape → int64 one-hot vectors in a new last dim of length num_classes
+    (max label + 1 when −1)."""
+    labels = np.asarray(tensor.data if isinstance(tensor, Tensor) else tensor)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise RuntimeError(f"one_hot is only applicable to index tensors (integers), got {labels.dtype}")
+    if labels.size and labels.min() < 0:
+        raise RuntimeError("Class values must be non-negative.")
+    if num_classes == -1:
+        num_classes = int(labels.max()) + 1 if labels.size else 0
+    if labels.size and labels.max() >= num_classes:
+        raise RuntimeError(f"Class values must be smaller than num_classes ({num_classes}), got {labels.max()}")
+    return Tensor._wrap(np.eye(num_classes, dtype=np.int64)[labels])
+
+
+def pad(input: Tensor, pad, mode: str = "constant", value: float | None = None) -> Tensor:  # noqa: A002
+    """torch's F.pad: `pad` lists (before, after) pairs starting from the LAST dim:
+    (left, right) pads the last dim, (left, right, top, bottom) the last two, and so on. Modes:
+    "constant" (with `value`, 0 by default), "reflect", "replicate", "circular"."""
+    pad = tuple(int(p) for p in pad)
+    if len(pad) % 2 or len(pad) // 2 > input.ndim:
+        raise ValueError(f"Padding length must be divisible by 2 and at most twice the number of dims, got {len(pad)} "
+                         f"for a {input.ndim}-D input")
+    if mode not in S.Pad.MODES:
+        raise NotImplementedError(f"padding mode {mode!r} is not supported; use one of {sorted(S.Pad.MODES)}")
+    if any(p < 0 for p in pad):
+        raise NotImplementedError("negative padding (cropping) is not supported; slice the tensor instead")
+    width = [(0, 0)] * input.ndim
+    for i in range(len(pad) // 2):
+        width[input.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    if mode != "constant" and value is not None:
+        raise ValueError(f"padding mode {mode!r} doesn't take in value argument")
+    return S.Pad.apply(input, pad_width=tuple(width), mode=mode, value=0.0 if value is None else value)
+
+
+def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,  # noqa: A002
+               eps: float = 1e-5) -> Tensor:
+    """Normalise over the trailing `normalized_shape` dims of each sample (Ba et al. 2016):
+
+        μ = mean(x),  σ² = mean((x − μ)²)   over those dims (biased)
+        y = (x − μ) / √(σ² + ε) · γ + β
+    """
+    shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else tuple(normalized_shape)
+    if tuple(input.shape[input.ndim - len(shape):]) != shape:
+        raise ShapeError(f"layer_norm: input of shape {tuple(input.shape)} does not end with normalized_shape {shape}")
+    dims = tuple(range(input.ndim - len(shape), input.ndim))
+    mean = input.mean(dim=dims, keepdim=True)
+    centered = input - mean
+    var = (centered * centered).mean(dim=dims, keepdim=True)
+    out = centered / (var + eps).sqrt()
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def batch_norm(input: Tensor, running_mean, running_var, weight: Tensor | None = None,  # noqa: A002
+               bias: Tensor | None = None, training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """torch.nn.functional.batch_norm (formulas in `tinyopt.nn.batchnorm`). `running_mean`/`running_var`
+    are ndarrays (or None) updated in place when `training` is True; in evaluation they are required and
+    used to normalise. The backward pass comes out of the chain rule through the composed mean and variance."""
+    if input.ndim < 2:
+        raise ShapeError(f"batch_norm expects input of shape (N, C, *), got {tuple(input.shape)}")
+    c = input.shape[1]
+    axes = (0,) + tuple(range(2, input.ndim))
+    shape = (1, c) + (1,) * (input.ndim - 2)
+    for name, array in (("running_mean", running_mean), ("running_var", running_var)):
+        if array is not None and np.shape(array) != (c,):
+            raise ShapeError(f"batch_norm: {name} has shape {np.shape(array)}, input of shape {tuple(input.shape)} needs ({c},)")
+    if training:
+        m = input.numel() // c
+        if m <= 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got input of shape {tuple(input.shape)}")
+        mean = input.mean(dim=axes, keepdim=True)
+        centered = input - mean
+        var = (centered * centered).mean(dim=axes, keepdim=True)
+        if running_mean is not None:
+            running_mean *= 1 - momentum
+            running_mean += momentum * mean.data.reshape(c).astype(running_mean.dtype)
+        if running_var is not None:
+            running_var *= 1 - momentum
+            running_var += momentum * var.data.reshape(c).astype(running_var.dtype) * (m / (m - 1))
+        x_hat = centered / (var + eps).sqrt()
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm in evaluation needs running_mean and running_var (track_running_stats=True)")
+        mean = np.asarray(running_mean, dtype=input.dtype).reshape(shape)
+        inv_std = (1.0 / np.sqrt(np.asarray(running_var, dtype=input.dtype) + eps)).astype(input.dtype).reshape(shape)
+        x_hat = (input - mean) * inv_std
+    if weight is not None:
+        x_hat = x_hat * weight.reshape(shape)
+    if bias is not None:
+        x_hat = x_hat + bias.reshape(shape)
+    return x_hat
+
+
+# ----------------------------------------------------------------------------- convolution and pooling
+
+
+def _unbatched(fn, input: Tensor, *args, **kwargs) -> Tensor:  # noqa: A002
+    """Run a 4-D op on an unbatched (C, H, W) input, as torch accepts."""
+    if input.ndim == 3:
+        y = fn.apply(input.reshape((1,) + tuple(input.shape)), *args, **kwargs)
+        return y.reshape(y.shape[1:])
+    return fn.apply(input, *args, **kwargs)
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,  # noqa: A002
+           dilation=1, groups: int = 1) -> Tensor:
+    """torch.nn.functional.conv2d: input (N, C, H, W) or unbatched (C, H, W), weight
+    (O, C/groups, kH, kW), bias (O,) or None. `padding` is an int, a pair, 'valid' or 'same'.
+    Formula and algorithm: `tinyopt.ops.conv_pool`."""
+    return _unbatched(CP.Conv2dFunction, input, weight, bias, stride=stride, padding=padding, dilation=dilation,
+                      groups=groups)
+
+
+def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,  # noqa: A002
+               return_indices: bool = False):
+    """torch.nn.functional.max_pool2d. With `return_indices=True` also returns the flat index
+    (y·W + x) of each maximum in its (H, W) plane, as an int64 Tensor (torch's convention)."""
+    holder = {} if return_indices else None
+    y = _unbatched(CP.MaxPool2dFunction, input, kernel_size=kernel_size, stride=stride, padding=padding,
+                   dilation=dilation, ceil_mode=ceil_mode, indices_out=holder)
+    if not return_indices:
+        return y
+    return y, Tensor._wrap(holder["indices"].reshape(y.shape).astype(np.int64))
+
+
+def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,  # noqa: A002
+               count_include_pad: bool = True, divisor_override=None) -> Tensor:
+    """torch.nn.functional.avg_pool2d (count_include_pad=True by default, as torch)."""
+    return _unbatched(CP.AvgPool2dFunction, input, kernel_size=kernel_size, stride=stride, padding=padding,
+                      ceil_mode=ceil_mode, count_include_pad=count_include_pad, divisor_override=divisor_override)
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:  # noqa: A002
+    """Average-pool to a fixed (OH, OW) whatever the input size (None keeps that input dim)."""
+    if input.ndim not in (3, 4):
+        raise ShapeError(f"adaptive_avg_pool2d expects input of shape (N, C, H, W) or (C, H, W), got {tuple(input.shape)}")
+    size = (output_size, output_size) if isinstance(output_size, numbers.Integral) or output_size is None else tuple(output_size)
+    h, w = input.shape[-2:]
+    size = (h if size[0] is None else int(size[0]), w if size[1] is None else int(size[1]))
+    if min(size) <= 0:
+        raise ValueError(f"adaptive_avg_pool2d: output_size must be positive, got {output_size}")
+    return _unbatched(CP.AdaptiveAvgPool2dFunction, input, output_size=size)
+
+
+def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "nearest",  # noqa: A002
+                align_corners: bool | None = None) -> Tensor:
+    """Resize (N, C, H, W) images to `size` or by `scale_factor`; modes "nearest" and "bilinear"
+    (formulas in `tinyopt.ops.resample`)."""
+    if input.ndim != 4:
+        raise NotImplementedError(f"interpolate supports 4-D input (N, C, H, W) only, got {input.ndim}-D")
+    if mode not in ("nearest", "bilinear"):
+        raise NotImplementedError(f"interpolate mode {mode!r} is not supported; use 'nearest' or 'bilinear'")
+    if mode == "nearest" and align_corners is not None:
+        raise ValueError("align_corners option can only be set with the interpolating modes: linear | bilinear | "
+                         "bicubic | trilinear")
+    if (size is None) == (scale_factor is None):
+        raise ValueError("either size or scale_factor should be defined (not both)")
+    h, w = input.shape[2:]
+    scales = (None, None)
+    if size is not None:
+        out = (size, size) if isinstance(size, numbers.Integral) else tuple(size)
+    else:
+        scales = (scale_factor, scale_factor) if isinstance(scale_factor, numbers.Number) else tuple(scale_factor)
+        out = (int(math.floor(h * scales[0])), int(math.floor(w * scales[1])))
+    rows = RS.resize_matrix(h, out[0], mode, bool(align_corners), scales[0])
+    cols = RS.resize_matrix(w, out[1], mode, bool(align_corners), scales[1])
+    return RS.Resize2d.apply(input, rows, cols)
 
 
 # ----------------------------------------------------------------------------- losses
@@ -72,7 +298,7 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
         return loss.sum()
     if reduction == "none":
         return loss
-    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    raise ValueError(f"{reduction!r} is not a valid value for reduction: use 'mean', 'sum' or 'none'")
 
 
 def _labels(target) -> np.ndarray:
@@ -82,68 +308,140 @@ def _labels(target) -> np.ndarray:
     return labels
 
 
-def _check_labels(target, input_shape) -> np.ndarray:
-    """Integer class labels of shape (N,) for an (N, C) input, each in [0, C)."""
+def _check_labels(target, input_shape, ignore_index: int = -100) -> np.ndarray:
+    """Integer class labels of shape (N,) for an (N, C) input, each in [0, C) or the ignored label."""
     labels = _labels(target)
     if len(input_shape) != 2 or labels.shape != (input_shape[0],):
         raise ValueError(
             f"expected input of shape (N, C) and labels of shape (N,), got {tuple(input_shape)} and {labels.shape}"
         )
     n_classes = input_shape[1]
-    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError(f"labels must lie in [0, {n_classes}), got values from {labels.min()} to {labels.max()}")
+    used = labels[labels != ignore_index]
+    if used.size and (used.min() < 0 or used.max() >= n_classes):
+        raise ValueError(f"labels must lie in [0, {n_classes}), got values from {used.min()} to {used.max()}")
     return labels
 
 
-def nll_loss(log_probs: Tensor, target, reduction: str = "mean") -> Tensor:
-    """ℓ_n = −log_probs[n, y_n] for log-probabilities of shape (N, C) and labels of shape (N,)."""
-    labels = _check_labels(target, log_probs.shape)
-    picked = log_probs[np.arange(labels.shape[0]), labels]
-    return _reduce(-picked, reduction)
+def _check_weight(weight, n_classes: int):
+    if weight is None:
+        return None
+    w = np.asarray(weight.data if isinstance(weight, Tensor) else weight)
+    if w.shape != (n_classes,):
+        raise ValueError(f"weight must have one entry per class, shape ({n_classes},), got {w.shape}")
+    return w
 
 
-def cross_entropy(logits: Tensor, target, reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+def _classes_last(input: Tensor, target):  # noqa: A002
+    """(N, C, d1, ...) with targets (N, d1, ...) → (N·d1·…, C) and (N·d1·…,) (torch's K-dim losses)."""
+    if input.ndim <= 2:
+        return input, target, None
+    c = input.shape[1]
+    perm = (0,) + tuple(range(2, input.ndim)) + (1,)
+    flat = input.permute(*perm).reshape(-1, c)
+    target = np.asarray(target.data if isinstance(target, Tensor) else target)
+    return flat, target.reshape(-1), (input.shape[0],) + tuple(input.shape[2:])
+
+
+def nll_loss(input: Tensor, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> Tensor:  # noqa: A002
+    """ℓ_n = −w_{y_n} · input[n, y_n] for log-probabilities (N, C) (or (N, C, d1, ...)) and labels (N,)
+    (or (N, d1, ...)); ignored labels give 0 and, for 'mean', the sum is divided by Σ w_{y_n} over the
+    labels that are not ignored (torch's weighted mean)."""
+    flat, target, spatial = _classes_last(input, target)
+    labels = _check_labels(target, flat.shape, ignore_index)
+    w = _check_weight(weight, flat.shape[1])
+    keep = labels != ignore_index
+    safe = np.where(keep, labels, 0)
+    w_n = (np.ones(len(labels)) if w is None else w[safe]) * keep
+    picked = flat[np.arange(labels.shape[0]), safe] * w_n.astype(flat.dtype)
+    if reduction == "mean":
+        return -picked.sum() / np.asarray(w_n.sum(), dtype=flat.dtype)
+    loss = _reduce(-picked, reduction)
+    return loss.reshape(spatial) if reduction == "none" and spatial is not None else loss
+
+
+def cross_entropy(input: Tensor, target, weight=None, ignore_index: int = -100, reduction: str = "mean",  # noqa: A002
+                  label_smoothing: float = 0.0) -> Tensor:
     """Softmax cross-entropy from raw logits (torch.nn.functional.cross_entropy).
 
-    With integer labels y: ℓ_n = −log softmax(z_n)[y_n] = −z_{n,y} + log Σ_c exp(z_{n,c}).
-    With a float target of the logits' shape (class probabilities): ℓ_n = −Σ_c p_{n,c} log softmax(z_n)_c.
-    `label_smoothing` ε mixes the target with the uniform distribution: (1−ε)·target + ε/C.
+    With integer labels y: ℓ_n = −w_{y_n} log softmax(z_n)[y_n] = w_{y_n} (−z_{n,y} + log Σ_c exp(z_{n,c}));
+    'mean' divides by Σ_n w_{y_n} (labels equal to `ignore_index` count neither way).
+    With a float target of the logits' shape (class probabilities p): ℓ_n = −Σ_c w_c p_{n,c} log softmax(z_n)_c.
+    `label_smoothing` ε mixes the target with the uniform distribution: (1−ε)·target + ε/C, i.e.
+    ℓ_n = (1−ε) ℓ_n^{nll} + (ε/C) Σ_c −w_c log softmax(z_n)_c   (torch's form, also with weights).
     The log-softmax subtracts the row maximum first, so logits of ±1000 stay finite.
     """
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{reduction!r} is not a valid value for reduction: use 'mean', 'sum' or 'none'")
     raw_target = np.asarray(target.data if isinstance(target, Tensor) else target)
-    if np.issubdtype(raw_target.dtype, np.floating):
-        if raw_target.shape != logits.shape:
-            raise ValueError(f"probability targets must have the logits' shape {tuple(logits.shape)}, got {raw_target.shape}")
+    flat, raw_flat, spatial = _classes_last(input, raw_target) if not dtypes.is_floating_point(raw_target.dtype) \
+        else (input, raw_target, None)
+    w = _check_weight(weight, flat.shape[-1])
+    if dtypes.is_floating_point(raw_target.dtype):
+        if raw_target.shape != tuple(input.shape):
+            raise ValueError(f"probability targets must have the logits' shape {tuple(input.shape)}, got {raw_target.shape}")
         probs = raw_target
         if label_smoothing:
-            probs = (1 - label_smoothing) * probs + label_smoothing / logits.shape[1]
-        return _reduce(-(log_softmax(logits, axis=1) * probs.astype(logits.dtype)).sum(axis=1), reduction)
+            probs = (1 - label_smoothing) * probs + label_smoothing / input.shape[1]
+        if w is not None:
+            probs = probs * w.reshape((1, -1) + (1,) * (input.ndim - 2))
+        per_row = -(log_softmax(input, dim=1) * probs.astype(input.dtype)).sum(dim=1)
+        return _reduce(per_row, reduction)
+    labels = _check_labels(raw_flat, flat.shape, ignore_index)
     if not label_smoothing:
-        # The common case as one fused node (ops.CrossEntropy); same formula, no scatter.
-        labels = _check_labels(raw_target, logits.shape)
-        if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-        return ops.CrossEntropy.apply(logits, labels, reduction=reduction)
-    log_p = log_softmax(logits, axis=1)
-    nll = nll_loss(log_p, raw_target, reduction="none")
-    smooth = -log_p.mean(axis=1)
-    return _reduce(nll * (1 - label_smoothing) + smooth * label_smoothing, reduction)
+        # The common case as one fused node (ops.nn.CrossEntropy); same formula, no scatter.
+        loss = NN.CrossEntropy.apply(flat, labels, reduction=reduction, weight=w, ignore_index=ignore_index)
+        return loss.reshape(spatial) if reduction == "none" and spatial is not None else loss
+    log_p = log_softmax(flat, dim=1)
+    keep = (labels != ignore_index).astype(flat.dtype)
+    nll = nll_loss(log_p, labels, weight=w, ignore_index=ignore_index, reduction="none")
+    class_w = np.ones(flat.shape[1], dtype=flat.dtype) if w is None else w.astype(flat.dtype)
+    smooth = -(log_p * class_w).sum(dim=1) * keep / flat.shape[1]
+    per_row = nll * (1 - label_smoothing) + smooth * label_smoothing
+    if reduction == "mean":
+        safe = np.where(labels != ignore_index, labels, 0)
+        denominator = (class_w[safe] * keep).sum()
+        return per_row.sum() / np.asarray(denominator, dtype=flat.dtype)
+    loss = _reduce(per_row, reduction)
+    return loss.reshape(spatial) if reduction == "none" and spatial is not None else loss
 
 
 def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:  # noqa: A002 - torch's name
     """ℓ = (x − y)²."""
+    _check_same_shape("mse_loss", input, target)
     diff = input - _operand(target)
     return _reduce(diff * diff, reduction)
 
 
 def l1_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:  # noqa: A002
+    """ℓ = |x − y|."""
+    _check_same_shape("l1_loss", input, target)
     return _reduce((input - _operand(target)).abs(), reduction)
 
 
-def binary_cross_entropy_with_logits(input: Tensor, target, reduction: str = "mean", pos_weight=None) -> Tensor:  # noqa: A002
-    """ℓ = −[w_p·y·log σ(x) + (1 − y)·log(1 − σ(x))], computed stably as
+def smooth_l1_loss(input: Tensor, target, reduction: str = "mean", beta: float = 1.0) -> Tensor:  # noqa: A002
+    """ℓ = ½ d²/β where |d| < β, else |d| − ½β, d = x − y (Huber's loss divided by β)."""
+    _check_same_shape("smooth_l1_loss", input, target)
+    d = (input - _operand(target)).abs()
+    if beta == 0:
+        return _reduce(d, reduction)
+    return _reduce(where(d.data < beta, d * d * (0.5 / beta), d - 0.5 * beta), reduction)
+
+
+def _check_same_shape(name, input, target) -> None:  # noqa: A002
+    shape = np.shape(target.data if isinstance(target, Tensor) else target)
+    if shape != tuple(input.shape):
+        # torch broadcasts with a UserWarning; so does tinyopt, since a (N,) target against (N, 1)
+        # outputs silently computes an (N, N) loss.
+        warnings.warn(f"{name}: using a target size ({shape}) that is different to the input size "
+                      f"({tuple(input.shape)}). This will likely lead to incorrect results due to broadcasting. "
+                      "Please ensure they have the same size.", UserWarning, stacklevel=3)
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target, weight=None, reduction: str = "mean",  # noqa: A002
+                                     pos_weight=None) -> Tensor:
+    """ℓ = −w·[w_p·y·log σ(x) + (1 − y)·log(1 − σ(x))], computed stably as
     (1 − y)·x + (1 + (w_p − 1)·y)·(log(1 + e^(−|x|)) + max(−x, 0))   (torch's formulation)."""
     y = _operand(target)
     # log(1 + e^(−x)) = log(1 + e^(−|x|)) + max(−x, 0). At x = 0 both terms have a kink; abs' (0) = 0
@@ -152,50 +450,25 @@ def binary_cross_entropy_with_logits(input: Tensor, target, reduction: str = "me
     if pos_weight is None:
         loss = (1 - y) * input + softplus_neg
     else:
-        weight = 1 + (_operand(pos_weight) - 1) * y
-        loss = (1 - y) * input + weight * softplus_neg
+        loss = (1 - y) * input + (1 + (_operand(pos_weight) - 1) * y) * softplus_neg
+    if weight is not None:
+        loss = loss * _operand(weight)
     return _reduce(loss, reduction)
 
 
-def binary_cross_entropy(input: Tensor, target, reduction: str = "mean", eps: float = 1e-12) -> Tensor:  # noqa: A002
-    """ℓ = −[y·log p + (1 − y)·log(1 − p)] on probabilities p (clamped away from 0 and 1)."""
+def binary_cross_entropy(input: Tensor, target, weight=None, reduction: str = "mean", eps: float = 1e-12) -> Tensor:  # noqa: A002
+    """ℓ = −w·[y·log p + (1 − y)·log(1 − p)] on probabilities p (clamped away from 0 and 1)."""
     y = _operand(target)
-    p = input.clip(eps, 1 - eps)
-    return _reduce(-(y * p.log() + (1 - y) * (1 - p).log()), reduction)
+    p = input.clamp(eps, 1 - eps)
+    loss = -(y * p.log() + (1 - y) * (1 - p).log())
+    if weight is not None:
+        loss = loss * _operand(weight)
+    return _reduce(loss, reduction)
 
 
-# Keras-style loss objects, under the names the seed articles use (defined in nn/loss.py).
-from tinyopt.nn.loss import CategoricalCrossentropy, SparseCategoricalCrossentropy  # noqa: E402,F401
-
-
-# ----------------------------------------------------------------------------- convolution, pooling, normalization
-# Thin wrappers: the ops and their docstrings live in nn/conv.py, nn/pooling.py and nn/batchnorm.py.
-
-
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):  # noqa: A002 - torch's names
-    """torch.nn.functional.conv2d; see `tinyopt.nn.conv.conv2d`."""
-    from tinyopt.nn.conv import conv2d as _conv2d
-
-    return _conv2d(input, weight, bias, stride, padding, dilation, groups)
-
-
-def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):  # noqa: A002
-    """torch.nn.functional.max_pool2d; see `tinyopt.nn.pooling.max_pool2d`."""
-    from tinyopt.nn.pooling import max_pool2d as _max_pool2d
-
-    return _max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
-
-
-def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,  # noqa: A002
-               divisor_override=None):
-    """torch.nn.functional.avg_pool2d; see `tinyopt.nn.pooling.avg_pool2d`."""
-    from tinyopt.nn.pooling import avg_pool2d as _avg_pool2d
-
-    return _avg_pool2d(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
-
-
-def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):  # noqa: A002
-    """torch.nn.functional.batch_norm; see `tinyopt.nn.batchnorm.batch_norm`."""
-    from tinyopt.nn.batchnorm import batch_norm as _batch_norm
-
-    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
+__all__ = [
+    "adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+    "conv2d", "cross_entropy", "dropout", "elu", "gelu", "hardtanh", "interpolate", "l1_loss", "layer_norm",
+    "leaky_relu", "linear", "log_softmax", "max_pool2d", "mse_loss", "nll_loss", "one_hot", "pad", "relu", "relu6",
+    "sigmoid", "silu", "smooth_l1_loss", "softmax", "softplus", "tanh",
+]

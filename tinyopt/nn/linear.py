@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from tinyopt.nn import functional as F
 from tinyopt.nn import init
-from tinyopt.nn.module import Module, check_last_dim
+from tinyopt.nn.module import Module, ShapeError, check_last_dim
 from tinyopt.nn.parameter import Parameter
 from tinyopt.random import resolve
 from tinyopt.tensor import Tensor
-
-import numpy as np
 
 
 class Linear(Module):
@@ -47,22 +47,41 @@ class Linear(Module):
 
 
 class Flatten(Module):
-    """Flatten axes start_dim..end_dim into one (torch default: keep the batch axis)."""
+    """Flatten dims start_dim..end_dim into one (torch default: keep the batch dim)."""
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1):
         super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, x: Tensor) -> Tensor:
-        start = self.start_dim % x.ndim
-        end = self.end_dim % x.ndim
-        shape = x.shape[:start] + (-1,) + x.shape[end + 1:]
-        return x.reshape(shape)
+        try:
+            return x.flatten(self.start_dim, self.end_dim)
+        except IndexError as e:
+            raise ShapeError(f"{self!r} got input of shape {tuple(x.shape)}: {e}") from None
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
+class Unflatten(Module):
+    """Split dim `dim` into `unflattened_size` (the inverse of Flatten)."""
+
+    def __init__(self, dim: int, unflattened_size):
+        super().__init__()
+        self.dim, self.unflattened_size = dim, tuple(unflattened_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.unflatten(self.dim, self.unflattened_size)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+
 class Identity(Module):
+    """Returns its input; takes (and ignores) any constructor arguments, as torch's."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
     def forward(self, x):
         return x

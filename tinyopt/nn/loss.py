@@ -1,12 +1,11 @@
-"""Loss modules: torch.nn's (called as loss(input, target)) and the Keras-style ones the seed
-articles use (called as loss(y_true, y_pred), Keras' argument order)."""
+"""Loss modules with torch.nn's names, called as loss(input, target); the formulas are in
+`tinyopt.nn.functional` (the Keras-style losses, called as loss(y_true, y_pred), are in `tinyopt.keras.losses`)."""
 from __future__ import annotations
 
 import numpy as np
 
 from tinyopt.nn import functional as F
 from tinyopt.nn.module import Module
-from tinyopt.tensor import Tensor
 
 
 class _Loss(Module):
@@ -20,20 +19,44 @@ class _Loss(Module):
         return f"reduction={self.reduction!r}"
 
 
-class CrossEntropyLoss(_Loss):
-    """Softmax cross-entropy on logits; see `F.cross_entropy`."""
-
-    def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0):
+class _WeightedLoss(_Loss):
+    def __init__(self, weight=None, reduction: str = "mean"):
         super().__init__(reduction)
-        self.label_smoothing = label_smoothing
+        # torch keeps the class weights as a buffer (saved in state_dict, not trained)
+        self.register_buffer("weight", None if weight is None else np.asarray(weight))
+
+
+class CrossEntropyLoss(_WeightedLoss):
+    """Softmax cross-entropy on logits, with class `weight`s, an `ignore_index` and label smoothing;
+    see `F.cross_entropy`."""
+
+    def __init__(self, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
+                 reduction: str = "mean", label_smoothing: float = 0.0):
+        _refuse_legacy(size_average, reduce)
+        super().__init__(weight, reduction)
+        self.ignore_index, self.label_smoothing = ignore_index, label_smoothing
 
     def forward(self, input, target):  # noqa: A002
-        return F.cross_entropy(input, target, reduction=self.reduction, label_smoothing=self.label_smoothing)
+        return F.cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                               reduction=self.reduction, label_smoothing=self.label_smoothing)
 
 
-class NLLLoss(_Loss):
+class NLLLoss(_WeightedLoss):
+    """Negative log-likelihood of log-probabilities; see `F.nll_loss`."""
+
+    def __init__(self, weight=None, size_average=None, ignore_index: int = -100, reduce=None, reduction: str = "mean"):
+        _refuse_legacy(size_average, reduce)
+        super().__init__(weight, reduction)
+        self.ignore_index = ignore_index
+
     def forward(self, input, target):  # noqa: A002
-        return F.nll_loss(input, target, reduction=self.reduction)
+        return F.nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index, reduction=self.reduction)
+
+
+def _refuse_legacy(size_average, reduce) -> None:
+    if size_average is not None or reduce is not None:
+        raise ValueError("size_average and reduce are deprecated in torch and not supported: use reduction='mean', "
+                         "'sum' or 'none'")
 
 
 class MSELoss(_Loss):
@@ -46,70 +69,32 @@ class L1Loss(_Loss):
         return F.l1_loss(input, target, reduction=self.reduction)
 
 
-class BCEWithLogitsLoss(_Loss):
-    def __init__(self, reduction: str = "mean", pos_weight=None):
+class SmoothL1Loss(_Loss):
+    def __init__(self, reduction: str = "mean", beta: float = 1.0):
         super().__init__(reduction)
-        self.pos_weight = pos_weight
+        self.beta = beta
 
     def forward(self, input, target):  # noqa: A002
-        return F.binary_cross_entropy_with_logits(input, target, reduction=self.reduction, pos_weight=self.pos_weight)
+        return F.smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta)
+
+
+class BCEWithLogitsLoss(_Loss):
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction: str = "mean", pos_weight=None):
+        _refuse_legacy(size_average, reduce)
+        super().__init__(reduction)
+        self.register_buffer("weight", None if weight is None else np.asarray(weight))
+        self.register_buffer("pos_weight", None if pos_weight is None else np.asarray(pos_weight))
+
+    def forward(self, input, target):  # noqa: A002
+        return F.binary_cross_entropy_with_logits(input, target, weight=self.weight, reduction=self.reduction,
+                                                  pos_weight=self.pos_weight)
 
 
 class BCELoss(_Loss):
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction: str = "mean"):
+        _refuse_legacy(size_average, reduce)
+        super().__init__(reduction)
+        self.register_buffer("weight", None if weight is None else np.asarray(weight))
+
     def forward(self, input, target):  # noqa: A002
-        return F.binary_cross_entropy(input, target, reduction=self.reduction)
-
-
-# ----------------------------------------------------------------------------- Keras-style
-
-_KERAS_REDUCTIONS = {"sum_over_batch_size": "mean", "auto": "mean", "sum": "sum", "none": "none", None: "none"}
-
-
-class _KerasLoss:
-    def __init__(self, from_logits: bool = False, reduction: str = "sum_over_batch_size", epsilon: float = 1e-7):
-        if reduction not in _KERAS_REDUCTIONS:
-            raise ValueError(f"reduction must be one of {sorted(k for k in _KERAS_REDUCTIONS if k)}, got {reduction!r}")
-        self.from_logits = from_logits
-        self.reduction = _KERAS_REDUCTIONS[reduction]
-        self.epsilon = epsilon  # Keras' backend.epsilon(): probabilities are clipped to [ε, 1 − ε]
-
-    def _log_probs(self, y_pred: Tensor) -> Tensor:
-        if self.from_logits:
-            return F.log_softmax(y_pred, axis=-1)
-        # Keras renormalises probabilities to sum to 1, then clips before the log.
-        probs = y_pred / y_pred.sum(axis=-1, keepdims=True)
-        return probs.clip(self.epsilon, 1 - self.epsilon).log()
-
-    def __repr__(self):
-        return f"{type(self).__name__}(from_logits={self.from_logits})"
-
-
-class CategoricalCrossentropy(_KerasLoss):
-    """Keras' categorical cross-entropy: one-hot (or soft) `y_true`, `y_pred` probabilities, or
-    logits with `from_logits=True`. ℓ_n = −Σ_c y_{n,c} log p_{n,c}. Called as loss(y_true, y_pred)."""
-
-    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, reduction: str = "sum_over_batch_size"):
-        super().__init__(from_logits, reduction)
-        self.label_smoothing = label_smoothing
-
-    def __call__(self, y_true, y_pred: Tensor) -> Tensor:
-        y = np.asarray(y_true.data if isinstance(y_true, Tensor) else y_true, dtype=y_pred.dtype)
-        if y.shape != y_pred.shape:
-            raise ValueError(
-                f"CategoricalCrossentropy needs one-hot y_true of y_pred's shape {tuple(y_pred.shape)}, got {y.shape} "
-                "(for integer labels use SparseCategoricalCrossentropy)"
-            )
-        if self.label_smoothing:
-            y = y * (1 - self.label_smoothing) + self.label_smoothing / y.shape[-1]
-        return F._reduce(-(self._log_probs(y_pred) * y).sum(axis=-1), self.reduction)
-
-
-class SparseCategoricalCrossentropy(_KerasLoss):
-    """Keras' sparse categorical cross-entropy: integer `y_true`, probabilities (or logits with
-    `from_logits=True`) in `y_pred`. ℓ_n = −log p_{n, y_n}. Called as loss(y_true, y_pred)."""
-
-    def __call__(self, y_true, y_pred: Tensor) -> Tensor:
-        labels = np.asarray(y_true.data if isinstance(y_true, Tensor) else y_true)
-        if labels.ndim == 2 and labels.shape[1] == 1:  # Keras accepts (N, 1) label columns
-            labels = labels[:, 0]
-        return F.nll_loss(self._log_probs(y_pred), labels.astype(np.int64), reduction=self.reduction)
+        return F.binary_cross_entropy(input, target, weight=self.weight, reduction=self.reduction)

@@ -2,20 +2,28 @@
 
 Assigning a `Parameter` or a `Module` to an attribute registers it (in assignment order, which
 makes `named_parameters()` and `state_dict()` keys stable); `register_buffer` registers state
-that is saved but not trained (BatchNorm's running statistics).
+that is saved but not trained (BatchNorm's running statistics), kept as an ndarray.
+
+Calling a module runs, in order: its forward pre-hooks (`hook(module, args)`, which may return
+new args), `forward`, its forward hooks (`hook(module, args, output)`, which may return a new
+output) — torch's hooks, which pruning and data-parallel training build on.
 """
 from __future__ import annotations
 
+import collections
 from collections import OrderedDict
 
 import numpy as np
 
+from tinyopt import dtypes
+from tinyopt.autograd.graph import RemovableHandle
+from tinyopt.device import check_device, device
+from tinyopt.errors import ShapeError
 from tinyopt.nn.parameter import Parameter
 from tinyopt.tensor import Tensor
 
-
-class ShapeError(ValueError):
-    """An input whose shape a layer cannot take; the message names the layer and both shapes."""
+# What load_state_dict returns (torch's `_IncompatibleKeys`).
+IncompatibleKeys = collections.namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
 class Module:
@@ -23,6 +31,8 @@ class Module:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_forward_pre_hooks", [])
+        object.__setattr__(self, "_forward_hooks", [])
         object.__setattr__(self, "training", True)
 
     # ------------------------------------------------------------------ registration
@@ -63,9 +73,14 @@ class Module:
             setattr(self, name, param)
 
     def register_buffer(self, name: str, array, persistent: bool = True) -> None:
-        """Register an ndarray that belongs to the module's state but is not trained."""
+        """Register an array (an ndarray or a Tensor, kept as an ndarray) that belongs to the module's
+        state but is not trained. Non-persistent buffers stay out of `state_dict()`."""
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"buffer name must be a non-empty string without '.', got {name!r}")
         value = None if array is None else np.asarray(array)
         object.__setattr__(self, name, value)
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
         if persistent:
             self._buffers[name] = None  # looked up by name, so reassignment keeps working
 
@@ -77,7 +92,28 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        if not (self._forward_pre_hooks or self._forward_hooks):
+            return self.forward(*args, **kwargs)
+        for hook in list(self._forward_pre_hooks):
+            result = hook(self, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+        output = self.forward(*args, **kwargs)
+        for hook in list(self._forward_hooks):
+            result = hook(self, args, output)
+            if result is not None:
+                output = result
+        return output
+
+    def register_forward_pre_hook(self, hook) -> RemovableHandle:
+        """`hook(module, args) -> None | new args`, run before every forward (torch's API)."""
+        self._forward_pre_hooks.append(hook)
+        return RemovableHandle(self._forward_pre_hooks, hook)
+
+    def register_forward_hook(self, hook) -> RemovableHandle:
+        """`hook(module, args, output) -> None | new output`, run after every forward (torch's API)."""
+        self._forward_hooks.append(hook)
+        return RemovableHandle(self._forward_hooks, hook)
 
     # ------------------------------------------------------------------ traversal
     def children(self):
@@ -95,6 +131,15 @@ class Module:
     def modules(self):
         for _, m in self.named_modules():
             yield m
+
+    def get_submodule(self, target: str) -> "Module":
+        """The module at dotted path `target` ("" is self), as torch."""
+        module = self
+        for part in target.split(".") if target else []:
+            if part not in module._modules:
+                raise AttributeError(f"{type(module).__name__} has no submodule {part!r} (looking up {target!r})")
+            module = module._modules[part]
+        return module
 
     def named_parameters(self, prefix: str = "", recurse: bool = True):
         """(name, Parameter) pairs in registration order, each parameter once."""
@@ -124,6 +169,8 @@ class Module:
 
     # ------------------------------------------------------------------ modes and grads
     def train(self, mode: bool = True):
+        if not isinstance(mode, (bool, np.bool_)):
+            raise ValueError(f"training mode is expected to be boolean, got {type(mode).__name__} {mode!r}")
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
@@ -138,7 +185,64 @@ class Module:
             else:
                 p.grad[...] = 0
 
+    # ------------------------------------------------------------------ device and dtype
+    def to(self, *args, **kwargs):
+        """to(device), to(dtype), to(device, dtype), with keywords too. The only device is the CPU; a
+        floating-point dtype converts every floating-point parameter and buffer in place (so an
+        optimizer built on them keeps working), as torch does."""
+        dtype = kwargs.pop("dtype", None)
+        kwargs.pop("non_blocking", None)
+        if "device" in kwargs:
+            check_device(kwargs.pop("device"))
+        if kwargs:
+            raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+        for a in args:
+            if isinstance(a, Tensor):
+                dtype = a.dtype
+            elif isinstance(a, device) or (isinstance(a, str) and not dtypes.is_dtype_name(a)):
+                check_device(a)
+            else:
+                dtype = a
+        if dtype is None:
+            return self
+        dtype = dtypes.as_dtype(dtype)
+        if not dtypes.is_floating_point(dtype):
+            raise TypeError(f"nn.Module.to only accepts floating point dtypes, but got desired dtype={dtype}")
+        return self._apply_dtype(dtype)
+
+    def _apply_dtype(self, dtype):
+        for p in self.parameters():
+            if dtypes.is_floating_point(p.dtype) and p.dtype != dtype:
+                p.data = p.data.astype(dtype)
+                if p.grad is not None:
+                    p.grad = np.asarray(p.grad).astype(dtype)
+        for module in self.modules():
+            for name in module._buffers:
+                value = getattr(module, name)
+                if value is not None and dtypes.is_floating_point(value.dtype):
+                    object.__setattr__(module, name, value.astype(dtype))
+        return self
+
+    def float(self):
+        return self._apply_dtype(np.dtype(np.float32))
+
+    def double(self):
+        return self._apply_dtype(np.dtype(np.float64))
+
+    def half(self):
+        return self._apply_dtype(np.dtype(np.float16))
+
+    def bfloat16(self):
+        return self._apply_dtype(np.dtype(dtypes.bfloat16))
+
+    def cpu(self):
+        return self
+
+    def cuda(self, device=None):
+        check_device("cuda")
+
     def requires_grad_(self, requires_grad: bool = True):
+        """Freeze (False) or unfreeze every parameter: frozen ones get no `.grad` in backward."""
         for p in self.parameters():
             p.requires_grad = requires_grad
         return self
@@ -150,7 +254,7 @@ class Module:
         return self
 
     def num_parameters(self, trainable_only: bool = False) -> int:
-        return sum(p.size for p in self.parameters() if p.requires_grad or not trainable_only)
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
@@ -162,21 +266,27 @@ class Module:
             state[name] = np.array(b, copy=True)
         return state
 
-    def load_state_dict(self, state_dict, strict: bool = True):
-        """Copy values into the existing arrays (so optimizers holding the parameters keep working).
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Copy values (ndarrays, Tensors or nested lists) into the existing arrays, so optimizers
+        holding the parameters keep working.
 
-        With `strict=True`, missing keys, unexpected keys and shape mismatches raise one
-        `RuntimeError` that lists them all; nothing is changed when it is raised. Returns
-        `(missing_keys, unexpected_keys)`.
+        Everything is checked before anything is written: with `strict=True`, missing keys and
+        unexpected keys, and in any case shape mismatches and values that cannot be cast to the
+        parameter's dtype, raise one `RuntimeError` that lists them all, and nothing is changed.
+        Returns `IncompatibleKeys(missing_keys, unexpected_keys)` (torch's named tuple).
         """
+        if assign:
+            raise NotImplementedError("load_state_dict(assign=True) is not supported; values are copied in place")
+        if not isinstance(state_dict, collections.abc.Mapping):
+            raise TypeError(f"expected a dict of name -> array (model.state_dict()), got {type(state_dict).__name__}; "
+                            "to load a checkpoint file use to.load(path) first")
+        state_dict = {k: (v.data if isinstance(v, Tensor) else v) for k, v in state_dict.items()}
         own = self._state_targets()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
-        mismatched = [
-            f"{k}: checkpoint {tuple(np.shape(state_dict[k]))} vs model {tuple(np.shape(own[k][0]()))}"
-            for k in own
-            if k in state_dict and tuple(np.shape(state_dict[k])) != tuple(np.shape(own[k][0]()))
-        ]
+        mismatched_keys = [k for k in own if k in state_dict and tuple(np.shape(state_dict[k])) != tuple(np.shape(own[k][0]()))]
+        mismatched = [f"{k}: checkpoint {tuple(np.shape(state_dict[k]))} vs model {tuple(np.shape(own[k][0]()))}"
+                      for k in mismatched_keys]
         problems = []
         if strict and missing:
             problems.append("missing keys: " + ", ".join(missing))
@@ -184,12 +294,21 @@ class Module:
             problems.append("unexpected keys: " + ", ".join(unexpected))
         if mismatched:
             problems.append("shape mismatches: " + "; ".join(mismatched))
+        values = {}
+        for k, (get, _) in own.items():
+            if k not in state_dict or k in mismatched_keys:
+                continue
+            value = np.asarray(state_dict[k])
+            target = np.asarray(get()).dtype
+            if value.dtype == object or not np.can_cast(value.dtype, target, casting="same_kind"):
+                problems.append(f"{k}: a {value.dtype} value cannot be loaded into a {target} tensor")
+            else:
+                values[k] = value
         if problems:
             raise RuntimeError(f"error loading state_dict into {type(self).__name__}:\n  " + "\n  ".join(problems))
-        for k, (get, set_) in own.items():
-            if k in state_dict:
-                set_(np.asarray(state_dict[k]))
-        return missing, unexpected
+        for k, value in values.items():
+            own[k][1](value)
+        return IncompatibleKeys(missing, unexpected)
 
     def _state_targets(self):
         """name → (getter, setter) for every entry of state_dict()."""

@@ -91,8 +91,8 @@ class Trace:
         keep = {}
         for name, value in quantities.items():
             flat = np.ravel(np.asarray(value))
-            if flat.size == 1 and p.size != 1:  # a scalar quantity (e.g. SGD's lr): broadcast for the table
-                flat = np.full(p.size, flat[0])
+            if flat.size == 1 and p.data.size != 1:  # a scalar quantity (e.g. SGD's lr): broadcast for the table
+                flat = np.full(p.data.size, flat[0])
             keep[name] = np.array(flat[: self.k] if self.k is not None else flat, copy=True)
         self.records.append(
             StepRecord(
@@ -100,7 +100,7 @@ class Trace:
                 step=int(scalars.get("t", len(self.steps(index)) + 1)),
                 param=index,
                 shape=tuple(p.shape),
-                size=int(p.size),
+                size=int(p.data.size),
                 quantities=keep,
                 scalars={k: v for k, v in scalars.items() if k != "t"},
             )

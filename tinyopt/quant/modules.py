@@ -28,10 +28,9 @@ from tinyopt.kernels import conv_int8 as KC
 from tinyopt.kernels import matmul_int8 as KM
 from tinyopt.kernels import requantize as KR
 from tinyopt.nn import functional as F
-from tinyopt.nn.conv import Conv2d, conv2d
+from tinyopt.nn.conv import Conv2d
 from tinyopt.nn.linear import Linear
 from tinyopt.nn.module import Module, ShapeError
-from tinyopt.nn.pooling import max_pool2d
 from tinyopt.quant.affine import QTensor, quantize_array
 from tinyopt.tensor import Tensor
 
@@ -83,10 +82,7 @@ class QActivation(Tensor):
         self.scale = float(scale)
         self.zero_point = int(zero_point)
         self._dequantized = None
-        self.grad = None
-        self._node = None
-        self._retains_grad = False
-        self._requires_grad = False
+        self._init_graph_fields()
 
     @property
     def data(self):
@@ -125,10 +121,7 @@ class ConvQActivation(QActivation):
         self.scale = float(layer.scale)
         self.zero_point = int(layer.zero_point)
         self._dequantized = None
-        self.grad = None
-        self._node = None
-        self._retains_grad = False
-        self._requires_grad = False
+        self._init_graph_fields()
 
     @property
     def q(self):
@@ -473,7 +466,7 @@ class QuantMaxPool2d(Module):
             if isinstance(x, ConvQActivation):
                 return x.pooled(k)                     # fused with the convolution's requantization
             return QActivation(KC.max_pool2d_int8(x.q, k), x.scale, x.zero_point)
-        pooled = max_pool2d(Tensor(x.q.astype(np.float32)), k, st, p.padding, p.dilation, p.ceil_mode)
+        pooled = F.max_pool2d(Tensor(x.q.astype(np.float32)), k, st, p.padding, p.dilation, p.ceil_mode)
         return QActivation(pooled.data.astype(np.int8), x.scale, x.zero_point)
 
 

@@ -29,7 +29,8 @@ import numpy as np
 
 from tinyopt.nn.activation import ReLU
 from tinyopt.nn.batchnorm import BatchNorm1d, BatchNorm2d
-from tinyopt.nn.conv import Conv2d, _same_padding, conv2d
+from tinyopt.nn.conv import Conv2d
+from tinyopt.ops.conv_pool import same_padding
 from tinyopt.nn.container import Sequential
 from tinyopt.nn.dropout import Dropout
 from tinyopt.nn import functional as F
@@ -156,7 +157,7 @@ def _check_supported(name: str, module) -> None:
         if tuple(layer.dilation) != (1, 1):
             problems.append(f"dilation={layer.dilation}")
         if isinstance(layer.padding, str) and layer.padding == "same":
-            (t, b), (l, r) = _same_padding(layer.kernel_size, layer.dilation)
+            (t, b), (l, r) = same_padding(layer.kernel_size, layer.dilation)
             if t != b or l != r:
                 problems.append("asymmetric 'same' padding")
         if problems:
@@ -171,7 +172,7 @@ def _conv_padding(layer: Conv2d):
     if isinstance(layer.padding, str):
         if layer.padding == "valid":
             return (0, 0)
-        (t, _), (l, _) = _same_padding(layer.kernel_size, layer.dilation)
+        (t, _), (l, _) = same_padding(layer.kernel_size, layer.dilation)
         return (t, l)
     return tuple(layer.padding)
 
@@ -355,7 +356,7 @@ class ObservedLayer(Module):
         if self.qat:
             w = self.weight_quant(layer.weight)
             if self.is_conv:
-                y = conv2d(x, w, layer.bias, layer.stride, layer.padding, layer.dilation, layer.groups)
+                y = F.conv2d(x, w, layer.bias, layer.stride, layer.padding, layer.dilation, layer.groups)
             else:
                 y = F.linear(x, w, layer.bias)
         else:

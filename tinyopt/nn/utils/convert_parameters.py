@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyopt.tensor import Tensor, concatenate
+from tinyopt.functions import cat as concatenate
+from tinyopt.tensor import Tensor
 
 
 def parameters_to_vector(parameters) -> Tensor:
@@ -32,13 +33,13 @@ def vector_to_parameters(vec, parameters) -> None:
         raise TypeError(f"expected a tinyopt Tensor, but got: {type(vec).__name__}")
     parameters = list(parameters)
     values = np.ravel(vec.data)
-    expected = sum(p.size for p in parameters)
+    expected = sum(p.numel() for p in parameters)
     if vec.ndim != 1 or values.size != expected:
         raise ValueError(
             f"vector_to_parameters: vec has shape {vec.shape} but the parameters have {expected} elements in all "
             f"(shapes {[p.shape for p in parameters]})")
     pointer = 0
     for p in parameters:
-        n = p.size
+        n = p.numel()
         p.data[...] = values[pointer:pointer + n].reshape(p.shape)
         pointer += n

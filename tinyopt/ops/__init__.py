@@ -1,0 +1,17 @@
+"""Every differentiable op of tinyopt: `Function` subclasses whose forward and backward stand next
+to each other and work on NumPy arrays (hot loops call `tinyopt.kernels`).
+
+Users call them through `Tensor` methods and `tinyopt.nn.functional`, never directly.
+
+    elementwise  arithmetic, unary functions, activations, clamp, where, cast
+    linalg       matmul
+    reduce       sum, mean, amax, prod, cumsum, gather, 2-norm
+    shape        reshape, permute, indexing (read and write), cat, expand, repeat, pad
+    nn           softmax, log-softmax, linear, cross-entropy (fused)
+    conv_pool    conv2d, max/avg/adaptive pooling, and their geometry checks
+    resample     interpolate (nearest, bilinear)
+    dims         the one dim-normalising helper every dim argument goes through
+"""
+from tinyopt.ops import conv_pool, dims, elementwise, linalg, nn, reduce, resample, shape
+
+__all__ = ["conv_pool", "dims", "elementwise", "linalg", "nn", "reduce", "resample", "shape"]

@@ -1,0 +1,114 @@
+"""Network-level ops fused into one node each because they are hot: softmax, log-softmax, the
+linear layer and softmax cross-entropy with integer labels."""
+from __future__ import annotations
+
+import numpy as np
+
+from tinyopt.autograd.function import Function
+
+
+class LogSoftmax(Function):
+    """log softmax(x)_i = x_i − max(x) − log Σ_j exp(x_j − max(x)); subtracting the max keeps
+    exp() finite for logits of any size. Backward: g − softmax(x)·Σ_j g_j."""
+
+    @staticmethod
+    def forward(ctx, a, axis=-1):
+        shifted = a - np.max(a, axis=axis, keepdims=True)
+        out = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+        ctx.axis = axis
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad - np.exp(out) * np.sum(grad, axis=ctx.axis, keepdims=True)
+
+
+class Softmax(Function):
+    """softmax(x)_i = exp(x_i − max x) / Σ_j exp(x_j − max x). Backward: s·(g − Σ_j g_j s_j)."""
+
+    @staticmethod
+    def forward(ctx, a, axis=-1):
+        e = np.exp(a - np.max(a, axis=axis, keepdims=True))
+        out = e / np.sum(e, axis=axis, keepdims=True)
+        ctx.axis = axis
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return out * (grad - np.sum(grad * out, axis=ctx.axis, keepdims=True))
+
+
+class Linear(Function):
+    """y = x Wᵀ + b over the last axis of x (W has shape (out, in), like torch).
+
+    One node instead of Transpose → MatMul → Add. Backward, with G the upstream gradient and the
+    leading axes of x and G flattened into rows: dx = G W, dW = Gᵀ x, db = Σ_rows G.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias=None):
+        ctx.save_for_backward(x, weight)
+        out = np.matmul(x, weight.T)
+        if bias is not None:
+            out += bias
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = (ctx.needs_input_grad + (False,))[:3]
+        rows = grad.reshape(-1, grad.shape[-1])
+        grad_x = np.matmul(grad, weight) if need_x else None
+        grad_w = np.matmul(rows.T, x.reshape(-1, x.shape[-1])) if need_w else None
+        grad_b = rows.sum(axis=0) if need_b else None
+        return grad_x, grad_w, grad_b
+
+
+class CrossEntropy(Function):
+    """Softmax cross-entropy of logits z (N, C) with integer labels y, optional class weights w and an
+    ignored label (torch's `weight`, `ignore_index`):
+
+        ℓ_n = −w_{y_n} log softmax(z_n)[y_n]
+            = w_{y_n} (log Σ_c exp(z_{n,c} − max_c z_n) − (z_{n,y_n} − max_c z_n)),   ℓ_n = 0 where y_n is ignored
+        mean: Σ_n ℓ_n / Σ_{n not ignored} w_{y_n}      sum: Σ_n ℓ_n      none: (ℓ_n)
+        ∂ℓ_n/∂z_n = w_{y_n} (softmax(z_n) − onehot(y_n))
+
+    One node instead of LogSoftmax → index → negate → mean; the gradient needs no scatter.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, labels, reduction="mean", weight=None, ignore_index=-100):
+        shifted = logits - np.max(logits, axis=1, keepdims=True)
+        log_sum = np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+        log_p = shifted - log_sum
+        rows = np.arange(logits.shape[0])
+        keep = labels != ignore_index
+        safe = np.where(keep, labels, 0)
+        w = np.ones(len(labels), dtype=logits.dtype) if weight is None else weight.astype(logits.dtype)[safe]
+        w = w * keep
+        losses = -log_p[rows, safe] * w
+        ctx.save_for_backward(log_p, safe, w)
+        ctx.reduction = reduction
+        if reduction == "mean":
+            ctx.total = w.sum()
+            return np.asarray(losses.sum() / ctx.total, dtype=logits.dtype)
+        if reduction == "sum":
+            return np.asarray(losses.sum(), dtype=logits.dtype)
+        return losses
+
+    @staticmethod
+    def backward(ctx, grad):
+        log_p, labels, w = ctx.saved_tensors
+        d_logits = np.exp(log_p)
+        d_logits[np.arange(len(labels)), labels] -= 1
+        if ctx.reduction == "mean":
+            d_logits *= (w * (grad / ctx.total))[:, None]
+        elif ctx.reduction == "sum":
+            d_logits *= (w * grad)[:, None]
+        else:
+            d_logits *= (w * grad)[:, None]
+        return d_logits, None
