@@ -82,6 +82,8 @@ def main(argv=None):
     import torch
 
     import tinyopt as to
+
+    to.tune_malloc()  # as the CLI does: reuse freed pages across steps
     import tinyopt.nn.functional as F
 
     torch.set_num_threads(args.threads)

@@ -81,6 +81,8 @@ def make_steps(batch: int, optimizer: str, torch, x, y, seed: int = 0):
     import tinyopt.nn.functional as F
     from tinyopt.models import LeNet5
 
+    to.tune_malloc()  # as the CLI does: reuse freed pages across steps
+
     model = LeNet5(rng=seed)
     tm = torch_lenet(torch)
     copy_weights(torch, model, tm)

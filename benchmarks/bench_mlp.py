@@ -18,6 +18,8 @@ import tinyopt as to
 import tinyopt.nn as nn
 import tinyopt.nn.functional as F
 
+to.tune_malloc()  # as the CLI does: reuse freed pages across steps
+
 
 def build_tinyopt(seed: int):
     rng = np.random.default_rng(seed)

@@ -29,6 +29,8 @@ import numpy as np
 import tinyopt as to
 from tinyopt import optim
 
+to.tune_malloc()  # as the CLI does: reuse freed pages across steps
+
 
 def shapes_for(total: int) -> list:
     """Four (rows, 512) weight matrices and four 512-element biases adding up to ~`total`."""

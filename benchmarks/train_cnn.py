@@ -47,6 +47,8 @@ def main(argv=None):
 
     import tinyopt as to
     import tinyopt.nn.functional as F
+
+    to.tune_malloc()  # as the CLI does: reuse freed pages across steps
     from tinyopt.data import DataLoader
     from tinyopt.models import KerasCNN, LeNet5
 

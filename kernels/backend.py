@@ -4,7 +4,8 @@ Every hot op in `kernels/` exists twice with the same signature: `<op>_reference
 the specification) and `<op>_numba` (the fast path). `dispatch(reference, fast)` returns a
 function that calls one of them, chosen at call time:
 
-- environment variable `TINYOPT_KERNELS=reference` (or `numba`, the default), read at import;
+- environment variable `TINYOPT_KERNELS=reference` (or `numba`, the default), read when a kernel
+  is first used (a bad value is an error then, naming the allowed ones, not an import crash);
 - `set_backend("reference" | "numba")`, or the `backend("reference")` context manager, at run time.
 
 Numba compiles lazily (on first call) and caches to disk (`cache=True`; `NUMBA_CACHE_DIR` moves
@@ -22,14 +23,18 @@ BACKENDS = ("numba", "reference")
 def _from_env() -> str:
     name = os.environ.get("TINYOPT_KERNELS", "numba").strip().lower() or "numba"
     if name not in BACKENDS:
-        raise ValueError(f"TINYOPT_KERNELS must be one of {BACKENDS}, got {name!r}")
+        raise ValueError(f"the environment variable TINYOPT_KERNELS must be one of {', '.join(BACKENDS)}, got "
+                         f"{name!r}: unset it or set TINYOPT_KERNELS=reference")
     return name
 
 
-_current = _from_env()
+_current = None  # chosen from the environment on first use
 
 
 def get_backend() -> str:
+    global _current
+    if _current is None:
+        _current = _from_env()
     return _current
 
 
@@ -55,7 +60,7 @@ def dispatch(reference, fast):
 
     @functools.wraps(reference)
     def op(*args, **kwargs):
-        impl = reference if _current == "reference" else fast
+        impl = reference if (_current or get_backend()) == "reference" else fast
         return impl(*args, **kwargs)
 
     op.reference = reference

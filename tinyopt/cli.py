@@ -260,6 +260,10 @@ def main(argv=None) -> int:
     from tinyopt.train import ConfigError, TrainingDiverged
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    # The command owns its process, so it may tune malloc for training (a library import never does).
+    from tinyopt.kernels.memory import tune_malloc
+
+    tune_malloc()
     try:
         if argv and argv[0] in ("verify", "quantize"):
             return _delegate("tinyopt.verify" if argv[0] == "verify" else "tinyopt.quant.cli", argv[1:])
