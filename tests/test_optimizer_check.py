@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import tinyopt as to
+from conftest import run_tutorial
 from tinyopt import cli, optim
 from tinyopt.optim import Optimizer
 from tinyopt.optimizer_check import PROBLEMS, _to_array, make_problems
@@ -338,3 +339,13 @@ def test_cli_plain_verify_is_still_delegated(monkeypatch):
     seen = []
     monkeypatch.setattr(tinyopt.verify, "main", lambda argv: seen.append(argv) or 0)
     assert cli.main(["verify", "--no-torch"]) == 0 and seen == [["--no-torch"]]
+
+
+# ---------------------------------------------------------------------------- the lesson
+def test_write_your_own_optimizer_lesson_runs(tmp_path):
+    result = run_tutorial("11_write_your_own_optimizer.py", tmp_path)
+    assert "all checks passed" in result.stdout
+    for sentence in ("m̂_t (m_hat) differs at step 1", "γ_eff (lr_eff) differs at step 1", "g_t (g) differs at step 1",
+                     "m_t (m) differs at step 1", "b_t (buf) differs at step 1", "scalar t at step 1: expected 1, got 0"):
+        assert sentence in result.stdout, sentence
+    assert (tmp_path / "11_write_your_own_optimizer" / "seed_adam.py").exists()

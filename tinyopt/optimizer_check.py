@@ -348,8 +348,11 @@ class OptimizerReport:
             for s in r.scalar_differences:
                 lines.append(f"  scalar {s.symbol} differs at step {s.step} of {s.problem}: "
                              f"expected {_fmt(s.expected)}, got {_fmt(s.got)}")
-            if r.note:
-                lines.append(f"  {r.problem}: {r.note}")
+        notes = [(r.problem, r.note) for r in self.results if r.note]
+        if len(notes) > 1 and len({note for _, note in notes}) == 1 and len(notes) == len(self.results):
+            lines.append(f"  all problems: {notes[0][1]}")
+        else:
+            lines += [f"  {problem}: {note}" for problem, note in notes]
         passed = sum(r.ok for r in self.results)
         verdict = "OK" if self.ok else f"DIFFERS (first at step {self.step} of {self.problem})"
         lines.append(f"{passed} of {len(self.results)} problems agree: {verdict}")
