@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import tinyopt as to
+from conftest import needs_fashion_mnist, run_tutorial
 from tinyopt import landscape, nn, plot
 
 
@@ -242,3 +243,18 @@ def test_landscape_plots_return_figures_and_save_pngs(tmp_path):
     fig = plot.sharpness_history(steps, {"η=0.1": [1, 5, 19, 21, 20]}, {"η=0.1": 0.1},
                                  losses={"η=0.1": np.linspace(1, 0.1, 50)}, save=tmp_path / "c.png", close=True)
     assert (tmp_path / "c.png").stat().st_size > 0
+
+
+# ---------------------------------------------------------------------------- the lesson
+@needs_fashion_mnist
+def test_loss_landscape_lesson_runs(tmp_path):
+    result = run_tutorial("12_loss_landscape.py", tmp_path)
+    assert "all checks passed" in result.stdout
+    assert "η = 0.4: 2/η = 5.00" in result.stdout and "η = 0.6: 2/η = 3.33" in result.stdout
+    compared = [line for line in result.stdout.splitlines() if line.startswith("optimizers compared:")]
+    names = compared[0].split(":", 1)[1].replace(" ", "").split(",")
+    assert {"SGD", "momentum", "Adam"} <= set(names)
+    for optional in ("Lion", "LBFGS"):  # in the comparison exactly when tinyopt.optim has them
+        assert (optional in names) == hasattr(to.optim, optional), optional
+    pngs = {p.name for p in (tmp_path / "12_loss_landscape").glob("*.png")}
+    assert {"surface_1d.png", "surface_2d.png", "edge_of_stability.png", "optimizer_paths.png"} <= pngs

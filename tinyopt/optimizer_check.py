@@ -371,9 +371,10 @@ def _fmt_element(element) -> str:
 
 
 def _name_of(factory) -> str:
-    func = getattr(factory, "func", None)  # functools.partial
+    func = getattr(factory, "func", None)  # functools.partial: name its fixed options too
     if func is not None:
-        return _name_of(func)
+        fixed = ", ".join(f"{k}={v!r}" for k, v in getattr(factory, "keywords", {}).items())
+        return f"{_name_of(func)}[{fixed}]" if fixed else _name_of(func)
     return getattr(factory, "__qualname__", None) or getattr(factory, "__name__", None) or type(factory).__name__
 
 
