@@ -346,6 +346,7 @@ def test_write_your_own_optimizer_lesson_runs(tmp_path):
     result = run_tutorial("11_write_your_own_optimizer.py", tmp_path)
     assert "all checks passed" in result.stdout
     for sentence in ("m̂_t (m_hat) differs at step 1", "γ_eff (lr_eff) differs at step 1", "g_t (g) differs at step 1",
-                     "m_t (m) differs at step 1", "b_t (buf) differs at step 1", "scalar t at step 1: expected 1, got 0"):
+                     "m_t (m) differs at step 1", "b_t (buf) differs at step 1",
+                     "scalar t at step 1: expected 1, got 0"):
         assert sentence in result.stdout, sentence
     assert (tmp_path / "11_write_your_own_optimizer" / "seed_adam.py").exists()

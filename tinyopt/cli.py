@@ -279,7 +279,8 @@ def build_candidate_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", "-o", action="append", default=[], metavar="NAME=VALUE",
                    help="a hyperparameter for both, as a Python literal: -o weight_decay=0.1 -o betas=(0.9,0.99)")
     p.add_argument("--reference-option", action="append", default=None, metavar="NAME=VALUE",
-                   help="hyperparameters for the reference only, when it spells them differently (replaces --option there)")
+                   help="hyperparameters for the reference only, when it spells them differently "
+                        "(replaces --option there)")
     p.add_argument("--problem", action="append", choices=tuple(PROBLEMS), default=None,
                    help="run only this problem (repeatable; default all)")
     p.add_argument("--rtol", type=_float, default=DEFAULT_RTOL)
@@ -318,7 +319,8 @@ def _load_object(spec: str, flag: str):
         if e.name and module_name.startswith(e.name):
             raise UserError(f"{flag}: cannot import {module_name!r}; run from the folder that contains it, "
                             f"set PYTHONPATH, or give the file: {flag} path/to/file.py:{attr}") from None
-        raise UserError(f"{flag}: importing {module_name!r} failed: {e} (install {e.name!r} or fix the import)") from None
+        raise UserError(f"{flag}: importing {module_name!r} failed: {e} "
+                        f"(install {e.name!r} or fix the import)") from None
     except Exception as e:  # the user's module itself raised while importing
         raise UserError(f"{flag}: importing {module_name!r} failed with {type(e).__name__}: {e} "
                         f"(fix it; `python -c 'import {Path(module_name).stem}'` shows the traceback)") from None
@@ -333,7 +335,7 @@ def _load_object(spec: str, flag: str):
 
 def _reference_class(text: str):
     from tinyopt import optim
-    from tinyopt.optim.optimizer import Optimizer
+    from tinyopt.optim import Optimizer
 
     if ":" in text:
         return _load_object(text, "--reference")

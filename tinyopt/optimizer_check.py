@@ -19,14 +19,16 @@ problems (`PROBLEMS`):
   in training, but are the same for both optimizers at equal parameters).
 
 Each step, the training loop that a user writes is run on each optimizer:
-``opt.zero_grad(); loss = f(θ); loss.backward(); opt.step(closure)`` (the closure repeats the
-first three, for optimizers such as LBFGS that re-evaluate; every other optimizer may ignore it).
+``opt.zero_grad(); loss = f(θ); loss.backward(); opt.step(closure)``. The closure repeats the
+first three, for optimizers such as LBFGS that re-evaluate; an optimizer that evaluates it once
+(as tinyopt's and torch's do) recomputes the same gradient at the same point, and one that
+ignores it (or whose `step()` takes no argument: then none is passed) finds `p.grad` already set.
 After each step the parameters are compared element by element; an element differs when
 ``|got − expected| > atol + rtol · |expected|`` (NumPy's `isclose`, default rtol = 1e-9 and
-atol = 1e-12: float64 re-implementations that order their operations differently stay within
-~1e-13 on these problems). The report gives the first step at which any parameter differs, the
-parameter (its index and name) and the element with the largest difference there, the expected
-and the candidate's value.
+atol = 1e-12: tinyopt's Adam, SGD and RMSprop and torch's, which order their operations
+differently, stay within 1e-15 of each other over 200 steps on these problems). The report gives
+the first step at which any parameter differs, the parameter (its index and name) and the element
+with the largest difference there, the expected and the candidate's value.
 
 **Formula terms.** When both optimizers are `tinyopt.optim.Optimizer` subclasses that call
 `self._record(p, group, quantities, scalars)` under the same names (Adam's are g, m, v, m_hat,
@@ -56,7 +58,7 @@ import numpy as np
 from tinyopt import optim
 from tinyopt.nn import functional as F
 from tinyopt.nn.parameter import Parameter
-from tinyopt.optim.optimizer import Optimizer
+from tinyopt.optim import Optimizer
 from tinyopt.tensor import Tensor
 
 DEFAULT_RTOL = 1e-9
