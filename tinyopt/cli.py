@@ -7,6 +7,8 @@
     tinyopt eval DIR                              test accuracy and confusion matrix (also confusion.png)
     tinyopt tour [--fast]                         the guided tour: train the default CNN, summary, plots
     tinyopt verify ... / tinyopt quantize ...     provided by tinyopt.verify / tinyopt.quant when installed
+    tinyopt verify --candidate MODULE:CLASS [--reference adam] [--steps N] [--lr LR] [--option NAME=VALUE]
+                                                  check an optimizer class you wrote (tinyopt.optimizer_check)
 
 A user mistake (a bad flag value, a missing data set, a folder that is not a run) prints one line
 saying what to do and exits with status 2; a diverging run (NaN loss) exits with status 1 naming
@@ -15,7 +17,9 @@ the step. Only bugs in tinyopt itself show a traceback.
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -92,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     tour.add_argument("--data", type=Path, default=None)
 
     for name, module in (("verify", "tinyopt.verify"), ("quantize", "tinyopt.quant.cli")):
-        p = sub.add_parser(name, help=f"run {module}.main (arguments are passed on)", add_help=False)
+        extra = " (with --candidate MODULE:CLASS: check an optimizer you wrote)" if name == "verify" else ""
+        p = sub.add_parser(name, help=f"run {module}.main (arguments are passed on){extra}", add_help=False)
         p.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
@@ -250,6 +255,147 @@ def _delegate(module_name: str, argv) -> int:
     return 0 if code is None else int(code)
 
 
+# ----------------------------------------------------------------------------- verify --candidate
+
+
+def wants_candidate_check(argv) -> bool:
+    """`tinyopt verify --candidate ...` is handled here; plain `tinyopt verify` by tinyopt.verify.main."""
+    return any(a == "--candidate" or a.startswith("--candidate=") for a in argv)
+
+
+def build_candidate_parser() -> argparse.ArgumentParser:
+    from tinyopt.optimizer_check import DEFAULT_ATOL, DEFAULT_RTOL, PROBLEMS
+
+    p = _Parser(prog="tinyopt verify",
+                description="Check an optimizer class you wrote against a reference, step by step, in float64 "
+                            "(tinyopt.verify.check_optimizer). Exit status 0: they agree; 1: they differ.")
+    p.add_argument("--candidate", required=True, metavar="MODULE:CLASS",
+                   help="your optimizer class: an importable module (from the current folder too) or a file, "
+                        "e.g. my_optimizers:MyAdam or path/to/my_optimizers.py:MyAdam")
+    p.add_argument("--reference", default="adam", metavar="NAME|MODULE:CLASS",
+                   help="a tinyopt.optim optimizer by name (default adam), or MODULE:CLASS (torch.optim:Adam works)")
+    p.add_argument("--steps", type=_positive_int, default=50, help="steps per problem (default 50)")
+    p.add_argument("--lr", type=_float, default=1e-2, help="learning rate for both (default 0.01)")
+    p.add_argument("--option", "-o", action="append", default=[], metavar="NAME=VALUE",
+                   help="a hyperparameter for both, as a Python literal: -o weight_decay=0.1 -o betas=(0.9,0.99)")
+    p.add_argument("--reference-option", action="append", default=None, metavar="NAME=VALUE",
+                   help="hyperparameters for the reference only, when it spells them differently "
+                        "(replaces --option there)")
+    p.add_argument("--problem", action="append", choices=tuple(PROBLEMS), default=None,
+                   help="run only this problem (repeatable; default all)")
+    p.add_argument("--rtol", type=_float, default=DEFAULT_RTOL)
+    p.add_argument("--atol", type=_float, default=DEFAULT_ATOL)
+    p.add_argument("--seed", type=int, default=0, help="seed of the problems' data and starting points")
+    return p
+
+
+def _load_object(spec: str, flag: str):
+    """`module:Name` or `path/to/file.py:Name` -> the object; a mistake is a UserError naming the fix."""
+    example = f"{flag} my_optimizers:MyAdam (or {flag} path/to/my_optimizers.py:MyAdam)"
+    module_name, sep, attr = spec.rpartition(":")
+    if not sep or not module_name or not attr.isidentifier():
+        raise UserError(f"{flag} {spec!r} must be MODULE:CLASS, e.g. {example}")
+    try:
+        if module_name.endswith(".py") or os.sep in module_name:
+            path = Path(module_name)
+            if not path.is_file():
+                raise UserError(f"{flag}: no file {module_name!r}; give the path of your .py file, e.g. {example}")
+            spec_ = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(spec_)
+            spec_.loader.exec_module(module)
+        else:
+            cwd = os.getcwd()
+            added = cwd not in sys.path
+            if added:
+                sys.path.insert(0, cwd)
+            try:
+                module = importlib.import_module(module_name)
+            finally:
+                if added:
+                    sys.path.remove(cwd)
+    except UserError:
+        raise
+    except ModuleNotFoundError as e:
+        if e.name and module_name.startswith(e.name):
+            raise UserError(f"{flag}: cannot import {module_name!r}; run from the folder that contains it, "
+                            f"set PYTHONPATH, or give the file: {flag} path/to/file.py:{attr}") from None
+        raise UserError(f"{flag}: importing {module_name!r} failed: {e} "
+                        f"(install {e.name!r} or fix the import)") from None
+    except Exception as e:  # the user's module itself raised while importing
+        raise UserError(f"{flag}: importing {module_name!r} failed with {type(e).__name__}: {e} "
+                        f"(fix it; `python -c 'import {Path(module_name).stem}'` shows the traceback)") from None
+    if not hasattr(module, attr):
+        names = sorted(n for n, v in vars(module).items() if isinstance(v, type) and not n.startswith("_"))
+        raise UserError(f"{flag}: {module_name!r} has no {attr!r}; its classes: {', '.join(names) or 'none'}")
+    obj = getattr(module, attr)
+    if not callable(obj):
+        raise UserError(f"{flag}: {spec!r} is a {type(obj).__name__}, not an optimizer class")
+    return obj
+
+
+def _reference_class(text: str):
+    from tinyopt import optim
+    from tinyopt.optim import Optimizer
+
+    if ":" in text:
+        return _load_object(text, "--reference")
+    known = {name.lower(): getattr(optim, name) for name in dir(optim)
+             if isinstance(getattr(optim, name), type) and issubclass(getattr(optim, name), Optimizer)
+             and getattr(optim, name) is not Optimizer}
+    if text.lower() not in known:
+        raise UserError(f"unknown --reference {text!r}: choose one of {', '.join(sorted(known))}, or give MODULE:CLASS")
+    return known[text.lower()]
+
+
+def _parse_options(options) -> dict:
+    out = {}
+    for item in options:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise UserError(f"--option {item!r} must be NAME=VALUE, e.g. --option weight_decay=0.1")
+        try:
+            out[name] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            out[name] = value.strip()  # a bare word, e.g. eps_placement=keras
+    return out
+
+
+def cmd_verify_candidate(argv) -> int:
+    from tinyopt.optimizer_check import check_optimizer
+
+    args = build_candidate_parser().parse_args(argv)
+    candidate = _load_object(args.candidate, "--candidate")
+    reference = _reference_class(args.reference)
+    options = _parse_options(args.option)
+    reference_options = None if args.reference_option is None else _parse_options(args.reference_option)
+    for reserved in ("lr", "steps", "reference", "problems", "rtol", "atol", "seed"):
+        if reserved in options or reserved in (reference_options or {}):
+            raise UserError(f"--option {reserved}=... is not a hyperparameter here; use --{reserved} instead"
+                            if reserved in ("lr", "steps", "rtol", "atol", "seed", "reference")
+                            else "use --problem NAME instead of --option problems=...")
+    try:
+        report = check_optimizer(candidate, reference=reference, steps=args.steps, lr=args.lr, problems=args.problem,
+                                 rtol=args.rtol, atol=args.atol, seed=args.seed, reference_kwargs=reference_options,
+                                 **options)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{type(e).__name__}: {' '.join(str(e).split())} (check --option names and values, "
+                        "and that both classes take them)") from None
+    except Exception as e:  # the candidate's own code failed: say where, in one line
+        frame = _innermost_frame(e)
+        raise UserError(f"{type(e).__name__}: {' '.join(str(e).split())} (raised at {frame}; "
+                        "run tinyopt.verify.check_optimizer in Python for the traceback)") from None
+    print(report)
+    return 0 if report.ok else 1
+
+
+def _innermost_frame(error: BaseException) -> str:
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return "?" if tb is None else f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+
+
 # ----------------------------------------------------------------------------- entry point
 
 
@@ -265,6 +411,8 @@ def main(argv=None) -> int:
 
     tune_malloc()
     try:
+        if argv[:1] == ["verify"] and wants_candidate_check(argv[1:]):
+            return cmd_verify_candidate(argv[1:])
         if argv and argv[0] in ("verify", "quantize"):
             return _delegate("tinyopt.verify" if argv[0] == "verify" else "tinyopt.quant.cli", argv[1:])
         parser = build_parser()

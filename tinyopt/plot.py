@@ -9,6 +9,9 @@ scripts that make many of them should `close(fig)` (or pass `close=True` with `s
 - `optimizer_paths(f, paths)`: paths of optimizers over the contour lines of f(x, y).
 - `histograms(model)`: histograms of every parameter's values (`which="weights"`) or gradients.
 - `confusion_matrix(y_true, y_pred)`: counts C[i, j] = #{n : y_n = i, ŷ_n = j}, as a heat map.
+- `loss_surface_1d(alphas, losses)`, `loss_surface_2d(alphas, betas, z, paths)`: loss landscapes from
+  `tinyopt.landscape` (curves along directions; contours on a plane with optimizer trajectories).
+- `sharpness_history(steps, sharpness, lrs)`: λ_max of the Hessian along runs, with each run's 2/η.
 """
 from __future__ import annotations
 
@@ -116,6 +119,17 @@ def lr_schedule(lrs, title="learning rate per step", log: bool = False, save=Non
 # ----------------------------------------------------------------------------- optimizer paths
 
 
+def _contour(ax, gx, gy, z, levels, log_levels: bool):
+    """Contour lines of z; with `log_levels`, levels spaced geometrically between min z and max z
+    (shows narrow valleys better than even spacing)."""
+    if log_levels and np.isfinite(z).all():
+        zmin = z.min()
+        shifted = z - zmin + 1e-3 * (z.max() - zmin + 1e-12)
+        lv = np.geomspace(shifted.min(), shifted.max(), levels) if isinstance(levels, int) else levels
+        return ax.contour(gx, gy, shifted, levels=lv, cmap="viridis", linewidths=0.7)
+    return ax.contour(gx, gy, z, levels=levels, cmap="viridis", linewidths=0.7)
+
+
 def optimizer_paths(f, paths: dict, xlim=None, ylim=None, levels=30, log_levels: bool = True, title=None,
                     minimum=None, save=None, close: bool = False):
     """Contour lines of f(x, y) (a function on NumPy arrays, evaluated on a 200×200 grid) with each
@@ -137,13 +151,7 @@ def optimizer_paths(f, paths: dict, xlim=None, ylim=None, levels=30, log_levels:
     gx, gy = np.meshgrid(np.linspace(*xlim, 200), np.linspace(*ylim, 200))
     z = np.asarray(f(gx, gy), dtype=float)
     fig, ax = plt.subplots(figsize=(6, 5))
-    if log_levels and np.isfinite(z).all():
-        zmin = z.min()
-        shifted = z - zmin + 1e-3 * (z.max() - zmin + 1e-12)
-        lv = np.geomspace(shifted.min(), shifted.max(), levels) if isinstance(levels, int) else levels
-        ax.contour(gx, gy, shifted, levels=lv, cmap="viridis", linewidths=0.7)
-    else:
-        ax.contour(gx, gy, z, levels=levels, cmap="viridis", linewidths=0.7)
+    _contour(ax, gx, gy, z, levels, log_levels)
     for name, p in arrays.items():
         ax.plot(p[:, 0], p[:, 1], "-o", markersize=2, linewidth=1.2, label=f"{name} ({len(p) - 1} steps)")
     if minimum is not None:
@@ -235,5 +243,97 @@ def confusion_matrix(y_true, y_pred, class_names=None, normalize: bool = False, 
     return _finish(fig, save, close)
 
 
-__all__ = ["close", "confusion_counts", "confusion_matrix", "histograms", "lr_schedule", "optimizer_paths",
-           "training_curves"]
+# ----------------------------------------------------------------------------- loss landscapes
+
+
+def loss_surface_1d(alphas, losses, xlabel: str = "α (along a filter-normalised direction)", log: bool = False,
+                    title="loss along directions", save=None, close: bool = False):
+    """Curves L(θ* + α δ) against α: `losses` is one sequence or a dict label → sequence (e.g. one
+    per random direction, from `tinyopt.landscape.surface_1d`)."""
+    alphas = np.asarray(alphas, dtype=float)
+    series = losses if isinstance(losses, dict) else {"loss": losses}
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for label, values in series.items():
+        values = np.asarray(values, dtype=float)
+        if values.shape != alphas.shape:
+            raise ValueError(f"curve {label!r} has {values.shape} values for {alphas.shape} alphas")
+        ax.plot(alphas, values, label=str(label))
+    ax.axvline(0.0, color="k", linewidth=0.5, alpha=0.5)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("loss")
+    if log:
+        ax.set_yscale("log")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    return _finish(fig, save, close)
+
+
+def loss_surface_2d(alphas, betas, z, paths=None, levels=30, log_levels: bool = True, xlabel: str = "α",
+                    ylabel: str = "β", title="loss surface", save=None, close: bool = False):
+    """Contour lines of z[j, i] = L(center + α_i d1 + β_j d2) (from `tinyopt.landscape.surface_2d`
+    or `Plane.surface`) and, optionally, trajectories drawn over them: `paths` is a dict
+    label → (T, 2) array of (α, β) coordinates (`Plane.coordinates`)."""
+    alphas, betas, z = np.asarray(alphas, dtype=float), np.asarray(betas, dtype=float), np.asarray(z, dtype=float)
+    if z.shape != (len(betas), len(alphas)):
+        raise ValueError(f"z must have shape (len(betas), len(alphas)) = {(len(betas), len(alphas))}, got {z.shape}")
+    arrays = {name: np.asarray(p, dtype=float) for name, p in (paths or {}).items()}
+    for name, p in arrays.items():
+        if p.ndim != 2 or p.shape[1] != 2:
+            raise ValueError(f"path {name!r} must have shape (T, 2), got {p.shape}")
+    fig, ax = plt.subplots(figsize=(6, 5))
+    gx, gy = np.meshgrid(alphas, betas)
+    cs = _contour(ax, gx, gy, z, levels, log_levels)
+    if not log_levels:
+        ax.clabel(cs, fontsize=6)
+    for name, p in arrays.items():
+        line, = ax.plot(p[:, 0], p[:, 1], "-o", markersize=2, linewidth=1.2, label=f"{name} ({len(p) - 1} steps)")
+        ax.plot(p[-1, 0], p[-1, 1], "s", color=line.get_color(), markersize=5)
+    ax.set_xlim(alphas.min(), alphas.max())
+    ax.set_ylim(betas.min(), betas.max())
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if arrays:
+        ax.legend(fontsize=8)
+    return _finish(fig, save, close)
+
+
+def sharpness_history(steps, sharpness, lrs=None, losses=None, title="sharpness λ_max along training", save=None,
+                      close: bool = False):
+    """λ_max(∇²L) per step for one run or several (`sharpness`: sequence or dict label → sequence,
+    measured at `steps`), each with its stability threshold 2/η as a dashed line (`lrs`: a number
+    or a dict label → η). With `losses` (dict label → loss per step, steps 0, 1, ...), a second
+    panel shows the training loss."""
+    steps = np.asarray(steps, dtype=float)
+    series = sharpness if isinstance(sharpness, dict) else {"λ_max": sharpness}
+    rates = lrs if isinstance(lrs, dict) or lrs is None else {label: lrs for label in series}
+    panels = 2 if losses else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 3.8), squeeze=False)
+    ax = axes[0, 0]
+    for label, values in series.items():
+        line, = ax.plot(steps, np.asarray(values, dtype=float), label=f"{label}")
+        if rates and label in rates:
+            ax.axhline(2.0 / rates[label], color=line.get_color(), linestyle="--", linewidth=1,
+                       label=f"2/η = {2.0 / rates[label]:.3g}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("λ_max of the Hessian")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if losses:
+        ax2 = axes[0, 1]
+        for label, values in losses.items():
+            ax2.plot(np.arange(len(values)), np.asarray(values, dtype=float), label=str(label))
+        ax2.set_xlabel("step")
+        ax2.set_ylabel("training loss")
+        ax2.set_yscale("log")
+        ax2.set_title("training loss (full batch)")
+        ax2.grid(alpha=0.3)
+        ax2.legend(fontsize=8)
+    return _finish(fig, save, close)
+
+
+__all__ = ["close", "confusion_counts", "confusion_matrix", "histograms", "loss_surface_1d", "loss_surface_2d",
+           "lr_schedule", "optimizer_paths", "sharpness_history", "training_curves"]

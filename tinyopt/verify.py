@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tinyopt.optimizer_check import check_optimizer  # noqa: F401  (checks a class someone else wrote)
+
 HAND_STEPS = 5
 TORCH_STEPS = 200
 HAND_RTOL = 1e-12
