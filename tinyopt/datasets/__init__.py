@@ -1,11 +1,12 @@
 """Data sets read from local files, checked against published SHA-256s; downloaded only with `download=True`.
 
-Keras-style arrays: `fashion_mnist.load_data()`, `mnist.load_data()`.
+Keras-style arrays: `fashion_mnist.load_data()`, `mnist.load_data()`, `cifar10.load_data()`.
 Where the files are looked for and where downloads go: `tinyopt.datasets.files`; downloading:
-`tinyopt.datasets.download`; the file format: `idx`.
+`tinyopt.datasets.download`; the file formats: `idx` (MNIST family), `cifar_binary` (CIFAR-10).
 """
-from tinyopt.datasets import fashion_mnist, mnist
+from tinyopt.datasets import cifar10, fashion_mnist, mnist
+from tinyopt.datasets.cifar_binary import CIFARError
 from tinyopt.datasets.files import DatasetError
 from tinyopt.datasets.idx import IDXError, parse_idx
 
-__all__ = ["DatasetError", "IDXError", "fashion_mnist", "mnist", "parse_idx"]
+__all__ = ["CIFARError", "DatasetError", "IDXError", "cifar10", "fashion_mnist", "mnist", "parse_idx"]
