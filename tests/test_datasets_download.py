@@ -21,7 +21,7 @@ import pytest
 
 from test_datasets import NAMES, fake_arrays, idx_bytes
 from test_datasets_cifar import BATCHES, fake_cifar
-from tinyopt.datasets import DatasetError, cifar10, download, fashion_mnist, mnist
+from tinyopt.datasets import CIFAR10, MNIST, DatasetError, cifar10, download, fashion_mnist, mnist
 
 
 class Server:
@@ -126,11 +126,11 @@ def test_TINYOPT_MIRROR_serves_every_data_set_from_its_folder(server, monkeypatc
     server.routes["/mirror/cifar-10/cifar-10-binary.tar.gz"] = archive
     monkeypatch.setitem(cifar10.FILES, cifar10.ARCHIVE, hashlib.sha256(archive).hexdigest())
     monkeypatch.setenv("TINYOPT_MIRROR", server.url + "/mirror/")
-    images, _ = mnist.load_split("test", tmp_path / "root", download=True, progress=False)
-    assert len(images) == 4 and (tmp_path / "root" / "mnist" / NAMES[2]).is_file()
-    images, _ = cifar10.load_split("train", tmp_path / "root", download=True, progress=False)
-    assert len(images) == 15 and (tmp_path / "root" / "cifar-10" / cifar10.ARCHIVE).is_file()
-    np.testing.assert_array_equal(images[:3], arrays[BATCHES[0]][0])
+    ds = MNIST(root=tmp_path / "root", train=False, download=True)
+    assert len(ds) == 4 and (tmp_path / "root" / "mnist" / NAMES[2]).is_file()
+    cifar = CIFAR10(root=tmp_path / "root", download=True)
+    assert len(cifar) == 15 and (tmp_path / "root" / "cifar-10" / cifar10.ARCHIVE).is_file()
+    np.testing.assert_array_equal(cifar.data[:3], arrays[BATCHES[0]][0])
 
 
 def test_the_next_mirror_is_tried(server, monkeypatch, tmp_path, clean_env):
