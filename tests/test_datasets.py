@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinyopt.datasets import DatasetError, IDXError, fashion_mnist, mnist, parse_idx
+from tinyopt.datasets import DatasetError, IDXError, cifar10, fashion_mnist, mnist, parse_idx
 
 NAMES = list(fashion_mnist.FILES)  # train images, train labels, test images, test labels
 
@@ -449,3 +449,14 @@ def test_real_mnist_loads_with_the_published_class_counts():
     assert x_train.shape == (60000, 28, 28) and x_test.shape == (10000, 28, 28) and x_train.dtype == np.uint8
     np.testing.assert_array_equal(np.bincount(y_train), [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])
     np.testing.assert_array_equal(np.bincount(y_test), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
+
+
+@pytest.mark.parametrize("module", [fashion_mnist, mnist, cifar10], ids=["fashion_mnist", "mnist", "cifar10"])
+def test_bad_flags_and_splits_are_refused_before_anything_happens(module, tmp_path):
+    with pytest.raises(TypeError, match="download must be True or False, got 'yes'"):
+        module.load_data(path=tmp_path / "x", download="yes")
+    with pytest.raises(TypeError, match="progress must be True or False"):
+        module.load_data(path=tmp_path / "x", download=True, progress=None)
+    with pytest.raises(ValueError, match="split must be 'train' or 'test', got 'val'"):
+        module.load_split("val", path=tmp_path / "x")
+    assert not (tmp_path / "x").exists()

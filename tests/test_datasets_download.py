@@ -267,3 +267,11 @@ def test_without_download_nothing_is_fetched(server, monkeypatch, tmp_path, clea
     monkeypatch.setenv("TINYOPT_MIRROR", server.url)
     _fails(lambda: mnist.load_data(path=tmp_path), "not found", "download=True")
     assert server.requests == []
+
+
+def test_a_download_folder_that_cannot_be_created_is_named(server, monkeypatch, tmp_path, clean_env):
+    serve_idx(server, monkeypatch, mnist)
+    (tmp_path / "a_file").write_text("not a folder")
+    _fails(lambda: mnist.load_data(path=tmp_path / "a_file" / "data", download=True, mirrors=server.url + "/m"),
+           f"cannot create the download folder {tmp_path / 'a_file' / 'data' / 'mnist'}", "pass another folder as path=")
+    assert server.requests == []

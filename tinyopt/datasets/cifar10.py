@@ -66,7 +66,7 @@ def _hint() -> str:
 
 
 def find_archive(path=None, download: bool = False, mirrors=None, progress: bool = True) -> Path:
-    files.check_path_argument(path)
+    files.check_arguments(path, download, progress)
     dirs = _this.search_dirs(path)
     found = files.locate(SOURCE, ARCHIVE, dirs)
     if found is not None:
@@ -104,7 +104,9 @@ def _batches(path, download, mirrors, progress):
 
 def load_split(split: str, path=None, download: bool = False, mirrors=None, progress: bool = True):
     """`(images, labels)` of the "train" or "test" split: (N, 32, 32, 3) and (N,) uint8 arrays."""
-    names = {"train": cifar_binary.TRAIN_BATCHES, "test": cifar_binary.TEST_BATCHES}[split]
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    names = cifar_binary.TRAIN_BATCHES if split == "train" else cifar_binary.TEST_BATCHES
     batches = _batches(path, download, mirrors, progress)
     return (np.concatenate([batches[n][0] for n in names]), np.concatenate([batches[n][1] for n in names]))
 

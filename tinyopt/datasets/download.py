@@ -101,7 +101,11 @@ def _fetch_one(url, name, target_dir: Path, digest_of, expected, what, progress,
         with response:
             length = response.headers.get("Content-Length")
             length = int(length) if length is not None and length.isdigit() else None
-            fd, tmp = tempfile.mkstemp(dir=target_dir, prefix=f".{name}.", suffix=".part")
+            try:
+                fd, tmp = tempfile.mkstemp(dir=target_dir, prefix=f".{name}.", suffix=".part")
+            except OSError as e:  # the folder, not the mirror: no point trying another one
+                raise DatasetError(f"cannot write the download into {target_dir}: {e.strerror or e} "
+                                   "(pass another folder as path=, or set $TINYOPT_DATA)") from None
             with os.fdopen(fd, "wb") as out, tqdm(total=length, desc=name, unit="B", unit_scale=True,
                                                    unit_divisor=1024, disable=not progress, leave=False) as bar:
                 received = _copy(response, out, bar, length, timeout)

@@ -26,6 +26,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 
 class DatasetError(RuntimeError):
     """A data file is missing, unreadable, truncated or corrupt; the message names the file and the fix."""
@@ -81,8 +83,11 @@ def download_dir(source: Source, path=None) -> Path:
     return (env if env is not None else cache_dir()) / source.folder
 
 
-def check_path_argument(path) -> None:
-    """An explicit `path` must be a folder (or not exist yet, for a download)."""
+def check_arguments(path, download, progress) -> None:
+    """`path` must be a folder (or not exist yet, for a download); the flags must be real booleans."""
+    for name, value in (("download", download), ("progress", progress)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
     if path is None:
         return
     if not isinstance(path, (str, os.PathLike)):

@@ -59,19 +59,19 @@ def _whose(digest: str, name: str) -> str:
     return ""
 
 
-def read_verified(module, file: Path, expected_sha256: str | None, label=None) -> bytes:
+def read_verified(module, file: Path, expected_sha256: str | None) -> bytes:
     """Decompress `file` and check the SHA-256 of its content."""
-    raw = files.read_gzip(file, _hint(module), label)
+    raw = files.read_gzip(file, _hint(module))
     digest = hashlib.sha256(raw).hexdigest()
     if expected_sha256 is not None and digest != expected_sha256:
         owner = _whose(digest, Path(file).name)
         if owner:
             raise DatasetError(
-                f"{label or file} is the {owner} file of that name, not the {module.SOURCE.title} one: "
+                f"{file} is the {owner} file of that name, not the {module.SOURCE.title} one: "
                 f"{module.SOURCE.title}'s files go into a folder of their own ('{module.SOURCE.folder}/' under "
                 f"$TINYOPT_DATA, ~/.cache/tinyopt or the path you pass).\n{_hint(module)}"
             )
-        files.check_sha256(Path(label or file), digest, expected_sha256, CONTENT, _hint(module))
+        files.check_sha256(file, digest, expected_sha256, CONTENT, _hint(module))
     return raw
 
 
@@ -90,7 +90,7 @@ def _parse(module, name: str, file: Path) -> np.ndarray:
 
 def ensure_files(module, names, path=None, download=False, mirrors=None, progress=True) -> dict[str, Path]:
     """Find every file in `names` (downloading the missing ones if asked); all missing ones are named at once."""
-    files.check_path_argument(path)
+    files.check_arguments(path, download, progress)
     dirs = module.search_dirs(path)
     found = {name: files.locate(module.SOURCE, name, dirs) for name in names}
     missing = [name for name, f in found.items() if f is None]
@@ -108,6 +108,8 @@ def ensure_files(module, names, path=None, download=False, mirrors=None, progres
 
 def load_split(module, split: str, path=None, download=False, mirrors=None, progress=True):
     """`(images, labels)` of one split ("train" or "test") as uint8 arrays."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     images_name, labels_name = SPLITS[split]
     found = ensure_files(module, (images_name, labels_name), path, download, mirrors, progress)
     x, y = _parse(module, images_name, found[images_name]), _parse(module, labels_name, found[labels_name])
