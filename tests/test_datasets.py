@@ -5,14 +5,19 @@ Fake data sets are small gzip files written to tmp_path. Their SHA-256 is not th
 so tests that get past the checksum register their own hashes with monkeypatch."""
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tinyopt.datasets import DatasetError, IDXError, fashion_mnist, parse_idx
+from tinyopt.datasets import DatasetError, IDXError, cifar10, fashion_mnist, mnist, parse_idx
 
 NAMES = list(fashion_mnist.FILES)  # train images, train labels, test images, test labels
 
@@ -197,11 +202,26 @@ def test_load_data_images_and_labels_count_mismatch(tmp_path, monkeypatch, no_re
 
 def test_missing_file_error_says_where_it_looked_and_how_to_get_the_data(tmp_path, no_real_data):
     with pytest.raises(DatasetError) as info:
-        fashion_mnist.load_data(path=tmp_path / "nowhere")
+        fashion_mnist.load_data()
     message = str(info.value)
     assert "train-images-idx3-ubyte.gz not found" in message
-    assert str(tmp_path / "nowhere") in message and str(tmp_path / "home" / ".cache" / "tinyopt") in message
+    assert str(tmp_path / "home" / ".cache" / "tinyopt") in message and "$TINYOPT_DATA (not set)" in message
     assert "apt-get install dataset-fashion-mnist" in message and "TINYOPT_DATA" in message
+    # every missing file is named at once, with the URL to fetch it from and the folder to put it in
+    for name in NAMES:
+        assert f"{fashion_mnist.SOURCE.mirrors[0]}{name}" in message
+    assert f"download by hand into {tmp_path / 'home' / '.cache' / 'tinyopt' / 'fashion-mnist'}/" in message
+
+
+def test_missing_file_with_an_explicit_path_names_only_that_path(tmp_path, no_real_data):
+    """Issue 10: with path= nothing else is searched, and the message says so (the default places are not listed)."""
+    with pytest.raises(DatasetError) as info:
+        fashion_mnist.load_data(path=tmp_path / "nowhere")
+    message = str(info.value)
+    assert "train-images-idx3-ubyte.gz not found" in message and "which does not exist" in message
+    assert "only place looked in" in message and str(tmp_path / "nowhere") in message
+    assert ".cache" not in message and "/usr/share" not in message
+    assert f"downloads into {tmp_path / 'nowhere' / 'fashion-mnist'}/" in message
 
 
 # ----------------------------------------------------------------------------- the real data
@@ -226,3 +246,217 @@ def test_real_fashion_mnist_loads_with_the_right_shapes_and_dtypes():
     np.testing.assert_array_equal(np.bincount(y_test), np.full(10, 1000))
     assert x_train.max() == 255 and x_train.min() == 0
     assert len(fashion_mnist.CLASS_NAMES) == 10
+
+
+# ----------------------------------------------------------------------------- MNIST: the same format, its own folder
+
+
+IDX_MODULES = pytest.mark.parametrize("module", [fashion_mnist, mnist], ids=["fashion_mnist", "mnist"])
+
+
+def write_idx_dataset(module, folder: Path, monkeypatch, arrays=None, raw_overrides=None, register_hashes=True):
+    """Like write_fake_dataset, for either IDX module (the hashes go into that module's FILES)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = fake_arrays() if arrays is None else arrays
+    raw_overrides = raw_overrides or {}
+    for name, array in arrays.items():
+        raw = raw_overrides.get(name, idx_bytes(array))
+        (folder / name).write_bytes(gzip.compress(raw))
+        if register_hashes:
+            monkeypatch.setitem(module.FILES, name, hashlib.sha256(raw).hexdigest())
+    return arrays
+
+
+@pytest.fixture
+def hide_all_real_data(monkeypatch, tmp_path):
+    """No real data anywhere: empty HOME, no TINYOPT_DATA, and no system folder for any data set."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TINYOPT_DATA", raising=False)
+    monkeypatch.delenv("TINYOPT_MIRROR", raising=False)
+    for module in (fashion_mnist, mnist):
+        monkeypatch.setattr(module, "SOURCE", dataclasses.replace(module.SOURCE, system_dirs=()))
+
+
+@IDX_MODULES
+def test_idx_loader_good_files(module, tmp_path, monkeypatch, hide_all_real_data):
+    arrays = write_idx_dataset(module, tmp_path / "d", monkeypatch)
+    (x_train, y_train), (x_test, y_test) = module.load_data(path=tmp_path / "d")
+    for got, name in zip((x_train, y_train, x_test, y_test), NAMES):
+        np.testing.assert_array_equal(got, arrays[name])
+        assert got.dtype == np.uint8
+    images, labels = module.load_split("test", path=tmp_path / "d")
+    np.testing.assert_array_equal(images, arrays[NAMES[2]])
+    np.testing.assert_array_equal(labels, arrays[NAMES[3]])
+
+
+@IDX_MODULES
+def test_idx_loader_truncated_wrong_magic_wrong_size(module, tmp_path, monkeypatch, hide_all_real_data):
+    arrays = fake_arrays()
+    write_idx_dataset(module, tmp_path / "t", monkeypatch, arrays)
+    f = tmp_path / "t" / NAMES[1]
+    f.write_bytes(f.read_bytes()[:-9])  # the gzip trailer and some data gone
+    with pytest.raises(DatasetError, match=rf"{NAMES[1]} is truncated or not a valid gzip file"):
+        module.load_data(path=tmp_path / "t")
+
+    bad = bytearray(idx_bytes(arrays[NAMES[3]]))
+    bad[:4] = bytes([0x00, 0x01, 0x08, 0x01])
+    write_idx_dataset(module, tmp_path / "m", monkeypatch, arrays, raw_overrides={NAMES[3]: bytes(bad)})
+    with pytest.raises(DatasetError, match=rf"{NAMES[3]}: bad IDX magic number 0x00010801"):
+        module.load_data(path=tmp_path / "m")
+
+    short = idx_bytes(arrays[NAMES[0]])[:-1]
+    write_idx_dataset(module, tmp_path / "s", monkeypatch, arrays, raw_overrides={NAMES[0]: short})
+    with pytest.raises(DatasetError, match=rf"{NAMES[0]}: header says shape \(6, 28, 28\)"):
+        module.load_data(path=tmp_path / "s")
+
+
+def test_mnist_checksums_are_the_published_ones_and_checked(tmp_path, monkeypatch, hide_all_real_data):
+    assert mnist.FILES["train-images-idx3-ubyte.gz"] == "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"
+    write_idx_dataset(mnist, tmp_path, monkeypatch, register_hashes=False)
+    with pytest.raises(DatasetError, match=r"train-images-idx3-ubyte\.gz: SHA-256 of the decompressed content is .*"
+                                           r"expected ba891046"):
+        mnist.load_data(path=tmp_path)
+
+
+def test_mnist_has_its_own_folder_and_names_a_fashion_file_found_in_its_place(tmp_path, monkeypatch,
+                                                                              hide_all_real_data):
+    """The two data sets share file names: MNIST is looked for in mnist/, and a Fashion-MNIST file is named."""
+    home_cache = tmp_path / "home" / ".cache" / "tinyopt"
+    write_idx_dataset(fashion_mnist, home_cache, monkeypatch)  # Fashion-MNIST flat in the cache, as before
+    with pytest.raises(DatasetError, match=r"MNIST file train-images-idx3-ubyte\.gz not found") as info:
+        mnist.load_data()
+    assert str(home_cache / "mnist") in str(info.value)
+    # the same files passed as MNIST's folder: recognised as Fashion-MNIST's, not just "corrupt"
+    with pytest.raises(DatasetError, match="is the Fashion-MNIST file of that name, not the MNIST one"):
+        mnist.load_data(path=home_cache)
+    # and the two loaders find their own files side by side
+    mnist_arrays = write_idx_dataset(mnist, home_cache / "mnist", monkeypatch, fake_arrays(seed=1))
+    np.testing.assert_array_equal(mnist.load_data()[0][1], mnist_arrays[NAMES[1]])
+    assert not np.array_equal(fashion_mnist.load_data()[0][1][:6], mnist_arrays[NAMES[1]])
+
+
+# ----------------------------------------------------------------------------- issue 10: explicit path, unreadable files
+
+
+@IDX_MODULES
+def test_an_explicit_path_is_the_only_place_looked_in(module, tmp_path, monkeypatch, hide_all_real_data):
+    """A complete copy in $TINYOPT_DATA must not be used when path= names a wrong or incomplete folder."""
+    env = tmp_path / "env"
+    write_idx_dataset(module, env / module.SOURCE.folder, monkeypatch)
+    monkeypatch.setenv("TINYOPT_DATA", str(env))
+    module.load_data()  # the environment copy is complete and found without path
+
+    incomplete = tmp_path / "incomplete"
+    incomplete.mkdir()
+    for name in NAMES[:2]:
+        (incomplete / name).write_bytes((env / module.SOURCE.folder / name).read_bytes())
+    with pytest.raises(DatasetError) as info:
+        module.load_data(path=incomplete)
+    message = str(info.value)
+    assert f"{NAMES[2]} not found" in message and "only place looked in" in message
+    assert str(incomplete) in message and str(env) not in message
+    with pytest.raises(DatasetError, match="which does not exist"):
+        module.load_data(path=tmp_path / "typo")
+    (tmp_path / "mnist.npz").write_bytes(b"PK")
+    with pytest.raises(DatasetError, match="is a file, not a folder"):
+        module.load_data(path=tmp_path / "mnist.npz")
+    with pytest.raises(TypeError, match="path must be a folder name"):
+        module.load_data(path=3)
+
+
+def test_the_torchvision_layout_under_an_explicit_path_is_found(tmp_path, monkeypatch, hide_all_real_data):
+    arrays = write_idx_dataset(mnist, tmp_path / "MNIST" / "raw", monkeypatch)
+    np.testing.assert_array_equal(mnist.load_data(path=tmp_path)[1][1], arrays[NAMES[3]])
+
+
+_DROP_DAC_AND_LOAD = r"""
+import ctypes, json, sys
+libc = ctypes.CDLL(None, use_errno=True)
+class Header(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+class Data(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+header, data = Header(0x20080522, 0), (Data * 2)()
+if libc.capget(ctypes.byref(header), data) != 0:
+    print("SKIP capget failed"); sys.exit(0)
+data[0].effective &= ~((1 << 1) | (1 << 2))  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH: root then obeys file modes
+if libc.capset(ctypes.byref(header), data) != 0:
+    print("SKIP capset failed"); sys.exit(0)
+import importlib
+module = importlib.import_module(sys.argv[1])
+module.FILES.update(json.loads(sys.argv[3]))
+try:
+    module.load_data(path=sys.argv[2])
+    print("LOADED")
+except module.DatasetError as e:
+    print("ERROR", e)
+"""
+
+
+def load_with_permissions_enforced(module, folder: Path) -> str:
+    """Run module.load_data(path=folder) where file modes are enforced and return the error text.
+
+    Not root: in this process. Root reads any file whatever its mode, so there the load runs in a
+    subprocess that first drops the two capabilities that let root bypass file modes."""
+    if os.geteuid() != 0:
+        try:
+            module.load_data(path=folder)
+        except DatasetError as e:
+            return f"ERROR {e}"
+        return "LOADED"
+    if sys.platform != "linux":
+        pytest.skip("running as root on a system without Linux capabilities: file modes are not enforced")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    result = subprocess.run([sys.executable, "-c", _DROP_DAC_AND_LOAD, module.__name__, str(folder),
+                             json.dumps(module.FILES)], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    if result.stdout.startswith("SKIP"):
+        pytest.skip(f"running as root and cannot drop CAP_DAC_OVERRIDE ({result.stdout.strip()})")
+    return result.stdout
+
+
+def test_an_unreadable_file_is_reported_as_permission_denied(tmp_path, monkeypatch, hide_all_real_data):
+    write_idx_dataset(fashion_mnist, tmp_path / "d", monkeypatch)
+    locked = tmp_path / "d" / NAMES[1]
+    locked.chmod(0)
+    try:
+        out = load_with_permissions_enforced(fashion_mnist, tmp_path / "d")
+    finally:
+        locked.chmod(0o644)
+    assert out.startswith("ERROR"), out
+    assert f"{locked}: permission denied" in out and "chmod a+r" in out
+    assert "truncated" not in out and "not found" not in out
+
+
+def test_other_read_errors_are_not_called_truncated(tmp_path):
+    folder = tmp_path / "train-labels-idx1-ubyte.gz"
+    folder.mkdir()  # a folder where the file should be: an OS error, reported as such
+    with pytest.raises(DatasetError, match="cannot read it: Is a directory"):
+        fashion_mnist.read_verified(folder, None)
+
+
+
+def _mnist_present() -> bool:
+    try:
+        return all(mnist.find_file(name).is_file() for name in mnist.FILES)
+    except DatasetError:
+        return False
+
+
+@pytest.mark.skipif(not _mnist_present(), reason="MNIST files are not installed (load_data(download=True) gets them)")
+def test_real_mnist_loads_with_the_published_class_counts():
+    (x_train, y_train), (x_test, y_test) = mnist.load_data()
+    assert x_train.shape == (60000, 28, 28) and x_test.shape == (10000, 28, 28) and x_train.dtype == np.uint8
+    np.testing.assert_array_equal(np.bincount(y_train), [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])
+    np.testing.assert_array_equal(np.bincount(y_test), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
+
+
+@pytest.mark.parametrize("module", [fashion_mnist, mnist, cifar10], ids=["fashion_mnist", "mnist", "cifar10"])
+def test_bad_flags_and_splits_are_refused_before_anything_happens(module, tmp_path):
+    with pytest.raises(TypeError, match="download must be True or False, got 'yes'"):
+        module.load_data(path=tmp_path / "x", download="yes")
+    with pytest.raises(TypeError, match="progress must be True or False"):
+        module.load_data(path=tmp_path / "x", download=True, progress=None)
+    with pytest.raises(ValueError, match="split must be 'train' or 'test', got 'val'"):
+        module.load_split("val", path=tmp_path / "x")
+    assert not (tmp_path / "x").exists()

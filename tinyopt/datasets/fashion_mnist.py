@@ -2,27 +2,30 @@
 
 `load_data()` mirrors `keras.datasets.fashion_mnist.load_data()`: it returns
 `((x_train, y_train), (x_test, y_test))` as uint8 arrays of shapes (60000, 28, 28), (60000,),
-(10000, 28, 28), (10000,). Nothing is downloaded: the four IDX files are looked up, in order, in
+(10000, 28, 28), (10000,). The four IDX files are looked up, in order, in
 
-1. the `path` argument,
-2. `$TINYOPT_DATA`,
+1. the `path` argument (`path/fashion-mnist/`, `path/`, torchvision's `path/FashionMNIST/raw/`),
+   and nowhere else when it is given;
+2. `$TINYOPT_DATA` (and `$TINYOPT_DATA/fashion-mnist`),
 3. `/usr/share/datasets/fashion-mnist` (Debian/Ubuntu package `dataset-fashion-mnist`),
 4. `~/.cache/tinyopt` (and `~/.cache/tinyopt/fashion-mnist`).
 
+Nothing is downloaded unless `download=True` (then into `path/fashion-mnist`,
+`$TINYOPT_DATA/fashion-mnist` or `~/.cache/tinyopt/fashion-mnist`, from torchvision's mirror).
+
 Each file's SHA-256 is checked over its *decompressed* content, so any gzip of the official
 files is accepted (Debian's are recompressed) while a corrupt or truncated one is not.
+The digests are those of the files in zalandoresearch/fashion-mnist `data/fashion` (also the
+content of Debian's package); torchvision lists the MD5s of the .gz files themselves, which
+Debian's recompressed copies do not match.
 """
 from __future__ import annotations
 
-import gzip
-import hashlib
-import os
-import zlib
+import sys
 from pathlib import Path
 
-import numpy as np
-
-from tinyopt.datasets.idx import IDXError, parse_idx
+from tinyopt.datasets import files, mnist_format
+from tinyopt.datasets.files import DatasetError
 
 FILES = {
     "train-images-idx3-ubyte.gz": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
@@ -33,78 +36,49 @@ FILES = {
 
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
-HOW_TO_GET = (
-    "Install the Debian/Ubuntu package:  sudo apt-get install dataset-fashion-mnist\n"
-    "or download the four .gz files from https://github.com/zalandoresearch/fashion-mnist (data/fashion)\n"
-    "into ~/.cache/tinyopt/ or a folder named by $TINYOPT_DATA."
+SOURCE = files.Source(
+    title="Fashion-MNIST",
+    folder="fashion-mnist",
+    mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),  # torchvision's
+    system_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
+    flat_defaults=True,
+    torchvision_dir="FashionMNIST/raw",
+    install_hint="install the Debian/Ubuntu package:  sudo apt-get install dataset-fashion-mnist\n"
+                 "or copy the four .gz files of https://github.com/zalandoresearch/fashion-mnist (data/fashion)",
 )
 
-
-class DatasetError(RuntimeError):
-    """A data file is missing, truncated or corrupt; the message names the file and the fix."""
+_this = sys.modules[__name__]
 
 
 def search_dirs(path=None) -> list[Path]:
-    dirs = []
-    if path is not None:
-        dirs.append(Path(path).expanduser())
-    if os.environ.get("TINYOPT_DATA"):
-        dirs.append(Path(os.environ["TINYOPT_DATA"]).expanduser())
-    dirs.append(Path("/usr/share/datasets/fashion-mnist"))
-    cache = Path.home() / ".cache" / "tinyopt"
-    dirs += [cache, cache / "fashion-mnist"]
-    return dirs
+    return files.search_dirs(SOURCE, path)
 
 
 def find_file(name: str, path=None) -> Path:
-    dirs = search_dirs(path)
-    for d in dirs:
-        candidate = d / name
-        if candidate.is_file():
-            return candidate
-    looked = "\n  ".join(str(d) for d in dirs)
-    raise DatasetError(f"Fashion-MNIST file {name} not found. Looked in:\n  {looked}\n{HOW_TO_GET}")
+    return mnist_format.find_file(_this, name, path)
 
 
 def read_verified(file: Path, expected_sha256: str | None) -> bytes:
     """Decompress `file` and check the SHA-256 of its content."""
-    try:
-        with gzip.open(file, "rb") as f:
-            raw = f.read()
-    except (EOFError, OSError, zlib.error) as e:
-        raise DatasetError(f"{file} is truncated or not a valid gzip file ({e}). {HOW_TO_GET}") from None
-    if expected_sha256 is not None:
-        digest = hashlib.sha256(raw).hexdigest()
-        if digest != expected_sha256:
-            raise DatasetError(
-                f"{file}: SHA-256 of the decompressed content is {digest}, expected {expected_sha256}: "
-                f"the file is corrupt or not the official one. Delete it and get it again.\n{HOW_TO_GET}"
-            )
-    return raw
+    return mnist_format.read_verified(_this, Path(file), expected_sha256)
 
 
-_cache: dict = {}
+def load_split(split: str, path=None, download: bool = False, mirrors=None, progress: bool = True):
+    """`(images, labels)` of the "train" or "test" split, uint8."""
+    return mnist_format.load_split(_this, split, path, download, mirrors, progress)
 
 
-def _load_file(name: str, path) -> np.ndarray:
-    file = find_file(name, path)
-    key = (str(file.resolve()), file.stat().st_mtime_ns, file.stat().st_size)
-    if key not in _cache:
-        raw = read_verified(file, FILES[name])
-        try:
-            _cache[key] = parse_idx(raw, str(file), expected_ndim=3 if "images" in name else 1)
-        except IDXError as e:
-            raise DatasetError(str(e)) from None
-    return _cache[key].copy()
+def load_data(path=None, download: bool = False, mirrors=None, progress: bool = True):
+    """Return `((x_train, y_train), (x_test, y_test))` as uint8 arrays, like Keras.
+
+    path: a folder holding the files (the only place looked in); download: fetch missing files;
+    mirrors: base URLs replacing the built-in mirror (see `tinyopt.datasets.download`);
+    progress: show a progress bar while downloading.
+    """
+    return mnist_format.load_data(_this, path, download, mirrors, progress)
 
 
-def load_data(path=None):
-    """Return `((x_train, y_train), (x_test, y_test))` as uint8 arrays, like Keras."""
-    x_train = _load_file("train-images-idx3-ubyte.gz", path)
-    y_train = _load_file("train-labels-idx1-ubyte.gz", path)
-    x_test = _load_file("t10k-images-idx3-ubyte.gz", path)
-    y_test = _load_file("t10k-labels-idx1-ubyte.gz", path)
-    for x, y, split in ((x_train, y_train, "train"), (x_test, y_test, "test")):
-        if len(x) != len(y):
-            raise DatasetError(f"Fashion-MNIST {split} split has {len(x)} images but {len(y)} labels")
-    return (x_train, y_train), (x_test, y_test)
+mnist_format.register(_this)
+
+__all__ = ["CLASS_NAMES", "DatasetError", "FILES", "SOURCE", "find_file", "load_data", "load_split",
+           "read_verified", "search_dirs"]
