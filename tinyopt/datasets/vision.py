@@ -32,6 +32,7 @@ import os
 import numpy as np
 
 from tinyopt.datasets import cifar10, fashion_mnist, mnist
+from tinyopt.utils.data.dataset import Dataset
 
 
 def to_chw_float(image: np.ndarray) -> np.ndarray:
@@ -40,7 +41,7 @@ def to_chw_float(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(chw, dtype=np.float32) / np.float32(255)
 
 
-class _ImageClassification:
+class _ImageClassification(Dataset):
     """The shared body; `_module` is the data set's loader module, `classes` its class names."""
 
     _module = None
