@@ -121,7 +121,7 @@ def test_clip_grad_norm_matches_torch(norm_type, max_norm, dtype):
     params = params_with_grads(rng, dtype=dtype)
     tparams = [torch.nn.Parameter(torch.tensor(p.data)) for p in params]
     for p, tp in zip(params, tparams):
-        tp.grad = torch.tensor(p.grad.copy())
+        tp.grad = torch.tensor(np.array(p.grad))
     total = clip_grad_norm_(params, max_norm, norm_type=norm_type)
     ttotal = torch.nn.utils.clip_grad_norm_(tparams, max_norm, norm_type=norm_type)
     rtol = 1e-12 if dtype == np.float64 else 1e-5
@@ -135,7 +135,7 @@ def test_clip_grad_value_matches_torch(rng):
     params = params_with_grads(rng, scale=3.0)
     tparams = [torch.nn.Parameter(torch.tensor(p.data)) for p in params]
     for p, tp in zip(params, tparams):
-        tp.grad = torch.tensor(p.grad.copy())
+        tp.grad = torch.tensor(np.array(p.grad))
     clip_grad_value_(params, 0.7)
     torch.nn.utils.clip_grad_value_(tparams, 0.7)
     for p, tp in zip(params, tparams):

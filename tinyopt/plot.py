@@ -180,7 +180,7 @@ def histograms(model_or_arrays, which: str = "weights", bins: int = 50, save=Non
     else:
         arrays = {}
         for name, p in model_or_arrays.named_parameters():
-            value = p.data if which == "weights" else p.grad
+            value = p.data if which == "weights" else (None if p.grad is None else np.asarray(p.grad))
             if value is not None:
                 arrays[name] = value
     if not arrays:

@@ -22,6 +22,7 @@ import numpy as np
 from tinyopt import dtypes
 from tinyopt.autograd import graph
 from tinyopt.autograd.function import Function, bind_tensor_class
+from tinyopt.autograd.grad_mode import is_grad_enabled as _grad_enabled
 from tinyopt.autograd.grad_mode import no_grad
 from tinyopt.device import check_device, device as _device
 from tinyopt.ops import elementwise as E
@@ -105,8 +106,30 @@ class Tensor:
     `device` (always cpu), `ndim`.
     """
 
-    # Make NumPy defer to Tensor's reflected operators (ndarray * Tensor → Tensor.__rmul__).
-    __array_ufunc__ = None
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        """NumPy ufuncs on Tensors. The arithmetic and common unary ufuncs are the Tensor ops (so
+        `ndarray * tensor` and `np.exp(tensor)` stay in the graph); any other ufunc (or `out=`)
+        runs on the arrays and returns a Tensor without a graph, which is refused when it would
+        silently drop a tensor that requires grad from the graph."""
+        op = _UFUNC_OPS.get(ufunc) if method == "__call__" and out is None and not kwargs else None
+        if op is not None:
+            return op(*[_operand(x) for x in inputs])
+        tensors = [x for x in inputs + (out or ()) if isinstance(x, Tensor)]
+        result = getattr(ufunc, method)(*[_raw(x) for x in inputs],
+                                         **({"out": tuple(_raw(o) for o in out)} if out else {}), **kwargs)
+        if (any(t._requires_grad for t in tensors) and _grad_enabled()
+                and any(dtypes.is_floating_point(r.dtype) for r in (result if isinstance(result, tuple) else (result,))
+                        if isinstance(r, np.ndarray))):
+            raise TypeError(f"np.{ufunc.__name__} on a tensor that requires grad would drop it from the graph; use "
+                            f"the tinyopt operation (e.g. to.{ufunc.__name__}) or call .detach() first")
+        if out:
+            for o in out:
+                if isinstance(o, Tensor):
+                    o._version.value += 1
+            return out[0] if len(out) == 1 else out
+        if isinstance(result, tuple):
+            return tuple(Tensor._wrap(r) if isinstance(r, np.ndarray) else r for r in result)
+        return Tensor._wrap(result) if isinstance(result, np.ndarray) else result
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
         self.data = _as_array(data, dtype)
@@ -155,18 +178,20 @@ class Tensor:
 
     @property
     def grad(self):
+        """The accumulated gradient: a Tensor without a graph (as torch), or None before backward.
+        Assigning an ndarray wraps it (sharing memory); its shape must be this tensor's."""
         return self._grad
 
     @grad.setter
     def grad(self, value) -> None:
         if value is not None:
-            array = np.asarray(value)
-            if array.shape != self.data.shape:
-                raise RuntimeError(f"assigned grad has data of a different size: {array.shape} for a tensor of "
+            grad = value if isinstance(value, Tensor) else Tensor._wrap(np.asarray(value))
+            if grad.data.shape != self.data.shape:
+                raise RuntimeError(f"assigned grad has data of a different size: {grad.data.shape} for a tensor of "
                                    f"shape {self.data.shape}")
-            if not dtypes.is_floating_point(array.dtype):
-                raise TypeError(f"assigned grad must be a floating-point array, got {array.dtype}")
-            value = array
+            if not dtypes.is_floating_point(grad.data.dtype):
+                raise TypeError(f"assigned grad must be a floating-point array, got {grad.data.dtype}")
+            value = grad
         self._grad = value
 
     @property
@@ -403,11 +428,16 @@ class Tensor:
 
     def _accumulate_grad(self, g: np.ndarray) -> None:
         # Copy on first store: `g` may be shared with other tensors' gradients (Add passes the
-        # same array to both inputs), and optimizers and clip_grad_* modify .grad in place.
+        # same array to both inputs), and optimizers and clip_grad_* modify .grad in place. Later
+        # gradients are added into that memory, as torch does (a view of .grad sees them).
         if self._grad is None:
-            self._grad = np.array(g, dtype=self.dtype, copy=True)
+            self._grad = Tensor._wrap(np.array(g, dtype=self.dtype, copy=True))
+            return
+        existing = self._grad.data
+        if existing.flags.writeable and existing.shape == np.shape(g):
+            np.add(existing, g, out=existing, casting="same_kind")
         else:
-            self._grad = self._grad + g
+            self._grad = Tensor._wrap(existing + g)
 
     def register_hook(self, hook):
         """`hook(grad) -> Tensor | None`, called with the gradient w.r.t. this tensor during backward;
@@ -612,11 +642,17 @@ class Tensor:
     def isinf(self):
         return Tensor._wrap(np.isinf(self.data))
 
-    def all(self, dim=None, keepdim=False):
-        return Tensor._wrap(np.asarray(np.all(self.data, axis=None if dim is None else normalize_dim(dim, self.ndim), keepdims=keepdim)))
+    def all(self, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):
+        return self._logical_reduce(np.all, _dim_arg(dim, axis), _keepdim_arg(keepdim, keepdims), out)
 
-    def any(self, dim=None, keepdim=False):
-        return Tensor._wrap(np.asarray(np.any(self.data, axis=None if dim is None else normalize_dim(dim, self.ndim), keepdims=keepdim)))
+    def any(self, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):
+        return self._logical_reduce(np.any, _dim_arg(dim, axis), _keepdim_arg(keepdim, keepdims), out)
+
+    def _logical_reduce(self, fn, dim, keepdim, out):
+        if out is not None:  # NumPy calls x.all(axis=..., out=...) for np.all(x)
+            raise TypeError("all()/any(): out= is not supported")
+        axes = None if dim is None else normalize_dims(dim, self.ndim, fn.__name__)
+        return Tensor._wrap(np.asarray(fn(self.data, axis=axes, keepdims=keepdim)))
 
     # ------------------------------------------------------------------ elementwise
     def exp(self):
@@ -870,6 +906,9 @@ class Tensor:
             raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
         return self.reshape(self.data.shape[:start] + (-1,) + self.data.shape[end + 1:])
 
+    def ravel(self):
+        return self.reshape(-1)
+
     def unflatten(self, dim, sizes):
         axis = normalize_dim(dim, self.ndim, "unflatten")
         return self.reshape(self.data.shape[:axis] + tuple(sizes) + self.data.shape[axis + 1:])
@@ -1054,6 +1093,19 @@ class Tensor:
 
 
 bind_tensor_class(Tensor)
+
+# NumPy ufuncs that are Tensor ops (see Tensor.__array_ufunc__).
+_UFUNC_OPS = {
+    np.add: lambda a, b: _as_t(a) + b, np.subtract: lambda a, b: _as_t(a) - b, np.multiply: lambda a, b: _as_t(a) * b,
+    np.true_divide: lambda a, b: _as_t(a) / b, np.power: lambda a, b: _as_t(a) ** b, np.matmul: lambda a, b: _as_t(a) @ b,
+    np.negative: lambda a: -a, np.exp: lambda a: a.exp(), np.log: lambda a: a.log(), np.sqrt: lambda a: a.sqrt(),
+    np.absolute: lambda a: a.abs(), np.tanh: lambda a: a.tanh(), np.sin: lambda a: a.sin(), np.cos: lambda a: a.cos(),
+    np.maximum: lambda a, b: _as_t(a).maximum(b), np.minimum: lambda a, b: _as_t(a).minimum(b),
+}
+
+
+def _as_t(x):
+    return x if isinstance(x, Tensor) else Tensor._wrap(np.asarray(x))
 
 
 # ---------------------------------------------------------------------- helpers

@@ -55,7 +55,7 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
         if isinstance(t, Tensor):
             t.grad = None
     (output * Tensor(cotangent, dtype=np.float64)).sum().backward()
-    analytic = {i: (tensors[i].grad if tensors[i].grad is not None else np.zeros(tensors[i].shape)) for i in checked}
+    analytic = {i: (np.asarray(tensors[i].grad) if tensors[i].grad is not None else np.zeros(tensors[i].shape)) for i in checked}
 
     def projected(values) -> float:
         return float(np.sum(values * cotangent))

@@ -115,6 +115,17 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     return input.copy_(out) if inplace else out
 
 
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:  # noqa: A002
+    """x / max(‖x‖_p, ε) along `dim` (torch's F.normalize)."""
+    return input / input.norm(p, dim=dim, keepdim=True).clamp(min=eps)
+
+
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """x1 · x2 / (max(‖x1‖, ε) · max(‖x2‖, ε)) along `dim` (torch 2's form: each norm clamped)."""
+    dot = (x1 * x2).sum(dim=dim)
+    return dot / (x1.norm(dim=dim).clamp(min=eps) * x2.norm(dim=dim).clamp(min=eps))
+
+
 def one_hot(tensor, num_classes: int = -1) -> Tensor:
     """Integer labels of any shape → int64 one-hot vectors in a new last dim of length num_classes
     (max label + 1 when −1)."""
@@ -147,6 +158,10 @@ def pad(input: Tensor, pad, mode: str = "constant", value: float | None = None) 
         width[input.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
     if mode != "constant" and value is not None:
         raise ValueError(f"padding mode {mode!r} doesn't take in value argument")
+    if mode != "constant" and not (len(pad) // 2 in (input.ndim - 1, input.ndim - 2) and 1 <= len(pad) // 2 <= 3):
+        # torch pads only the trailing (spatial) dims in these modes: (N, C, W) / (C, W) with 2 values, and so on
+        raise NotImplementedError(f"Padding size {len(pad)} is not supported for {input.ndim}D input tensor in mode "
+                                  f"{mode!r}: pad the last 1, 2 or 3 dims of a (N, C, ...) or (C, ...) input")
     return S.Pad.apply(input, pad_width=tuple(width), mode=mode, value=0.0 if value is None else value)
 
 
@@ -468,7 +483,7 @@ def binary_cross_entropy(input: Tensor, target, weight=None, reduction: str = "m
 
 __all__ = [
     "adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "binary_cross_entropy", "binary_cross_entropy_with_logits",
-    "conv2d", "cross_entropy", "dropout", "elu", "gelu", "hardtanh", "interpolate", "l1_loss", "layer_norm",
-    "leaky_relu", "linear", "log_softmax", "max_pool2d", "mse_loss", "nll_loss", "one_hot", "pad", "relu", "relu6",
+    "conv2d", "cosine_similarity", "cross_entropy", "dropout", "elu", "gelu", "hardtanh", "interpolate", "l1_loss", "layer_norm",
+    "leaky_relu", "linear", "log_softmax", "max_pool2d", "mse_loss", "nll_loss", "normalize", "one_hot", "pad", "relu", "relu6",
     "sigmoid", "silu", "smooth_l1_loss", "softmax", "softplus", "tanh",
 ]

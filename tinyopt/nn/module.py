@@ -183,7 +183,7 @@ class Module:
             if set_to_none or p.grad is None:
                 p.grad = None
             else:
-                p.grad[...] = 0
+                p.grad.data[...] = 0
 
     # ------------------------------------------------------------------ device and dtype
     def to(self, *args, **kwargs):

@@ -81,7 +81,7 @@ class Adagrad(Optimizer):
                 θ = p.data
                 theta_prev = θ.copy() if self.tracing else None
 
-                g = -p.grad if group["maximize"] else p.grad
+                g = -p.grad.data if group["maximize"] else p.grad.data
                 if λ != 0:
                     g = g + λ * θ
                 clr = γ / (1 + (t - 1) * η)

@@ -135,7 +135,7 @@ class Adam(Optimizer):
         m, v = state["exp_avg"], state["exp_avg_sq"]
 
         theta_prev = θ.copy() if self.tracing else None
-        g = -p.grad if group["maximize"] else p.grad
+        g = -p.grad.data if group["maximize"] else p.grad.data
         if λ != 0:
             if group["decoupled_weight_decay"]:
                 θ *= 1 - γ * λ
@@ -180,7 +180,7 @@ class Adam(Optimizer):
             return False
         if group["fused"] is None and get_backend() != "numba":
             return False
-        arrays = [p.data, p.grad, state["exp_avg"], state["exp_avg_sq"]]
+        arrays = [p.data, p.grad.data, state["exp_avg"], state["exp_avg_sq"]]
         if group["amsgrad"]:
             arrays.append(state["max_exp_avg_sq"])
         return optim_update.fusable(*arrays)
@@ -197,7 +197,7 @@ class Adam(Optimizer):
         decoupled = group["decoupled_weight_decay"]
         vmax = state["max_exp_avg_sq"] if group["amsgrad"] else np.empty(0, dtype=p.data.dtype)
         optim_update.adam_update(
-            p.data.reshape(-1), p.grad.reshape(-1), state["exp_avg"].reshape(-1),
+            p.data.reshape(-1), p.grad.data.reshape(-1), state["exp_avg"].reshape(-1),
             state["exp_avg_sq"].reshape(-1), vmax.reshape(-1), float(step_size), float(c2),
             float(β1), float(β2), float(ε), 0.0 if decoupled else float(λ),
             1.0 - γ * λ if decoupled else 1.0, bool(group["amsgrad"]), bool(group["maximize"]),

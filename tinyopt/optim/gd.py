@@ -43,7 +43,7 @@ class GD(Optimizer):
                 state = self.state.setdefault(p, {"step": 0})
                 state["step"] += 1
                 theta_prev = p.data.copy() if self.tracing else None
-                g = -p.grad if group["maximize"] else p.grad
+                g = -p.grad.data if group["maximize"] else p.grad.data
                 update = -γ * g
                 p.data += update
                 self._record(p, group, dict(theta_prev=theta_prev, g=g, update=update, theta=p.data),

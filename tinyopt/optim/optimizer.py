@@ -82,7 +82,7 @@ class Optimizer:
                 if set_to_none or p.grad is None:
                     p.grad = None
                 else:
-                    p.grad[...] = 0
+                    p.grad.data[...] = 0
 
     def step(self, closure=None):  # pragma: no cover - interface
         raise NotImplementedError

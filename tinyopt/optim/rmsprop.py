@@ -88,7 +88,7 @@ class RMSprop(Optimizer):
                 θ = p.data
                 theta_prev = θ.copy() if self.tracing else None
 
-                g = -p.grad if group["maximize"] else p.grad
+                g = -p.grad.data if group["maximize"] else p.grad.data
                 if λ != 0:
                     g = g + λ * θ
                 v = state["square_avg"]

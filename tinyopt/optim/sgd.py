@@ -98,7 +98,7 @@ class SGD(Optimizer):
         t = state["step"]
         theta_prev = p.data.copy() if self.tracing else None
 
-        g = -p.grad if group["maximize"] else p.grad
+        g = -p.grad.data if group["maximize"] else p.grad.data
         if λ != 0:
             g = g + λ * p.data
         buf = None
@@ -141,7 +141,7 @@ class SGD(Optimizer):
             return False
         if group["fused"] is None and get_backend() != "numba":
             return False
-        arrays = [p.data, p.grad] + ([state["momentum_buffer"]] if "momentum_buffer" in state else [])
+        arrays = [p.data, p.grad.data] + ([state["momentum_buffer"]] if "momentum_buffer" in state else [])
         return optim_update.fusable(*arrays)
 
     def _fused_step(self, p, group, state):
@@ -151,7 +151,7 @@ class SGD(Optimizer):
             state["momentum_buffer"] = np.empty_like(p.data)
         buf = state["momentum_buffer"] if μ != 0 else np.empty(0, dtype=p.data.dtype)
         optim_update.sgd_update(
-            p.data.reshape(-1), p.grad.reshape(-1), buf.reshape(-1), float(group["lr"]), float(μ),
+            p.data.reshape(-1), p.grad.data.reshape(-1), buf.reshape(-1), float(group["lr"]), float(μ),
             float(group["dampening"]), float(group["weight_decay"]), bool(group["nesterov"]),
             bool(group["maximize"]), bool(first),
         )

@@ -83,7 +83,7 @@ def get_total_norm(tensors, norm_type: float = 2.0, error_if_nonfinite: bool = F
 def clip_grads_with_norm_(parameters, max_norm: float, total_norm, foreach=None) -> None:
     r"""Scale every `.grad` by c = min(max_norm / (total_norm + 10⁻⁶), 1), given the total norm
     (e.g. from `get_total_norm`, possibly reduced across workers). In place."""
-    grads = [p.grad for p in _as_list(parameters) if p.grad is not None]
+    grads = [np.asarray(p.grad) for p in _as_list(parameters) if p.grad is not None]
     if not grads:
         return
     total = np.asarray(total_norm.data if isinstance(total_norm, Tensor) else total_norm)
@@ -123,4 +123,5 @@ def clip_grad_value_(parameters, clip_value: float, foreach=None) -> None:
     v = float(clip_value)
     for p in _as_list(parameters):
         if p.grad is not None:
-            np.clip(p.grad, -v, v, out=p.grad)
+            g = np.asarray(p.grad)
+            np.clip(g, -v, v, out=g)
