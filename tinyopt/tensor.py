@@ -65,7 +65,11 @@ def _as_array(data, dtype=None) -> np.ndarray:
     elif isinstance(data, np.generic):  # a NumPy scalar (e.g. x.mean()) keeps its dtype, like an array
         arr = np.array(data)
     else:
-        arr = np.array(data)
+        try:
+            arr = np.array(data)
+        except ValueError as e:
+            raise ValueError(f"can't make a tensor from nested lists of different lengths (every row must have "
+                             f"the same length): {e}") from None
         # Python floats become float32 (torch's default); NumPy float arrays keep their dtype.
         if arr.dtype == np.float64:
             arr = arr.astype(_DEFAULT_FLOAT)
