@@ -272,3 +272,18 @@ def test_a_bad_kernel_backend_fails_at_first_use_not_at_import():
                   TINYOPT_KERNELS="fastest")
     assert "imported" in result.stdout
     assert result.returncode != 0 and "TINYOPT_KERNELS must be one of numba, reference" in result.stderr
+
+
+@pytest.mark.parametrize("dtype", [to.float16, to.bfloat16])
+def test_pooling_in_half_precision_matches_torch(dtype):
+    torch = pytest.importorskip("torch")
+    a = np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    for ours, theirs in ((nn.MaxPool2d(2), torch.nn.MaxPool2d(2)), (nn.AvgPool2d(3, 1, 1), torch.nn.AvgPool2d(3, 1, 1))):
+        x = to.tensor(a).to(dtype).requires_grad_()
+        t = torch.tensor(a).to(getattr(torch, np.dtype(dtype).name)).requires_grad_()
+        y, r = ours(x), theirs(t)
+        assert y.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(np.asarray(y.data, np.float32), r.detach().float().numpy())
+        (y * y).sum().backward()
+        (r * r).sum().backward()
+        np.testing.assert_allclose(np.asarray(x.grad, np.float32), t.grad.float().numpy(), rtol=1e-2, atol=1e-2)

@@ -115,6 +115,14 @@ def pool2d_geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode, 
     return kernel, stride, padding, dilation, (oh, ow)
 
 
+def kernel_input(x: np.ndarray) -> np.ndarray:
+    """The pooling kernels are compiled for float32/float64 (and integers); float16 and bfloat16 run
+    on a float32 copy (exact for max; for averages the sum is accumulated in float32, as torch's CPU
+    kernels do) and the result is rounded back to the input's dtype."""
+    x = np.ascontiguousarray(x)
+    return x.astype(np.float32) if x.dtype.itemsize == 2 and x.dtype.kind in "fV" else x
+
+
 # ----------------------------------------------------------------------------- ops
 
 
@@ -152,18 +160,18 @@ class MaxPool2dFunction(Function):
         """`indices_out`, a dict or None, receives the argmax array under "indices" (return_indices)."""
         kernel, stride, padding, dilation, (oh, ow) = pool2d_geometry(
             x.shape, kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d")
-        y, argmax = P.max_pool2d_forward(np.ascontiguousarray(x), *kernel, *stride, *padding, *dilation, oh, ow)
+        y, argmax = P.max_pool2d_forward(kernel_input(x), *kernel, *stride, *padding, *dilation, oh, ow)
         ctx.save_for_backward(argmax)
         ctx.in_hw = x.shape[2:]
         if indices_out is not None:
             indices_out["indices"] = argmax
-        return y
+        return y.astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
         (argmax,) = ctx.saved_tensors
         h, w = ctx.in_hw
-        return P.max_pool2d_backward(np.ascontiguousarray(grad), argmax, h, w)
+        return P.max_pool2d_backward(kernel_input(grad), argmax, h, w).astype(grad.dtype, copy=False)
 
 
 class AvgPool2dFunction(Function):
@@ -176,12 +184,12 @@ class AvgPool2dFunction(Function):
             raise ValueError(f"avg_pool2d: divisor_override must be positive, got {divisor_override}")
         divisor = 0 if divisor_override is None else int(divisor_override)
         ctx.options = (x.shape[2], x.shape[3], *kernel, *stride, *padding, bool(count_include_pad), divisor)
-        return P.avg_pool2d_forward(np.ascontiguousarray(x), *kernel, *stride, *padding, oh, ow,
-                                    bool(count_include_pad), divisor)
+        y = P.avg_pool2d_forward(kernel_input(x), *kernel, *stride, *padding, oh, ow, bool(count_include_pad), divisor)
+        return y.astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
-        return P.avg_pool2d_backward(np.ascontiguousarray(grad), *ctx.options)
+        return P.avg_pool2d_backward(kernel_input(grad), *ctx.options).astype(grad.dtype, copy=False)
 
 
 class AdaptiveAvgPool2dFunction(Function):
