@@ -157,11 +157,11 @@ class LBFGS(Optimizer):
     'prev_flat_grad', 'prev_loss', 'al'.
 
     Agreement with torch: to ~1e-12 on the problems of `tinyopt verify` (a quadratic and
-    Rosenbrock's function, with and without the line search). torch's `add_(x, alpha=a)` is a
-    fused multiply-add (one rounding; NumPy rounds a·x and the sum separately), and where the
-    fixed-step iteration is chaotic (Rosenbrock's valley with a short history, history_size ≤ 3,
-    no line search) those last-bit differences grow to 1e-7 ... 1e-3 over a few hundred
-    iterations; with the line search they do not.
+    Rosenbrock's function, with and without the line search) and of tests/test_optim_family.py.
+    torch's `add_(x, alpha=a)` is a fused multiply-add (one rounding; NumPy rounds a·x and the
+    sum separately), and where the iteration amplifies rounding (Rosenbrock's valley with a short
+    history, history_size ≤ 3, without line search; an ill-conditioned 24-dimensional quadratic
+    at lr = 0.3) those last-bit differences grow to 1e-9 ... 1e-3 over a few hundred iterations.
 
     Code names (also the trace's, one record per iteration k): g (g_k), d (d_k), update
     (t_k d_k), theta_prev, theta; scalars step_length (t_k), H_diag, loss (f_k).
