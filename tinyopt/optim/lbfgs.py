@@ -241,9 +241,11 @@ class LBFGS(Optimizer):
 
     def _directional_evaluate(self, closure, x, t, d):
         self._add_grad(t, d)
-        loss = _loss_value(self._evaluate_closure(closure))
-        flat_grad = self._gather_flat_grad()
-        self._set_param(x)
+        try:
+            loss = _loss_value(self._evaluate_closure(closure))
+            flat_grad = self._gather_flat_grad()
+        finally:
+            self._set_param(x)  # the trial point never stays, even when the closure fails
         return loss, flat_grad
 
     def _record_iteration(self, theta_prev, flat_grad, d, t, scalars) -> None:
@@ -266,17 +268,16 @@ class LBFGS(Optimizer):
         tolerance_grad, tolerance_change = group["tolerance_grad"], group["tolerance_change"]
         line_search_fn, history_size = group["line_search_fn"], group["history_size"]
 
+        orig_loss = self._evaluate_closure(closure)
+        loss = _loss_value(orig_loss)
+        flat_grad = self._gather_flat_grad()  # checks every gradient before the state changes
+
         # Global state, registered under the first parameter (as torch does).
         state = self.state.setdefault(self._params[0], {})
         state.setdefault("func_evals", 0)
         state.setdefault("n_iter", 0)
-
-        orig_loss = self._evaluate_closure(closure)
-        loss = _loss_value(orig_loss)
         current_evals = 1
         state["func_evals"] += 1
-
-        flat_grad = self._gather_flat_grad()
         if np.max(np.abs(flat_grad)) <= tolerance_grad:  # already optimal
             return orig_loss
 
