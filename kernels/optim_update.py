@@ -31,6 +31,7 @@ records nothing and refuses a trace.
 | `asgd_update` | ASGD | θ ← θ (1 − λη) − η g;  ax ← ax + μ (θ − ax) |
 | `lion_update` | Lion | c ← β₁ m + (1 − β₁) g;  θ ← θ − γ (sign(c) + λθ);  m ← β₂ m + (1 − β₂) g |
 | `lamb_update` | LAMB | u ← m̂/(√v̂ + ε) + λθ;  θ ← θ − γ φ(‖θ‖)/‖u‖ · u |
+| `adafactor_update` | Adafactor | R, C ← row/column means of G²;  θ ← θ (1 − γλ) − α_t Û_t |
 
 All arrays of one call have one float dtype; the reference twin takes any shapes and strides, the
 Numba twin C-contiguous arrays (`fusable`), which it reads through flat views. Arrays a call does
@@ -41,7 +42,8 @@ Precision: the hyperparameters are Python floats; both twins compute in the arra
 NumPy twin because NumPy treats Python scalars as "weak", the Numba twin because its wrapper
 converts them, 1 − β included, before the call). For float32 this is what torch does too, and
 it is 3x faster than float64 arithmetic on float32 data (twice the SIMD lanes for sqrt and
-division). The one exception are LAMB's two norms, which both twins accumulate in float64.
+division). The exceptions are sums (LAMB's two norms, Adafactor's row and column means and RMS values),
+which the Numba twins accumulate in float64.
 """
 from __future__ import annotations
 
@@ -697,27 +699,34 @@ def lamb_update_reference(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, ep
 
 
 @_jit
-def _lamb_moments_kernel(param, grad, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
-                         weight_decay, maximize, bias_correction1, bias_correction2):
-    """Pass 1: the moments, and ‖θ‖², ‖u‖² accumulated in float64."""
+def _lamb_moments_kernel(grad, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2, maximize):
+    """Pass 1: the moments m, v."""
+    for i in range(grad.shape[0]):
+        g = -grad[i] if maximize else grad[i]
+        exp_avg[i] = beta1 * exp_avg[i] + one_minus_beta1 * g
+        exp_avg_sq[i] = beta2 * exp_avg_sq[i] + one_minus_beta2 * g * g
+
+
+# Pass 2 is a sum: without permission to reorder it LLVM keeps it sequential and does not vectorize
+# the loop (5x slower). `reassoc` allows exactly that reordering (as NumPy's pairwise sum reorders
+# too) and nothing else: no assumptions about NaN or inf, no fused multiply-adds.
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def _lamb_norms_kernel(param, exp_avg, exp_avg_sq, eps, weight_decay, bias_correction1, bias_correction2):
+    """Pass 2: ‖θ‖² and ‖u‖², accumulated in float64."""
     weight_sq = 0.0
     update_sq = 0.0
     for i in range(param.shape[0]):
         theta = param[i]
-        g = -grad[i] if maximize else grad[i]
-        m = beta1 * exp_avg[i] + one_minus_beta1 * g
-        v = beta2 * exp_avg_sq[i] + one_minus_beta2 * g * g
-        exp_avg[i] = m
-        exp_avg_sq[i] = v
-        u = (m / bias_correction1) / (math.sqrt(v / bias_correction2) + eps) + weight_decay * theta
-        weight_sq += float(theta) * float(theta)
-        update_sq += float(u) * float(u)
+        u = (exp_avg[i] / bias_correction1) / (math.sqrt(exp_avg_sq[i] / bias_correction2) + eps) \
+            + weight_decay * theta
+        weight_sq += np.float64(theta) * np.float64(theta)
+        update_sq += np.float64(u) * np.float64(u)
     return weight_sq, update_sq
 
 
 @_jit
 def _lamb_apply_kernel(param, exp_avg, exp_avg_sq, step, eps, weight_decay, bias_correction1, bias_correction2):
-    """Pass 2: θ ← θ − (γ · trust ratio) · u, u recomputed from the updated moments."""
+    """Pass 3: θ ← θ − (γ · trust ratio) · u, u recomputed from the moments (no scratch array)."""
     for i in range(param.shape[0]):
         theta = param[i]
         u = (exp_avg[i] / bias_correction1) / (math.sqrt(exp_avg_sq[i] / bias_correction2) + eps) \
@@ -729,12 +738,148 @@ def lamb_update_numba(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, w
                       bias_correction1, bias_correction2, phi_low, phi_high, trace=None):
     _no_trace(trace)
     s = param.dtype.type
-    flat = _flat(param, grad, exp_avg, exp_avg_sq)
-    weight_sq, update_sq = _lamb_moments_kernel(*flat, s(beta1), s(1.0 - beta1), s(beta2), s(1.0 - beta2), s(eps),
-                                                s(weight_decay), maximize, s(bias_correction1), s(bias_correction2))
+    theta, grad, m, v = _flat(param, grad, exp_avg, exp_avg_sq)
+    _lamb_moments_kernel(grad, m, v, s(beta1), s(1.0 - beta1), s(beta2), s(1.0 - beta2), maximize)
+    constants = (s(eps), s(weight_decay), s(bias_correction1), s(bias_correction2))
+    weight_sq, update_sq = _lamb_norms_kernel(theta, m, v, *constants)
     trust_ratio = lamb_trust_ratio(math.sqrt(weight_sq), math.sqrt(update_sq), phi_low, phi_high)
-    _lamb_apply_kernel(flat[0], flat[2], flat[3], s(lr * trust_ratio), s(eps), s(weight_decay), s(bias_correction1),
-                       s(bias_correction2))
+    _lamb_apply_kernel(theta, m, v, s(lr * trust_ratio), *constants)
 
 
 lamb_update = dispatch(lamb_update_reference, lamb_update_numba)
+
+
+# ---------------------------------------------------------------------------------------- Adafactor
+def _rms(x) -> float:
+    """RMS(x) = ‖x‖₂ / √n."""
+    return float(np.linalg.norm(x.ravel())) / math.sqrt(x.size)
+
+
+def adafactor_update_reference(param, grad, row_var, col_var, variance, lr, beta2_decay, eps1, eps2, d, weight_decay,
+                               maximize, step, trace=None):
+    """One Adafactor step in place (`step` = t after the increment). A ≥ 2-D parameter uses the row
+    and column factors R (…, n, 1) and C (…, 1, m) of its last two dimensions, a 0-D or 1-D one the
+    full `variance`; the unused arrays may be of size 0."""
+    G = -grad if maximize else grad
+    one_minus_beta2 = step ** beta2_decay                  # 1 − β̂₂_t = t^τ
+    rho = min(lr, 1 / math.sqrt(step))                     # ρ_t
+    alpha = max(eps2, _rms(param)) * rho                   # α_t, from θ_{t−1} before the decay
+    if weight_decay != 0:
+        param *= 1 - lr * weight_decay
+    if G.ndim > 1:
+        row_var += one_minus_beta2 * (np.mean(G * G, axis=-1, keepdims=True) - row_var)  # R_t
+        col_var += one_minus_beta2 * (np.mean(G * G, axis=-2, keepdims=True) - col_var)  # C_t
+        v_hat = (row_var @ col_var) / np.maximum(np.mean(row_var, axis=-2, keepdims=True), eps1)
+    else:
+        variance += one_minus_beta2 * (G * G - variance)
+        v_hat = variance.copy()
+    u = G / np.sqrt(np.maximum(v_hat, eps1 * eps1))        # U_t = G / max(√V̂, ε₁)
+    clip = max(1.0, _rms(u) / d)
+    u_hat = u / clip                                       # Û_t
+    update = -alpha * u_hat
+    param += update
+    if trace is not None:
+        trace.update(g=G, beta2_hat=np.float64(1 - one_minus_beta2), rho=np.float64(rho), alpha=np.float64(alpha),
+                     v_hat=v_hat, u=u, clip=np.float64(clip), u_hat=u_hat, update=update)
+
+
+# The sums below may be reordered (`reassoc`, see LAMB): nothing else about IEEE arithmetic changes.
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def _adafactor_factored_sums(param, grad, maximize):
+    """Σ_j G², Σ_i G² per leading index b (float64), and Σθ² (float64)."""
+    B, n, m = grad.shape
+    row_sums = np.zeros((B, n), dtype=np.float64)
+    col_sums = np.zeros((B, m), dtype=np.float64)
+    theta_sq = 0.0
+    for b in range(B):
+        for i in range(n):
+            total = 0.0
+            for j in range(m):
+                g = np.float64(-grad[b, i, j] if maximize else grad[b, i, j])
+                total += g * g
+                col_sums[b, j] += g * g
+                theta_sq += np.float64(param[b, i, j]) * np.float64(param[b, i, j])
+            row_sums[b, i] = total
+    return row_sums, col_sums, theta_sq
+
+
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def _adafactor_factored_update_sq(grad, row_var, col_var, means, eps1, maximize):
+    """Σ U² (float64), U = G / √max(R C / mean(R), ε₁²)."""
+    B, n, m = grad.shape
+    update_sq = 0.0
+    for b in range(B):
+        for i in range(n):
+            for j in range(m):
+                g = -grad[b, i, j] if maximize else grad[b, i, j]
+                v_hat = (row_var[b, i] * col_var[b, j]) / means[b]
+                u = g / math.sqrt(max(v_hat, eps1 * eps1))
+                update_sq += np.float64(u) * np.float64(u)
+    return update_sq
+
+
+@_jit
+def _adafactor_factored_apply(param, grad, row_var, col_var, means, eps1, decay_factor, alpha, clip, maximize):
+    B, n, m = grad.shape
+    for b in range(B):
+        for i in range(n):
+            for j in range(m):
+                g = -grad[b, i, j] if maximize else grad[b, i, j]
+                v_hat = (row_var[b, i] * col_var[b, j]) / means[b]
+                u = g / math.sqrt(max(v_hat, eps1 * eps1))
+                param[b, i, j] = param[b, i, j] * decay_factor + (-alpha) * (u / clip)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def _adafactor_vector_moments(param, grad, variance, one_minus_beta2, eps1, maximize):
+    """V ← V + (1 − β̂)(G² − V); returns (Σθ², ΣU²) in float64."""
+    theta_sq = 0.0
+    update_sq = 0.0
+    for i in range(param.shape[0]):
+        g = -grad[i] if maximize else grad[i]
+        v = variance[i] + one_minus_beta2 * (g * g - variance[i])
+        variance[i] = v
+        u = g / math.sqrt(max(v, eps1 * eps1))
+        theta_sq += np.float64(param[i]) * np.float64(param[i])
+        update_sq += np.float64(u) * np.float64(u)
+    return theta_sq, update_sq
+
+
+@_jit
+def _adafactor_vector_apply(param, grad, variance, eps1, decay_factor, alpha, clip, maximize):
+    for i in range(param.shape[0]):
+        g = -grad[i] if maximize else grad[i]
+        u = g / math.sqrt(max(variance[i], eps1 * eps1))
+        param[i] = param[i] * decay_factor + (-alpha) * (u / clip)
+
+
+def adafactor_update_numba(param, grad, row_var, col_var, variance, lr, beta2_decay, eps1, eps2, d, weight_decay,
+                           maximize, step, trace=None):
+    _no_trace(trace)
+    s = param.dtype.type
+    one_minus_beta2 = step ** beta2_decay
+    rho = min(lr, 1 / math.sqrt(step))
+    decay = s(1 - lr * weight_decay) if weight_decay != 0 else s(1.0)
+    if grad.ndim > 1:
+        n, m = grad.shape[-2:]
+        B = grad.size // (n * m) if n * m else 0
+        theta3, grad3 = param.reshape(B, n, m), grad.reshape(B, n, m)
+        rows, cols = row_var.reshape(B, n), col_var.reshape(B, m)
+        row_sums, col_sums, theta_sq = _adafactor_factored_sums(theta3, grad3, maximize)
+        # R and C have n + m elements: their updates are NumPy expressions, the reference's own
+        rows += s(one_minus_beta2) * ((row_sums / m).astype(param.dtype) - rows)
+        cols += s(one_minus_beta2) * ((col_sums / n).astype(param.dtype) - cols)
+        means = np.maximum(np.mean(rows, axis=1), s(eps1))
+        update_sq = _adafactor_factored_update_sq(grad3, rows, cols, means, s(eps1), maximize)
+    else:
+        theta, g, v = _flat(param, grad, variance)
+        theta_sq, update_sq = _adafactor_vector_moments(theta, g, v, s(one_minus_beta2), s(eps1), maximize)
+    alpha = max(eps2, math.sqrt(theta_sq) / math.sqrt(param.size)) * rho
+    clip = max(1.0, math.sqrt(update_sq) / math.sqrt(param.size) / d)
+    if grad.ndim > 1:
+        _adafactor_factored_apply(theta3, grad3, rows, cols, means, s(eps1), decay, s(alpha), s(clip), maximize)
+    else:
+        _adafactor_vector_apply(theta, g, v, s(eps1), decay, s(alpha), s(clip), maximize)
+
+
+adafactor_update = dispatch(adafactor_update_reference, adafactor_update_numba)

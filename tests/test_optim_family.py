@@ -20,7 +20,7 @@ from tinyopt.kernels import backend
 
 STEPS = 200
 RTOL, ATOL = 1e-9, 1e-12
-KERNEL_BACKED = {"Adamax", "NAdam", "RAdam", "Adadelta", "Rprop", "ASGD", "Lion", "LAMB"}
+KERNEL_BACKED = {"Adamax", "NAdam", "RAdam", "Adadelta", "Rprop", "ASGD", "Lion", "LAMB", "Adafactor"}
 
 
 def _combos(**options):

@@ -147,6 +147,10 @@ TWINS = {
                              dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-6, weight_decay=0.1, maximize=True,
                                   bias_correction1=1.0, bias_correction2=1.0, phi_low=0.5, phi_high=2.0)]),
 }
+TWINS["adafactor_update"] = (5, {4}, [dict(lr=0.01, beta2_decay=-0.8, eps1=1e-6, eps2=1e-3, d=1.0, weight_decay=0.0,
+                                           maximize=False, step=1),
+                                      dict(lr=0.05, beta2_decay=-0.5, eps1=1e-3, eps2=1e-2, d=0.5, weight_decay=0.1,
+                                           maximize=True, step=7)])  # 1-D: the vector path; the matrix path below
 TWIN_CASES = [(op, i) for op, (_, _, variants) in TWINS.items() for i in range(len(variants))]
 
 
@@ -171,6 +175,25 @@ def test_twins_agree(op, variant, dtype, tol):
     assert all(x.dtype == dtype for x in a + b)
 
 
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-13), (np.float32, 2e-6)])
+@pytest.mark.parametrize("shape", [(5, 9), (3, 5, 9), (1, 200), (200, 1)])
+def test_adafactor_factored_twins_agree(shape, dtype, tol):
+    rng = np.random.default_rng(5)
+    theta, grad = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+    rows = (np.abs(rng.standard_normal(shape[:-1] + (1,))) + 0.1).astype(dtype)
+    cols = (np.abs(rng.standard_normal(shape[:-2] + (1, shape[-1]))) + 0.1).astype(dtype)
+    unused = np.empty(0, dtype)
+    a, b = ([x.copy() for x in (theta, grad, rows, cols, unused)] for _ in range(2))
+    for step in (1, 2, 5):
+        kwargs = dict(lr=0.01, beta2_decay=-0.8, eps1=1e-6, eps2=1e-3, d=1.0, weight_decay=0.1, maximize=step == 2,
+                      step=step)
+        optim_update.adafactor_update.reference(*a, **kwargs)
+        optim_update.adafactor_update.fast(*b, **kwargs)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, rtol=tol, atol=tol)
+    assert not np.array_equal(a[0], theta)
+
+
 def test_numba_twin_refuses_a_trace():
     args = [np.zeros(3) for _ in range(3)]
     with pytest.raises(ValueError, match="does not record"):
@@ -180,7 +203,7 @@ def test_numba_twin_refuses_a_trace():
 @pytest.mark.parametrize("name,kwargs", [("Adagrad", {}), ("RMSprop", dict(momentum=0.5, centered=True)),
                                          ("Adamax", {}), ("NAdam", {}), ("RAdam", {}), ("Adadelta", {}),
                                          ("Rprop", {}), ("ASGD", dict(t0=5.0)), ("Lion", dict(lr=1e-3)),
-                                         ("LAMB", dict(weight_decay=0.01))])
+                                         ("LAMB", dict(weight_decay=0.01)), ("Adafactor", dict(weight_decay=0.1))])
 def test_kernel_and_formula_paths_agree_over_steps(name, kwargs):
     rng = np.random.default_rng(4)
     x0 = rng.standard_normal((8, 9))

@@ -593,7 +593,7 @@ _TINYOPT_ONLY = {"momentum_style", "bias_correction", "eps_placement"}
 _NOT_IN_TORCH = {"Lion", "LAMB"}
 # optimizers with a Numba twin (checked on both kernel backends)
 _KERNEL = {"GD", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adamax", "NAdam", "RAdam", "Adadelta", "Rprop",
-           "ASGD", "Lion", "LAMB"}
+           "ASGD", "Lion", "LAMB", "Adafactor"}
 # each optimizer's problems (Adafactor: the vector and the factored matrix case; Muon: matrices only)
 _PROBLEMS = {"Adafactor": (QUADRATIC, MATRIX, ROSENBROCK), "Muon": (MATRIX, ROSENBROCK_MATRIX),
              "LBFGS": (QUADRATIC_FIXED, ROSENBROCK)}

@@ -6,9 +6,9 @@ the symbols its code and its trace use; `opt.trace(k)` records every intermediat
 Where the math lives: the classes hold the state and compute each step's scalars (bias
 corrections, step sizes); the element-wise formulas are functions in `kernels/optim_update.py`,
 once in NumPy (the readable twin, which the trace records) and once in Numba, and
-`Optimizer._update` chooses between them. Optimizers whose step is not element-wise (Adafactor's
-factored moments, Muon's Newton–Schulz iteration, LBFGS's two-loop recursion and line search)
-keep their NumPy formula in their own module and have no Numba twin. Hyperparameters are checked
+`Optimizer._update` chooses between them. Muon (its step is matrix products, BLAS) and LBFGS (dot
+products, axpy updates and closure evaluations) have no Numba twin and keep their NumPy formula in
+their own module. Hyperparameters are checked
 by the shared helpers of `tinyopt.optim.validation`.
 
 torch.optim's family: GD (plain full-batch descent), SGD, Adagrad, RMSprop, Adam, AdamW, Adamax,

@@ -1,45 +1,11 @@
 """Adafactor: factored second moments, sublinear memory (Shazeer & Stern 2018), torch.optim.Adafactor's semantics."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from tinyopt.kernels import optim_update
 from tinyopt.optim import validation
 from tinyopt.optim.optimizer import Optimizer
-
-
-def _rms(x) -> float:
-    """RMS(x) = ‖x‖₂ / √n."""
-    return float(np.linalg.norm(x.ravel())) / math.sqrt(x.size)
-
-
-def adafactor_update(param, grad, row_var, col_var, variance, lr, beta2_decay, eps1, eps2, d, weight_decay, maximize,
-                     step, trace=None):
-    """One Adafactor step in place (the formula of `Adafactor`'s docstring; `step` = t after the
-    increment). A ≥ 2-D parameter uses the row and column factors R, C (factored over its last two
-    dimensions), a 0-D or 1-D one the full `variance`."""
-    G = -grad if maximize else grad
-    one_minus_beta2 = step ** beta2_decay                  # 1 − β̂₂_t = t^τ
-    rho = min(lr, 1 / math.sqrt(step))                     # ρ_t
-    alpha = max(eps2, _rms(param)) * rho                   # α_t, from θ_{t−1} before the decay
-    if weight_decay != 0:
-        param *= 1 - lr * weight_decay
-    if G.ndim > 1:
-        row_var += one_minus_beta2 * (np.mean(G * G, axis=-1, keepdims=True) - row_var)  # R_t
-        col_var += one_minus_beta2 * (np.mean(G * G, axis=-2, keepdims=True) - col_var)  # C_t
-        v_hat = (row_var @ col_var) / np.maximum(np.mean(row_var, axis=-2, keepdims=True), eps1)
-    else:
-        variance += one_minus_beta2 * (G * G - variance)
-        v_hat = variance.copy()
-    u = G / np.sqrt(np.maximum(v_hat, eps1 * eps1))        # U_t = G / max(√V̂, ε₁)
-    clip = max(1.0, _rms(u) / d)
-    u_hat = u / clip                                       # Û_t
-    update = -alpha * u_hat
-    param += update
-    if trace is not None:
-        trace.update(g=G, beta2_hat=np.float64(1 - one_minus_beta2), rho=np.float64(rho), alpha=np.float64(alpha),
-                     v_hat=v_hat, u=u, clip=np.float64(clip), u_hat=u_hat, update=update)
 
 
 class Adafactor(Optimizer):
@@ -81,9 +47,10 @@ class Adafactor(Optimizer):
     parameter, torch's keys: 'step' (int), 'row_var' (R, shape (..., n, 1)), 'col_var' (C, shape
     (..., 1, m)) for ≥ 2-D parameters, 'variance' otherwise.
 
-    No Numba kernel: the step is reductions along rows and columns, an outer product and two RMS
-    norms, each one NumPy pass already; a fused kernel would still need three passes over the
-    matrix (bench_optim_step.py measures the NumPy formula against torch).
+    The formula is `kernels/optim_update.py::adafactor_update` (NumPy twin, traced; Numba twin in
+    three passes over the parameter otherwise, unless `fused=False`: 3-6x faster than the NumPy
+    twin, which makes a temporary for every expression). The Numba twin accumulates its sums
+    (row and column means, the two RMS values) in float64, the NumPy twin in the arrays' dtype.
 
     Reference: Shazeer & Stern, "Adafactor: Adaptive Learning Rates with Sublinear Memory Cost",
     ICML 2018, https://arxiv.org/abs/1804.04235
@@ -104,8 +71,9 @@ class Adafactor(Optimizer):
     ]
 
     def __init__(self, params, lr: float = 1e-2, beta2_decay: float = -0.8, eps=(None, 1e-3), d: float = 1.0,
-                 weight_decay: float = 0.0, *, maximize: bool = False):
-        defaults = dict(lr=lr, beta2_decay=beta2_decay, eps=eps, d=d, weight_decay=weight_decay, maximize=maximize)
+                 weight_decay: float = 0.0, *, maximize: bool = False, fused: bool | None = None):
+        defaults = dict(lr=lr, beta2_decay=beta2_decay, eps=eps, d=d, weight_decay=weight_decay, maximize=maximize,
+                        fused=fused)
         super().__init__(params, defaults)
 
     @classmethod
@@ -149,6 +117,6 @@ class Adafactor(Optimizer):
                 unused = np.empty(0, dtype=p.data.dtype)
                 arrays = (p.data, g, state.get("row_var", unused), state.get("col_var", unused),
                           state.get("variance", unused))
-                self._update(group, p, adafactor_update, arrays, hyper,
+                self._update(group, p, optim_update.adafactor_update, arrays, hyper,
                              dict(t=t, lr=group["lr"], weight_decay=group["weight_decay"]))
         return loss
