@@ -32,6 +32,7 @@ records nothing and refuses a trace.
 | `lion_update` | Lion | c ← β₁ m + (1 − β₁) g;  θ ← θ − γ (sign(c) + λθ);  m ← β₂ m + (1 − β₂) g |
 | `lamb_update` | LAMB | u ← m̂/(√v̂ + ε) + λθ;  θ ← θ − γ φ(‖θ‖)/‖u‖ · u |
 | `adafactor_update` | Adafactor | R, C ← row/column means of G²;  θ ← θ (1 − γλ) − α_t Û_t |
+| `round_to_bfloat16` | Muon | x rounded to bfloat16 (ties to even), as float32 |
 
 All arrays of one call have one float dtype; the reference twin takes any shapes and strides, the
 Numba twin C-contiguous arrays (`fusable`), which it reads through flat views. Arrays a call does
@@ -883,3 +884,32 @@ def adafactor_update_numba(param, grad, row_var, col_var, variance, lr, beta2_de
 
 
 adafactor_update = dispatch(adafactor_update_reference, adafactor_update_numba)
+
+
+# ---------------------------------------------------------------------------------------- bfloat16 (Muon)
+def round_to_bfloat16_reference(x):
+    """x rounded to bfloat16 (ties to even), returned as a new float32 array: bfloat16 keeps float32's
+    exponent and the top 7 bits of its mantissa. A float64 x goes through float32 first, as torch's
+    `.bfloat16()` does (two roundings; tested to give torch's values bit for bit). NaN stays NaN."""
+    bits = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    nan = (bits & 0x7F800000 == 0x7F800000) & (bits & 0x007FFFFF != 0)
+    return np.where(nan, bits, rounded).astype(np.uint32).view(np.float32)
+
+
+@_jit
+def _round_to_bfloat16_kernel(bits):
+    for i in range(bits.shape[0]):
+        b = bits[i]
+        if (b & 0x7F800000) == 0x7F800000 and (b & 0x007FFFFF) != 0:
+            continue  # NaN (the only values whose rounding would overflow 32 bits)
+        bits[i] = (b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000
+
+
+def round_to_bfloat16_numba(x):
+    out = np.array(x, dtype=np.float32, order="C", copy=True)
+    _round_to_bfloat16_kernel(out.reshape(-1).view(np.uint32))
+    return out
+
+
+round_to_bfloat16 = dispatch(round_to_bfloat16_reference, round_to_bfloat16_numba)

@@ -165,14 +165,19 @@ def test_muon_bfloat16_matches_torch_to_bfloat16_precision(torch64):
         assert np.max(np.abs(a - b)) < 2**-6 * np.max(np.abs(b - start))
 
 
-def test_muon_rounds_to_bfloat16_like_torch():
+@pytest.mark.parametrize("twin", ["reference", "fast"])
+def test_muon_rounds_to_bfloat16_like_torch(twin):
     torch = pytest.importorskip("torch")
-    from tinyopt.optim.muon import round_to_bfloat16
+    from tinyopt.kernels.optim_update import round_to_bfloat16
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal(200_000) * 10.0 ** rng.integers(-30, 30, 200_000)
-    for values in (x, x.astype(np.float32), np.array([0.0, -0.0, np.inf, -np.inf, 1.0 + 2**-8, 1.0 + 3 * 2**-8])):
-        np.testing.assert_array_equal(round_to_bfloat16(values), torch.from_numpy(values).bfloat16().float().numpy())
+    x[::997] = np.nan
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1.0 + 2**-8, 1.0 + 3 * 2**-8, 3.4e38, 1e-45])
+    for values in (x, x.astype(np.float32), special, x.reshape(400, 500)[:, ::3]):
+        ours = getattr(round_to_bfloat16, twin)(values)
+        np.testing.assert_array_equal(ours, torch.from_numpy(np.ascontiguousarray(values)).bfloat16().float().numpy())
+        assert ours.dtype == np.float32 and ours.shape == values.shape
 
 
 def test_muon_refuses_parameters_that_are_not_matrices():
