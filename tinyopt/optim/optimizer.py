@@ -176,10 +176,6 @@ class Optimizer:
             out.append((group, pairs))
         return out
 
-    @staticmethod
-    def _params_with_grad(group):
-        return [p for p in group["params"] if p.grad is not None]
-
     def _param_index(self, p) -> int:
         """Position of `p` across all groups: the key `state_dict()` and the trace use."""
         i = 0
