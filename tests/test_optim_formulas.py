@@ -221,7 +221,7 @@ def test_invalid_conditions_agree_with_torch():
     torch = pytest.importorskip("torch")
     cases = [
         ("SGD", dict(lr=0.0)), ("SGD", dict(lr=-1e-9)), ("SGD", dict(momentum=0.9, nesterov=True)),
-        ("SGD", dict(momentum=0.0, nesterov=True)), ("SGD", dict(dampening=-1.0)),
+        ("SGD", dict(momentum=0.0, nesterov=True)),
         ("Adam", dict(betas=(0.0, 0.0))), ("Adam", dict(betas=(0.999999, 0.9))), ("Adam", dict(eps=0.0)),
         ("AdamW", dict(weight_decay=-0.01)), ("RMSprop", dict(alpha=0.0)), ("RMSprop", dict(alpha=1.5)),
         ("Adagrad", dict(lr_decay=0.0)), ("Adagrad", dict(eps=0.0)),
@@ -238,6 +238,19 @@ def test_invalid_conditions_agree_with_torch():
         except ValueError:
             ours_raises = True
         assert ours_raises == torch_raises, (name, kwargs)
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("SGD", dict(dampening=-1.0)), ("SGD", dict(momentum=1.5)), ("SGD", dict(lr=float("inf"))),
+    ("RMSprop", dict(momentum=2.0)), ("Adam", dict(eps=float("inf"))),
+])
+def test_tinyopt_refuses_what_breaks_the_formula_although_torch_accepts_it(name, kwargs):
+    """The deliberate exceptions to the test above: torch accepts these, and they break the formula
+    by construction (a negative dampening, μ > 1, non-finite values), so tinyopt refuses them."""
+    torch = pytest.importorskip("torch")
+    getattr(torch.optim, name)([torch.zeros(3, requires_grad=True)], **kwargs)  # torch: accepted
+    with pytest.raises(ValueError):
+        getattr(optim, name)(_p(), **kwargs)
 
 
 def test_bad_params_argument():

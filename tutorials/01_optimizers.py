@@ -24,7 +24,10 @@
 #    formula (g, m, v, m̂, v̂, the effective learning rate, the update) for the first steps;
 # 3. checks one step by hand against the trace, and a whole path against `torch.optim`;
 # 4. compares the variants that articles write (Adam without bias correction; momentum written
-#    as v ← βv + γg; Keras' ε) with PyTorch's conventions, and shows when they differ.
+#    as v ← βv + γg; Keras' ε) with PyTorch's conventions, and shows when they differ;
+# 5. puts the rest of the family on the same three problems: Adam's relatives (Adamax, NAdam,
+#    RAdam, LAMB, Adafactor) and the other ideas (Adadelta, Rprop, ASGD, Lion, Muon, L-BFGS),
+#    and checks what makes each of them different.
 #
 # Set `TINYOPT_FAST=1` (the test suite does) for fewer steps.
 
@@ -77,17 +80,26 @@ def beale(x, y):
     return (1.5 - x + x * y) ** 2 + (2.25 - x + x * y**2) ** 2 + (2.625 - x + x * y**3) ** 2
 
 
-def run(make_optimizer, f, start, steps):
-    """The path θ_0 … θ_steps of an optimizer minimizing f from `start`: an array (steps + 1, 2)."""
-    theta = to.Tensor(np.array(start, dtype=np.float64), requires_grad=True, dtype=np.float64)
+def run(make_optimizer, f, start, steps, shape=(2,)):
+    """The path θ_0 … θ_steps of an optimizer minimizing f from `start`: an array (steps + 1, 2).
+
+    The optimizer gets a closure (torch's convention: zero the gradients, evaluate, backward,
+    return the loss), which L-BFGS needs and every other optimizer accepts. `shape=(1, 2)` makes
+    θ a 1×2 matrix, for Muon, which only takes matrices."""
+    theta = to.Tensor(np.array(start, dtype=np.float64).reshape(shape), requires_grad=True, dtype=np.float64)
     opt = make_optimizer([theta])
-    path = [theta.data.copy()]
-    for _ in range(steps):
+
+    def closure():
         opt.zero_grad()
-        loss = f(theta[0], theta[1])
+        xy = theta if shape == (2,) else theta.reshape(2)
+        loss = f(xy[0], xy[1])
         loss.backward()
-        opt.step()
-        path.append(theta.data.copy())
+        return loss
+
+    path = [theta.data.ravel().copy()]
+    for _ in range(steps):
+        opt.step(closure)
+        path.append(theta.data.ravel().copy())
     return np.array(path)
 
 
@@ -236,11 +248,16 @@ if torch is not None:
     def torch_path(make, f, start, steps):
         theta = torch.tensor(start, dtype=torch.float64, requires_grad=True)
         opt = make([theta])
+
+        def closure():
+            opt.zero_grad()
+            loss = f(theta[0], theta[1])
+            loss.backward()
+            return loss
+
         path = [theta.detach().numpy().copy()]
         for _ in range(steps):
-            opt.zero_grad()
-            f(theta[0], theta[1]).backward()
-            opt.step()
+            opt.step(closure)
             path.append(theta.detach().numpy().copy())
         return np.array(path)
 
@@ -343,6 +360,124 @@ assert gap[21] > 1e-3  # different as soon as γ changes
 assert step_after_drop["sutskever"] > 5 * step_after_drop["pytorch"]  # the old velocity coasts on
 
 # %% [markdown]
+# ## 6. The rest of the family
+#
+# `tinyopt.optim` has every optimizer of `torch.optim` and two that torch lacks. Each docstring
+# is its algorithm; here they run on the same three problems, in two groups.
+#
+# **Adam's relatives** keep Adam's two moments and change one thing: Adamax replaces √v by an
+# infinity norm u_t = max(β₂u, |g|); NAdam looks one step ahead (Nesterov) with a momentum
+# schedule μ_t; RAdam rectifies the variance of the adaptive learning rate, and while that
+# variance is intractable (ρ_t ≤ 5: the first five steps with β₂ = 0.999) it takes plain
+# momentum-SGD steps; LAMB rescales each layer's Adam step to γ‖θ‖ (a trust ratio); Adafactor
+# stores the second moment of a matrix as a row and a column factor and scales its steps by the
+# parameter's RMS.
+#
+# **Other ideas**: Adadelta needs no learning rate (its step has the units of θ: RMS of past
+# steps over RMS of past gradients); Rprop uses only the *sign* of the gradient and adapts a step
+# size per element; ASGD averages the iterates; Lion steps by exactly ±γ per element in the
+# direction of sign(β₁m + (1−β₁)g); Muon orthogonalises its momentum matrix (all singular values
+# ≈ 1), so on a 1×2 matrix its step has a fixed length; L-BFGS builds a quasi-Newton direction
+# from the last gradient differences and takes a strong-Wolfe line-search step along it (one
+# iteration per `step` here, `max_iter=1`).
+
+# %%
+FAMILY = {  # name → (class, options, {problem: learning rate}, parameter shape)
+    "Adam": (optim.Adam, {}, {"quadratic": 0.1, "rosenbrock": 0.05, "beale": 0.05}, (2,)),
+    "Adamax": (optim.Adamax, {}, {"quadratic": 0.3, "rosenbrock": 0.3, "beale": 0.3}, (2,)),
+    "NAdam": (optim.NAdam, {}, {"quadratic": 0.3, "rosenbrock": 0.03, "beale": 0.1}, (2,)),
+    "RAdam": (optim.RAdam, {}, {"quadratic": 0.3, "rosenbrock": 3e-3, "beale": 0.01}, (2,)),
+    "LAMB": (optim.LAMB, {}, {"quadratic": 0.3, "rosenbrock": 0.03, "beale": 0.01}, (2,)),
+    "Adafactor": (optim.Adafactor, {}, {"quadratic": 0.3, "rosenbrock": 0.03, "beale": 0.01}, (2,)),
+    "Adadelta": (optim.Adadelta, {}, {"quadratic": 1.0, "rosenbrock": 0.3, "beale": 1.0}, (2,)),
+    "Rprop": (optim.Rprop, {}, {"quadratic": 0.1, "rosenbrock": 0.03, "beale": 3e-3}, (2,)),
+    "ASGD": (optim.ASGD, {}, {"quadratic": 0.3, "rosenbrock": 1e-3, "beale": 0.03}, (2,)),
+    "Lion": (optim.Lion, {}, {"quadratic": 0.1, "rosenbrock": 3e-3, "beale": 0.01}, (2,)),
+    "Muon": (optim.Muon, {"weight_decay": 0.0}, {"quadratic": 0.3, "rosenbrock": 0.01, "beale": 0.01}, (1, 2)),
+    "L-BFGS": (optim.LBFGS, {"max_iter": 1, "max_eval": 25, "line_search_fn": "strong_wolfe"},
+               {"quadratic": 1.0, "rosenbrock": 1.0, "beale": 1.0}, (2,)),
+}
+GROUPS = {"adam_family": ["Adam", "Adamax", "NAdam", "RAdam", "LAMB", "Adafactor"],
+          "other_ideas": ["Adadelta", "Rprop", "ASGD", "Lion", "Muon", "L-BFGS"]}
+PROBLEMS = {  # name → (f, start, steps, limits, minimum)
+    "quadratic": (quadratic, (-5.0, -2.0), STEPS_Q, ((-5.5, 1.5), (-3.0, 3.0)), (0, 0)),
+    "rosenbrock": (rosenbrock, (-1.2, 1.0), STEPS_R, ((-1.6, 1.6), (-0.5, 1.8)), (1, 1)),
+    "beale": (beale, (1.0, 1.5), STEPS_B, ((-0.5, 4.0), (-1.0, 2.0)), (3, 0.5)),
+}
+
+
+def family_run(name, problem, steps=None):
+    cls, options, lrs, shape = FAMILY[name]
+    f, start, default_steps, _, _ = PROBLEMS[problem]
+    return run(lambda ps: cls(ps, lr=lrs[problem], **options), f, start, steps or default_steps, shape)
+
+
+family_paths = {problem: {name: family_run(name, problem) for name in FAMILY} for problem in PROBLEMS}
+print(f"{'':10s}" + "".join(f"{p:>14s}" for p in PROBLEMS) + "   (f at the last step)")
+for name in FAMILY:
+    print(f"{name:10s}" + "".join(f"{PROBLEMS[p][0](*family_paths[p][name][-1]):>14.2e}" for p in PROBLEMS))
+for problem, (f, _, _, (xlim, ylim), minimum) in PROBLEMS.items():
+    for group, names in GROUPS.items():
+        plot.optimizer_paths(f, {n: family_paths[problem][n] for n in names}, xlim=xlim, ylim=ylim, minimum=minimum,
+                             title=f"{problem}: {group.replace('_', ' ')}",
+                             save=OUT / f"family_{problem}_{group}.png", close=True)
+
+# %% [markdown]
+# What makes each of them different, checked on these paths:
+#
+# - **Lion** moves every coordinate by exactly γ per step (sign of c_t, no weight decay here).
+# - **RAdam**'s first step is momentum SGD's, θ₁ = θ₀ − γ g₁ (m̂₁ = g₁, no division by √v̂):
+#   its size follows the gradient's scale, unlike Adam's first step of ≈ γ per coordinate.
+# - **Muon** on a 1×2 matrix: the orthogonalised momentum has one singular value, mapped by the
+#   Newton–Schulz polynomial into [0.5, 1.5], so every step has length in [0.5γ, 1.5γ].
+# - **Rprop** and **L-BFGS** (deterministic, full-gradient methods) reach Beale's and Rosenbrock's
+#   minima almost exactly; L-BFGS needs far fewer iterations on Rosenbrock than Adam's thousands.
+
+# %%
+lion_steps = np.abs(np.diff(family_paths["quadratic"]["Lion"][:20], axis=0))
+print("Lion |Δθ| per coordinate, first steps:", lion_steps[:3].tolist())
+assert np.allclose(lion_steps, FAMILY["Lion"][2]["quadratic"], rtol=1e-12)
+
+g1 = np.array([0.2 * -5.0, 4 * -2.0])
+radam_first = family_paths["quadratic"]["RAdam"][1] - family_paths["quadratic"]["RAdam"][0]
+adam_first = family_paths["quadratic"]["Adam"][1] - family_paths["quadratic"]["Adam"][0]
+print("first step: RAdam", radam_first, " (−γ g₁ =", -0.3 * g1, ")  Adam", adam_first)
+assert rel_error(radam_first, -0.3 * g1) < 1e-12 and np.allclose(np.abs(adam_first), 0.1, rtol=1e-6)
+
+muon_lengths = np.linalg.norm(np.diff(family_paths["beale"]["Muon"], axis=0), axis=1) / FAMILY["Muon"][2]["beale"]
+print(f"Muon step lengths / γ on Beale: min {muon_lengths.min():.3f}, max {muon_lengths.max():.3f}")
+assert 0.5 <= muon_lengths.min() and muon_lengths.max() <= 1.5
+
+lbfgs_r = family_paths["rosenbrock"]["L-BFGS"]
+lbfgs_iterations = int(np.argmax([rosenbrock(*p) < 1e-8 for p in lbfgs_r]))
+adam_iterations = int(np.argmax([rosenbrock(*p) < 1e-8 for p in family_paths["rosenbrock"]["Adam"]] + [True]))
+print(f"iterations to f < 1e-8 on Rosenbrock: L-BFGS {lbfgs_iterations}, Adam > {adam_iterations - 1}")
+assert 0 < lbfgs_iterations < 100 and lbfgs_iterations < adam_iterations
+assert beale(*family_paths["beale"]["Rprop"][-1]) < 1e-8 and beale(*family_paths["beale"]["L-BFGS"][-1]) < 1e-8
+
+# %% [markdown]
+# And the same paths against `torch.optim` (when installed), 300 steps on Rosenbrock. torch keeps
+# NAdam's μ product and ASGD's step size as scalar tensors of its default dtype, so this runs with
+# `torch.set_default_dtype(torch.float64)`; Lion and LAMB are not in torch (`tinyopt verify`
+# checks them by hand against their papers), Muon runs its Newton–Schulz iteration in bfloat16 in
+# both libraries (equal to bfloat16 precision, checked in tests/test_optim_family.py).
+
+# %%
+if torch is not None:
+    previous_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    for name in ["Adamax", "NAdam", "RAdam", "Adafactor", "Adadelta", "Rprop", "ASGD", "L-BFGS"]:
+        cls, options, lrs, _ = FAMILY[name]
+        torch_cls = getattr(torch.optim, cls.__name__)
+        ours = family_run(name, "rosenbrock", 300)
+        theirs = torch_path(lambda ps: torch_cls(ps, lr=lrs["rosenbrock"], **options), rosenbrock, (-1.2, 1.0), 300)
+        err = rel_error(ours, theirs)
+        print(f"{name:9s} 300 Rosenbrock steps, tinyopt vs torch.optim, max rel. error {err:.1e}")
+        assert err < 1e-9, name
+    torch.set_default_dtype(previous_dtype)
+
+
+# %% [markdown]
 # ## What this lesson showed, checked
 #
 # - On the ill-conditioned quadratic, GD diverges above γ = 2/λ_max and crawls along the flat
@@ -354,12 +489,16 @@ assert step_after_drop["sutskever"] > 5 * step_after_drop["pytorch"]  # the old 
 #   paths match `torch.optim` to 1e-9.
 # - Adam without bias correction makes a first step 3.16× too large; Keras' ε damps early steps
 #   when ε is large; Sutskever's momentum equals PyTorch's until the learning rate changes.
+# - The rest of the family differs where its docstring says: Lion's steps are ±γ, RAdam starts as
+#   momentum SGD, Muon's steps have a fixed length, L-BFGS needs a few dozen iterations on
+#   Rosenbrock; and each matches `torch.optim` where torch has it.
 
 # %%
 assert rosenbrock(*paths_r["Adam"][-1]) < 1e-3
 assert rosenbrock(*paths_r["momentum"][-1]) < 1e-3
 assert rosenbrock(*paths_r["GD"][-1]) < rosenbrock(*paths_r["GD"][0])
 assert beale(*paths_b["Adam"][-1]) < 1e-2 and beale(*paths_b["Adam"][-1]) < beale(*paths_b["GD"][-1])
-for name in ("quadratic", "rosenbrock", "beale", "adam_variants", "momentum_styles"):
+for name in ("quadratic", "rosenbrock", "beale", "adam_variants", "momentum_styles") + tuple(
+        f"family_{problem}_{group}" for problem in PROBLEMS for group in GROUPS):
     assert (OUT / f"{name}.png").stat().st_size > 1000, name
 print("all checks passed")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyopt.kernels import optim_update
+from tinyopt.optim import validation
 from tinyopt.optim.optimizer import Optimizer
 
 
@@ -29,6 +31,10 @@ class Adagrad(Optimizer):
     State per parameter, torch's keys: 'step' (int), 'sum'. Like torch, the state is created in
     `__init__` (so `initial_accumulator_value` is visible before the first step).
 
+    The element-wise formula is `kernels/optim_update.py::adagrad_update` (NumPy twin, traced;
+    Numba twin otherwise, unless `fused=False`). `foreach` is accepted for torch's signature and
+    changes nothing (tinyopt has no multi-tensor path; the result is the same).
+
     Reference: Duchi, Hazan, Singer, "Adaptive Subgradient Methods for Online Learning and
     Stochastic Optimization", JMLR 2011.
     """
@@ -43,20 +49,20 @@ class Adagrad(Optimizer):
     ]
 
     def __init__(self, params, lr: float = 1e-2, lr_decay: float = 0, weight_decay: float = 0,
-                 initial_accumulator_value: float = 0, eps: float = 1e-10, *, maximize: bool = False):
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= lr_decay:
-            raise ValueError(f"Invalid lr_decay value: {lr_decay}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if not 0.0 <= initial_accumulator_value:
-            raise ValueError(f"Invalid initial_accumulator_value value: {initial_accumulator_value}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
+                 initial_accumulator_value: float = 0, eps: float = 1e-10, foreach: bool | None = None, *,
+                 maximize: bool = False, fused: bool | None = None):
         defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
-                        initial_accumulator_value=initial_accumulator_value, maximize=maximize)
+                        initial_accumulator_value=initial_accumulator_value, foreach=foreach, maximize=maximize,
+                        fused=fused)
         super().__init__(params, defaults)  # calls add_param_group below for every group
+
+    @classmethod
+    def _check_hyperparameters(cls, h):
+        validation.check_lr(h["lr"])
+        validation.check_nonnegative("lr_decay", h["lr_decay"])
+        validation.check_nonnegative("weight_decay", h["weight_decay"])
+        validation.check_nonnegative("initial_accumulator_value", h["initial_accumulator_value"])
+        validation.check_nonnegative("eps", h["eps"])
 
     def add_param_group(self, param_group: dict) -> None:
         """Add a group (see Optimizer) and create its parameters' state at once, like torch."""
@@ -72,25 +78,14 @@ class Adagrad(Optimizer):
     def step(self, closure=None):
         """One update of every parameter that has a gradient; returns the closure's loss (or None)."""
         loss = self._evaluate_closure(closure)
-        for group in self.param_groups:
+        for group, params in self._gradients():
             γ, η, λ, ε = group["lr"], group["lr_decay"], group["weight_decay"], group["eps"]
-            for p in self._params_with_grad(group):
+            for p, g in params:
                 state = self.state[p]
                 state["step"] += 1
                 t = state["step"]
-                θ = p.data
-                theta_prev = θ.copy() if self.tracing else None
-
-                g = -p.grad.data if group["maximize"] else p.grad.data
-                if λ != 0:
-                    g = g + λ * θ
                 clr = γ / (1 + (t - 1) * η)
-                s = state["sum"]
-                s += g * g
-                lr_eff = clr / (np.sqrt(s) + ε)
-                update = -lr_eff * g
-                θ += update
-
-                self._record(p, group, dict(theta_prev=theta_prev, g=g, sum=s, lr_eff=lr_eff, update=update, theta=θ),
+                self._update(group, p, optim_update.adagrad_update, (p.data, g, state["sum"]),
+                             dict(clr=clr, weight_decay=λ, eps=ε, maximize=group["maximize"]),
                              dict(t=t, lr=γ, lr_decay=η, clr=clr, eps=ε, weight_decay=λ))
         return loss

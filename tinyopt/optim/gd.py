@@ -1,6 +1,9 @@
 """Full-batch gradient descent, the method the lessons start from."""
 from __future__ import annotations
 
+import numpy as np
+
+from tinyopt.kernels import optim_update
 from tinyopt.optim.optimizer import Optimizer
 
 
@@ -19,34 +22,32 @@ class GD(Optimizer):
     L-smooth convex f it converges for γ ≤ 1/L, on a quadratic with Hessian eigenvalues λᵢ it
     diverges for γ > 2/max λᵢ). With a mini-batch gradient the same update is SGD.
 
-    Code names (also the trace's): g = g_t, update = θ_t − θ_{t−1}, theta = θ_t. `maximize=True`
-    ascends instead (g_t ← −∇f). State per parameter: 'step'.
+    Code names (also the trace's): g = g_t, lr_eff = γ, update = θ_t − θ_{t−1}, theta = θ_t.
+    `maximize=True` ascends instead (g_t ← −∇f). State per parameter: 'step'. The update is SGD's
+    formula with μ = 0 (`kernels/optim_update.py::sgd_update`), not a second copy of it.
     """
 
     trace_symbols = [
         ("theta_prev", "θ_{t−1}", "parameter before the step"),
         ("g", "g_t", "full-batch gradient"),
+        ("lr_eff", "γ", "learning rate (the same for every element)"),
         ("update", "Δθ_t", "−γ g_t"),
         ("theta", "θ_t", "parameter after the step"),
     ]
 
     def __init__(self, params, lr: float = 1e-2, *, maximize: bool = False):
-        if lr < 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
         super().__init__(params, dict(lr=lr, maximize=maximize))
 
     def step(self, closure=None):
         loss = self._evaluate_closure(closure)
-        for group in self.param_groups:
+        for group, params in self._gradients():
             γ = group["lr"]
-            for p in self._params_with_grad(group):
+            for p, g in params:
                 state = self.state.setdefault(p, {"step": 0})
                 state["step"] += 1
-                theta_prev = p.data.copy() if self.tracing else None
-                g = -p.grad.data if group["maximize"] else p.grad.data
-                update = -γ * g
-                p.data += update
-                self._record(p, group, dict(theta_prev=theta_prev, g=g, update=update, theta=p.data),
+                self._update(group, p, optim_update.sgd_update, (p.data, g, np.empty(0, dtype=p.data.dtype)),
+                             dict(lr=γ, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+                                  maximize=group["maximize"], first_step=False),
                              dict(t=state["step"], lr=γ))
         return loss
 

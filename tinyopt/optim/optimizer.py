@@ -5,16 +5,28 @@ hyperparameters, filled in from `defaults`); per-parameter state (momentum buffe
 estimates, the step count) lives in `state`, a dict keyed by the parameter Tensor. `step()` reads
 each parameter's `.grad` and updates `.data` in place.
 
-What a subclass writes: `__init__` (validate hyperparameters exactly where torch does, then call
-`super().__init__(params, defaults)`) and `step(closure=None)`. Inside `step`, a subclass that
-wants to be traced calls `self._record(p, group, quantities, scalars)` with its formula's
-intermediate quantities under the names its docstring uses; `tinyopt.optim.trace.Trace` collects
-them (see there). Nothing is recorded, and nothing is copied, unless a Trace is attached.
+How a subclass is written (the class manages state; the math lives in functions, as in torch):
+
+- `_check_hyperparameters(h)` (a classmethod): validate, and normalise in place, one dict of
+  hyperparameters with the shared checks of `tinyopt.optim.validation`. The base class calls it
+  for the defaults, for every param group added later and for every group `load_state_dict` would
+  install, before anything is changed.
+- `step(closure=None)`: `self._gradients()` reads and checks every gradient of every group first
+  (an ndarray or a Tensor's `.data`, a float array of the parameter's shape and dtype), then the
+  subclass creates state and calls `self._update(group, p, formula, arrays, hyper, scalars)` once
+  per parameter.
+- `_update` is the one place that chooses how a formula runs (as torch's `adam()` chooses between
+  `_single_tensor_adam` and `_fused_adam`): the readable NumPy formula (recording its quantities)
+  while a Trace is attached, the Numba kernel where the formula has one, the arrays can be updated
+  in place through flat views and the group does not say `fused=False`, the NumPy formula
+  otherwise. `TINYOPT_KERNELS=reference` makes the kernel entry point run the NumPy twin.
 
 `state_dict()` uses torch's layout: parameters are replaced by their position across all groups,
-`{'state': {index: {name: value}}, 'param_groups': [{..., 'params': [indices]}]}`, and the step
-count is a Python int. `load_state_dict` copies everything, so a resumed run continues bit for bit
-like the uninterrupted one (tested in tests/test_optim_state.py).
+`{'state': {index: {name: value}}, 'param_groups': [{..., 'params': [indices]}]}`, plus
+`'type'`: the optimizer's class name. The step count is a Python int. `load_state_dict` checks
+everything (the type, the groups, every hyperparameter, every state entry's shape) before it
+changes anything, then copies, so a resumed run continues bit for bit like the uninterrupted one
+(tests/test_optim_state.py) and a refused load leaves the optimizer as it was.
 """
 from __future__ import annotations
 
@@ -23,7 +35,41 @@ import copy
 import numpy as np
 
 from tinyopt.autograd import enable_grad
+from tinyopt.kernels import optim_update
+from tinyopt.optim import validation
+from tinyopt.optim.trace import Trace
 from tinyopt.tensor import Tensor
+
+# Keys that schedulers add to param groups (torch's names); they are not an optimizer's hyperparameters.
+SCHEDULER_GROUP_KEYS = frozenset({"initial_lr", "max_lr", "min_lr", "base_momentum", "max_momentum"})
+
+
+def grad_array(grad) -> np.ndarray | None:
+    """The ndarray behind a `.grad`: an ndarray itself, or the `.data` of a Tensor (torch's `p.grad`
+    is a Tensor without a graph). None for anything else."""
+    if isinstance(grad, np.ndarray):
+        return grad
+    data = getattr(grad, "data", None)
+    return data if isinstance(data, np.ndarray) else None
+
+
+def checked_grad(p, index: int) -> np.ndarray:
+    """`p.grad` as an ndarray, after checking that it can update `p`: a float array of `p`'s shape
+    and dtype. A mismatched gradient would otherwise be applied in flat order (a (3, 2) gradient
+    for a (2, 3) parameter) or, in the fused kernels, read past its end."""
+    g = grad_array(p.grad)
+    where = f"parameter {index} (shape {tuple(p.shape)}, {p.dtype})"
+    if g is None:
+        raise TypeError(f"the gradient of {where} is a {type(p.grad).__name__}: assign an ndarray or a Tensor to .grad")
+    if g.dtype.kind != "f":
+        raise TypeError(f"the gradient of {where} has dtype {g.dtype}: gradients must be floating-point arrays")
+    if g.shape != p.shape:
+        raise ValueError(f"the gradient of {where} has shape {g.shape}: it must have the parameter's shape")
+    if g.dtype != p.dtype:
+        raise TypeError(
+            f"the gradient of {where} has dtype {g.dtype}: it must have the parameter's dtype, as in torch "
+            f"(which refuses the assignment); cast it, e.g. p.grad = g.astype(np.{p.dtype})")
+    return g
 
 
 class Optimizer:
@@ -35,7 +81,9 @@ class Optimizer:
             )
         if isinstance(params, (set, frozenset)):
             raise TypeError("optimizer parameters need to be organized in ordered collections, not a set")
-        self.defaults = dict(defaults)
+        defaults = dict(defaults)
+        self._check_hyperparameters(defaults)
+        self.defaults = defaults
         self.state: dict = {}
         self.param_groups: list = []
         self._tracer = None  # a tinyopt.optim.trace.Trace while one is attached
@@ -46,15 +94,26 @@ class Optimizer:
         for group in groups:
             self.add_param_group(group)
 
+    # ------------------------------------------------------------------ hyperparameters
+    @classmethod
+    def _check_hyperparameters(cls, h: dict) -> None:
+        """Validate (and normalise in place) one dict of hyperparameters; subclasses extend it.
+        The base class knows only the learning rate."""
+        if "lr" in h:
+            validation.check_lr(h["lr"])
+
     # ------------------------------------------------------------------ groups
     def add_param_group(self, param_group: dict) -> None:
         """Add a group of parameters with its own hyperparameters (missing ones come from `defaults`).
 
         Like torch: used to unfreeze layers during fine-tuning, or to give a new head its own lr.
+        Unlike torch, the group's hyperparameters are checked like the constructor's.
         """
         if not isinstance(param_group, dict):
             raise TypeError(f"param_group must be a dict, but got {type(param_group).__name__}")
         group = dict(param_group)
+        if "params" not in group:
+            raise ValueError("a param group needs a 'params' entry")
         params = group["params"]
         if isinstance(params, Tensor):
             params = [params]
@@ -73,16 +132,24 @@ class Optimizer:
         existing = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in existing for p in params) or len({id(p) for p in params}) != len(params):
             raise ValueError("some parameters appear in more than one parameter group")
+        self._check_group(group, len(self.param_groups))
         self.param_groups.append(group)
+
+    def _check_group(self, group: dict, index: int) -> None:
+        try:
+            self._check_hyperparameters(group)
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"param group {index}: {e}") from None
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset every parameter's gradient: to None (the default, like torch) or to zeros in place."""
         for group in self.param_groups:
             for p in group["params"]:
-                if set_to_none or p.grad is None:
+                g = grad_array(p.grad)
+                if set_to_none or g is None:
                     p.grad = None
                 else:
-                    p.grad.data[...] = 0
+                    g[...] = 0
 
     def step(self, closure=None):  # pragma: no cover - interface
         raise NotImplementedError
@@ -95,9 +162,19 @@ class Optimizer:
         with enable_grad():
             return closure()
 
-    @staticmethod
-    def _params_with_grad(group):
-        return [p for p in group["params"] if p.grad is not None]
+    def _gradients(self) -> list:
+        """[(group, [(p, g), ...]), ...] for the parameters that have a gradient, every gradient read
+        (ndarray or Tensor) and checked before anything is updated: a step that raises has changed
+        nothing."""
+        out, index = [], 0
+        for group in self.param_groups:
+            pairs = []
+            for p in group["params"]:
+                if p.grad is not None:
+                    pairs.append((p, checked_grad(p, index)))
+                index += 1
+            out.append((group, pairs))
+        return out
 
     def _param_index(self, p) -> int:
         """Position of `p` across all groups: the key `state_dict()` and the trace use."""
@@ -109,6 +186,31 @@ class Optimizer:
                 i += 1
         raise KeyError("parameter is not in this optimizer")
 
+    def _update(self, group, p, formula, arrays, hyper: dict, scalars: dict | None = None) -> None:
+        """Run one parameter's update: the one place that chooses the implementation.
+
+        `formula` is either a `kernels.dispatch` op (its `.reference` is the readable NumPy
+        formula, its `.fast` the Numba kernel) or a plain NumPy function; it is called as
+        `formula(*arrays, **hyper)` and updates the arrays (the parameter first) in place.
+
+        - a Trace is attached: the NumPy formula, which fills a dict with its quantities under the
+          docstring's names (recorded with θ_{t−1} and θ_t);
+        - the formula has a kernel, the group does not say `fused=False`, and every array is
+          C-contiguous of one float dtype (so flat views update it in place): the kernel op (the
+          Numba twin; the NumPy twin under TINYOPT_KERNELS=reference);
+        - otherwise: the NumPy formula, which works on any strides.
+        """
+        reference = getattr(formula, "reference", formula)
+        if self.tracing:
+            theta_prev = p.data.copy()
+            quantities: dict = {}
+            reference(*arrays, **hyper, trace=quantities)
+            self._record(p, group, {"theta_prev": theta_prev, **quantities, "theta": p.data}, scalars)
+        elif reference is not formula and group.get("fused") is not False and optim_update.fusable(*arrays):
+            formula(*arrays, **hyper)
+        else:
+            reference(*arrays, **hyper)
+
     def _record(self, p, group, quantities: dict, scalars: dict | None = None) -> None:
         """Hand this step's intermediate quantities of `p` to the attached Trace, if any."""
         if self._tracer is not None:
@@ -118,20 +220,18 @@ class Optimizer:
     def tracing(self) -> bool:
         return self._tracer is not None
 
-    def trace(self, k: int = 4, params=None):
+    def trace(self, k: int = 4, params=None) -> Trace:
         """Attach and return a `Trace` that records every step's formula quantities (see trace.py).
 
         Use as a context manager, `with opt.trace(k=4) as tr: ...; print(tr.table())`, or keep the
         object and call `tr.detach()` when done.
         """
-        from tinyopt.optim.trace import Trace
-
         return Trace(self, k=k, params=params)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
-        """{'state': {index: {name: value}}, 'param_groups': [{..., 'params': [indices]}]}, with
-        parameters replaced by their position across groups (torch's layout); arrays are copies."""
+        """{'state': {index: {name: value}}, 'param_groups': [{..., 'params': [indices]}], 'type': name},
+        with parameters replaced by their position across groups (torch's layout); arrays are copies."""
         index: dict = {}
         groups = []
         for group in self.param_groups:
@@ -142,43 +242,86 @@ class Optimizer:
                 packed["params"].append(index[id(p)])
             groups.append(packed)
         state = {index[id(p)]: copy.deepcopy(s) for p, s in self.state.items() if id(p) in index}
-        return {"state": state, "param_groups": groups}
+        return {"state": state, "param_groups": groups, "type": type(self).__name__}
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Load a `state_dict()`: hyperparameters per group, and per-parameter state (copied, cast to
-        each parameter's dtype), so that training continues exactly where it was saved."""
-        groups = state_dict["param_groups"]
-        if len(groups) != len(self.param_groups):
+        each parameter's dtype), so that training continues exactly where it was saved.
+
+        Everything is checked first (that it is this optimizer type's state, the number of groups
+        and parameters, every hyperparameter, every state entry's shape): a load that raises has
+        changed nothing."""
+        groups, state = self._checked_state_dict(state_dict)
+        for group, values in zip(self.param_groups, groups):
+            group.update(values)
+        self.state = state
+
+    def _checked_state_dict(self, state_dict):
+        """(new values per group, new state) from `state_dict`, or a ValueError; changes nothing."""
+        name = type(self).__name__
+        if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
+            raise ValueError(f"{name}.load_state_dict expects a dict with 'state' and 'param_groups' "
+                             "(what Optimizer.state_dict() returns)")
+        saved_type = state_dict.get("type")
+        if saved_type is not None and saved_type != name:
+            raise ValueError(f"cannot load a {saved_type} optimizer's state into {name}: "
+                             "an optimizer loads only the state of its own type")
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
             raise ValueError(
-                f"loaded state dict has {len(groups)} parameter groups, this optimizer has {len(self.param_groups)}"
+                f"loaded state dict has {len(saved_groups)} parameter groups, this optimizer has {len(self.param_groups)}"
             )
-        for i, (saved, group) in enumerate(zip(groups, self.param_groups)):
+        new_groups = []
+        for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
             if len(saved["params"]) != len(group["params"]):
                 raise ValueError(
                     f"loaded state dict's parameter group {i} has {len(saved['params'])} parameters, "
                     f"this optimizer's has {len(group['params'])}"
                 )
+            missing = sorted(set(self.defaults) - set(saved))
+            if missing:
+                what = f"a {saved_type}" if saved_type else "another optimizer type's"
+                raise ValueError(f"cannot load {what} state into {name}: its parameter group {i} lacks "
+                                 f"{name}'s hyperparameters {missing}")
+            values = {k: copy.deepcopy(v) for k, v in saved.items() if k != "params"}
+            merged = {**{k: v for k, v in group.items() if k != "params"}, **values}
+            self._check_group(merged, i)
+            new_groups.append({k: merged[k] for k in values})
         params = [p for g in self.param_groups for p in g["params"]]
-        for saved, group in zip(groups, self.param_groups):
-            for k, v in saved.items():
-                if k != "params":
-                    group[k] = copy.deepcopy(v)
-        self.state = {}
-        for i, s in state_dict["state"].items():
-            p = params[int(i)]
-            restored = {}
-            for k, v in s.items():
-                if isinstance(v, np.ndarray) and v.dtype.kind == "f":
-                    if v.shape != p.shape and v.ndim > 0:
-                        raise ValueError(
-                            f"state {k!r} of parameter {i} has shape {v.shape}, the parameter has shape {p.shape}"
-                        )
-                    restored[k] = np.array(v, dtype=p.dtype, copy=True)
-                elif k == "step":
-                    restored[k] = int(np.asarray(v).item())
-                else:
-                    restored[k] = copy.deepcopy(v)
-            self.state[p] = restored
+        new_state = {}
+        for key, entries in state_dict["state"].items():
+            try:
+                i = int(key)
+            except (TypeError, ValueError):
+                raise ValueError(f"state key {key!r} is not a parameter index") from None
+            if not 0 <= i < len(params):
+                raise ValueError(f"state for parameter {i}, but this optimizer has {len(params)} parameters")
+            if not isinstance(entries, dict):
+                raise ValueError(f"state of parameter {i} must be a dict, got {type(entries).__name__}")
+            p = params[i]
+            new_state[p] = {k: self._checked_state_entry(p, i, k, v) for k, v in entries.items()}
+        return new_groups, new_state
+
+    def _checked_state_entry(self, p, index: int, key: str, value):
+        """One state entry as it will be stored (a copy, float arrays cast to the parameter's dtype),
+        or a ValueError. Arrays must have the parameter's shape unless `_state_shape` says otherwise."""
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            expected = self._state_shape(p, key)
+            if value.ndim > 0 and expected is not None and value.shape != tuple(expected):
+                raise ValueError(
+                    f"state {key!r} of parameter {index} has shape {value.shape}, expected {tuple(expected)} "
+                    f"(the parameter has shape {tuple(p.shape)})")
+            return np.array(value, dtype=p.dtype, copy=True)
+        if key == "step":
+            step = np.asarray(value)
+            if step.size != 1 or not np.isfinite(step).all() or step.item() < 0 or step.item() != int(step.item()):
+                raise ValueError(f"state 'step' of parameter {index} must be a count >= 0, got {value!r}")
+            return int(step.item())
+        return copy.deepcopy(value)
+
+    def _state_shape(self, p, key: str):
+        """The shape a float array in `state[p][key]` must have (None: any). Default: the parameter's."""
+        return p.shape
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -188,9 +331,3 @@ class Optimizer:
                 if k != "params":
                     lines.append(f"    {k}: {group[k]}")
         return "\n".join(lines) + "\n)"
-
-
-def check_nonnegative(name: str, value, what: str | None = None) -> None:
-    """torch's `if not 0.0 <= value: raise ValueError(f"Invalid {what}: {value}")`."""
-    if not 0.0 <= value:
-        raise ValueError(f"Invalid {what or name + ' value'}: {value}")

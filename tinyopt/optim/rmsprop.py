@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyopt.kernels import optim_update
+from tinyopt.optim import validation
 from tinyopt.optim.optimizer import Optimizer
 
 
@@ -38,6 +40,10 @@ class RMSprop(Optimizer):
     update, theta_prev, theta. State per parameter, torch's keys: 'step' (int), 'square_avg' (v),
     'grad_avg' (ḡ, if centered), 'momentum_buffer' (b, if μ > 0).
 
+    The element-wise formula is `kernels/optim_update.py::rmsprop_update` (NumPy twin, traced;
+    Numba twin otherwise, unless `fused=False`). μ > 1 is refused (torch accepts it; the buffer
+    then grows like μᵗ).
+
     Reference: Hinton, Srivastava, Swersky, "Neural Networks for Machine Learning", lecture 6e
     (2012); Graves, "Generating Sequences With Recurrent Neural Networks", 2013 (centered).
     """
@@ -56,70 +62,38 @@ class RMSprop(Optimizer):
 
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0, momentum: float = 0, centered: bool = False, *,
-                 maximize: bool = False):
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= momentum:
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if not 0.0 <= alpha:
-            raise ValueError(f"Invalid alpha value: {alpha}")
+                 maximize: bool = False, fused: bool | None = None):
         defaults = dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps, centered=centered,
-                        weight_decay=weight_decay, maximize=maximize)
+                        weight_decay=weight_decay, maximize=maximize, fused=fused)
         super().__init__(params, defaults)
+
+    @classmethod
+    def _check_hyperparameters(cls, h):
+        validation.check_lr(h["lr"])
+        validation.check_nonnegative("eps", h["eps"])
+        validation.check_momentum(h["momentum"])
+        validation.check_nonnegative("weight_decay", h["weight_decay"])
+        validation.check_nonnegative("alpha", h["alpha"])
 
     def step(self, closure=None):
         """One update of every parameter that has a gradient; returns the closure's loss (or None)."""
         loss = self._evaluate_closure(closure)
-        for group in self.param_groups:
+        for group, params in self._gradients():
             γ, α, ε, λ, μ = group["lr"], group["alpha"], group["eps"], group["weight_decay"], group["momentum"]
-            for p in self._params_with_grad(group):
+            for p, g in params:
                 state = self.state.get(p)
                 if not state:
                     state = self.state[p] = {"step": 0, "square_avg": np.zeros_like(p.data)}
-                    if μ > 0:
-                        state["momentum_buffer"] = np.zeros_like(p.data)
-                    if group["centered"]:
-                        state["grad_avg"] = np.zeros_like(p.data)
+                if μ > 0 and "momentum_buffer" not in state:
+                    state["momentum_buffer"] = np.zeros_like(p.data)
+                if group["centered"] and "grad_avg" not in state:
+                    state["grad_avg"] = np.zeros_like(p.data)
                 state["step"] += 1
-                θ = p.data
-                theta_prev = θ.copy() if self.tracing else None
-
-                g = -p.grad.data if group["maximize"] else p.grad.data
-                if λ != 0:
-                    g = g + λ * θ
-                v = state["square_avg"]
-                v *= α
-                v += (1 - α) * g * g
-                g_avg = None
-                if group["centered"]:
-                    g_avg = state["grad_avg"]
-                    g_avg *= α
-                    g_avg += (1 - α) * g
-                    v_tilde = v - g_avg * g_avg
-                else:
-                    v_tilde = v
-                lr_eff = γ / (np.sqrt(v_tilde) + ε)
-                buf = None
-                if μ > 0:
-                    buf = state.setdefault("momentum_buffer", np.zeros_like(θ))
-                    buf *= μ
-                    buf += g / (np.sqrt(v_tilde) + ε)
-                    update = -γ * buf
-                else:
-                    update = -lr_eff * g
-                θ += update
-
-                if self.tracing:
-                    quantities = dict(theta_prev=theta_prev, g=g, v=v, v_tilde=v_tilde, lr_eff=lr_eff,
-                                      update=update, theta=θ)
-                    if g_avg is not None:
-                        quantities["g_avg"] = g_avg
-                    if buf is not None:
-                        quantities["buf"] = buf
-                    self._record(p, group, quantities,
-                                 dict(t=state["step"], lr=γ, alpha=α, eps=ε, weight_decay=λ, momentum=μ))
+                unused = np.empty(0, dtype=p.data.dtype)
+                self._update(group, p, optim_update.rmsprop_update,
+                             (p.data, g, state["square_avg"], state.get("grad_avg", unused) if group["centered"] else unused,
+                              state["momentum_buffer"] if μ > 0 else unused),
+                             dict(lr=γ, alpha=α, eps=ε, weight_decay=λ, momentum=μ, centered=group["centered"],
+                                  maximize=group["maximize"]),
+                             dict(t=state["step"], lr=γ, alpha=α, eps=ε, weight_decay=λ, momentum=μ))
         return loss

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyopt.kernels import get_backend
 from tinyopt.kernels import optim_update
+from tinyopt.optim import validation
 from tinyopt.optim.optimizer import Optimizer
 
 MOMENTUM_STYLES = ("pytorch", "sutskever")
@@ -41,12 +41,15 @@ class SGD(Optimizer):
     changes (a scheduler): the pytorch style rescales the whole accumulated velocity at once, the
     Sutskever style applies the new γ to new gradients only. tutorials/01_optimizers.py shows it.
 
-    Code names (also the trace's): g = g_t, buf = b_t (or v_t), d = d_t, update = θ_t − θ_{t−1},
-    theta_prev = θ_{t−1}, theta = θ_t. State per parameter: 'momentum_buffer' (b or v) and 'step'.
+    Code names (also the trace's): g = g_t, buf = b_t (or v_t), d = d_t (recorded when μ ≠ 0),
+    lr_eff = γ, update = θ_t − θ_{t−1}, theta_prev = θ_{t−1}, theta = θ_t. State per parameter:
+    'momentum_buffer' (b or v, when μ ≠ 0) and 'step'.
 
-    `fused=None` (default) runs the Numba kernel `kernels/optim_update.py::sgd_update` when the
-    kernel backend is "numba", the arrays are contiguous, and no trace is attached; `fused=False`
-    always runs the NumPy formula below. Both give torch's trajectory.
+    The formula is `kernels/optim_update.py::sgd_update`: once in NumPy (`sgd_update_reference`,
+    which the trace records) and once in Numba. The Numba twin runs unless a trace is attached, the
+    arrays are not contiguous, `fused=False`, or `TINYOPT_KERNELS=reference`. Both give torch's
+    trajectory. Hyperparameters torch accepts but that break the formula are refused: μ > 1 (the
+    buffer grows like μᵗ) and dampening outside [0, 1].
 
     Reference: Sutskever, Martens, Dahl, Hinton, "On the importance of initialization and
     momentum in deep learning", ICML 2013.
@@ -65,93 +68,35 @@ class SGD(Optimizer):
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
                  weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False,
                  momentum_style: str = "pytorch", fused: bool | None = None):
-        if lr < 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if momentum < 0.0:
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        if weight_decay < 0.0:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if momentum_style not in MOMENTUM_STYLES:
-            raise ValueError(f"momentum_style must be one of {MOMENTUM_STYLES}, got {momentum_style!r}")
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, maximize=maximize, momentum_style=momentum_style, fused=fused)
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         super().__init__(params, defaults)
+
+    @classmethod
+    def _check_hyperparameters(cls, h):
+        validation.check_lr(h["lr"])
+        validation.check_momentum(h["momentum"])
+        validation.check_dampening(h["dampening"])
+        validation.check_nonnegative("weight_decay", h["weight_decay"])
+        validation.check_choice("momentum_style", h["momentum_style"], MOMENTUM_STYLES)
+        if h["nesterov"] and (h["momentum"] <= 0 or h["dampening"] != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
     def step(self, closure=None):
         """One update of every parameter that has a gradient; returns the closure's loss (or None)."""
         loss = self._evaluate_closure(closure)
-        for group in self.param_groups:
-            for p in self._params_with_grad(group):
+        for group, params in self._gradients():
+            γ, μ, τ, λ = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
+            for p, g in params:
                 state = self.state.setdefault(p, {"step": 0})
                 state["step"] += 1
-                if self._can_fuse(group, p, state):
-                    self._fused_step(p, group, state)
-                else:
-                    self._formula_step(p, group, state)
+                first = state.get("momentum_buffer") is None
+                if μ != 0 and first:
+                    state["momentum_buffer"] = np.empty_like(p.data)
+                buf = state["momentum_buffer"] if μ != 0 else np.empty(0, dtype=p.data.dtype)
+                self._update(group, p, optim_update.sgd_update, (p.data, g, buf),
+                             dict(lr=γ, momentum=μ, dampening=τ, weight_decay=λ, nesterov=group["nesterov"],
+                                  maximize=group["maximize"], first_step=first,
+                                  sutskever=group["momentum_style"] == "sutskever"),
+                             dict(t=state["step"], lr=γ, momentum=μ, dampening=τ, weight_decay=λ))
         return loss
-
-    # ------------------------------------------------------------------ the formula (reference)
-    def _formula_step(self, p, group, state):
-        γ, μ, τ, λ = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
-        t = state["step"]
-        theta_prev = p.data.copy() if self.tracing else None
-
-        g = -p.grad.data if group["maximize"] else p.grad.data
-        if λ != 0:
-            g = g + λ * p.data
-        buf = None
-        if group["momentum_style"] == "pytorch":
-            if μ != 0:
-                if t > 1 and state.get("momentum_buffer") is not None:
-                    buf = state["momentum_buffer"]
-                    buf *= μ
-                    buf += (1 - τ) * g
-                else:
-                    buf = state["momentum_buffer"] = np.array(g, copy=True)
-                d = g + μ * buf if group["nesterov"] else buf
-            else:
-                d = g
-            update = -γ * d
-        else:  # sutskever: v_t ← μ v_{t−1} + (1 − τ) γ g_t; θ_t ← θ_{t−1} − v_t
-            if μ != 0:
-                if t > 1 and state.get("momentum_buffer") is not None:
-                    buf = state["momentum_buffer"]
-                    buf *= μ
-                    buf += (1 - τ) * γ * g
-                else:
-                    buf = state["momentum_buffer"] = γ * g
-                d = μ * buf + γ * g if group["nesterov"] else buf
-                update = -d
-            else:
-                d = g
-                update = -γ * d
-        p.data += update
-
-        if self.tracing:
-            quantities = dict(theta_prev=theta_prev, g=g, d=d, lr_eff=np.float64(γ), update=update, theta=p.data)
-            if buf is not None:
-                quantities["buf"] = buf
-            self._record(p, group, quantities, dict(t=t, lr=γ, momentum=μ, dampening=τ, weight_decay=λ))
-
-    # ------------------------------------------------------------------ the fused kernel
-    def _can_fuse(self, group, p, state) -> bool:
-        if group["fused"] is False or self.tracing or group["momentum_style"] != "pytorch":
-            return False
-        if group["fused"] is None and get_backend() != "numba":
-            return False
-        arrays = [p.data, p.grad.data] + ([state["momentum_buffer"]] if "momentum_buffer" in state else [])
-        return optim_update.fusable(*arrays)
-
-    def _fused_step(self, p, group, state):
-        μ = group["momentum"]
-        first = "momentum_buffer" not in state or state["momentum_buffer"] is None
-        if μ != 0 and first:
-            state["momentum_buffer"] = np.empty_like(p.data)
-        buf = state["momentum_buffer"] if μ != 0 else np.empty(0, dtype=p.data.dtype)
-        optim_update.sgd_update(
-            p.data.reshape(-1), p.grad.data.reshape(-1), buf.reshape(-1), float(group["lr"]), float(μ),
-            float(group["dampening"]), float(group["weight_decay"]), bool(group["nesterov"]),
-            bool(group["maximize"]), bool(first),
-        )

@@ -167,7 +167,9 @@ class Trace:
 _SCALAR_NAMES = {
     "lr": "γ", "beta1": "β₁", "beta2": "β₂", "eps": "ε", "weight_decay": "λ", "momentum": "μ",
     "dampening": "τ", "alpha": "α", "lr_decay": "η", "clr": "γ̃ₜ", "bias_correction1": "1−β₁ᵗ",
-    "bias_correction2": "1−β₂ᵗ",
+    "bias_correction2": "1−β₂ᵗ", "rho": "ρ", "rho_t": "ρ_t", "rect": "r_t", "mu_t": "μ_t", "mu_next": "μ_{t+1}",
+    "mu_product": "Π_t", "eta": "η", "mu": "μ", "lambd": "λ_d", "lr_adjusted": "γ′", "step_length": "t_k",
+    "H_diag": "H_k", "loss": "f",
 }
 
 

@@ -33,6 +33,7 @@ import types
 import warnings
 import weakref
 
+from tinyopt.optim import validation
 from tinyopt.optim.optimizer import Optimizer
 
 EPOCH_DEPRECATION_WARNING = (
@@ -58,16 +59,21 @@ def _check_optimizer(optimizer) -> None:
         raise TypeError(f"{type(optimizer).__name__} is not an Optimizer (expected a tinyopt.optim.Optimizer)")
 
 
-def _format_param(name: str, optimizer: Optimizer, param) -> list:
-    """One value per param group: a scalar is repeated, a list/tuple must have one per group."""
+def _format_param(name: str, optimizer: Optimizer, param, check=None) -> list:
+    """One value per param group: a scalar is repeated, a list/tuple must have one per group;
+    `check(name, value)` (e.g. `validation.check_nonnegative`) is applied to each."""
     if isinstance(param, (list, tuple)):
         if len(param) != len(optimizer.param_groups):
             raise ValueError(
                 f"{name} must have the same length as optimizer.param_groups. "
                 f"{name} has {len(param)} values, param_groups has {len(optimizer.param_groups)}."
             )
-        return list(param)
-    return [param] * len(optimizer.param_groups)
+        values = list(param)
+    else:
+        values = [param] * len(optimizer.param_groups)
+    if check is not None:
+        validation.check_per_group(name, values, check)
+    return values
 
 
 def _group_values(optimizer: Optimizer, key: str) -> list:
@@ -203,15 +209,43 @@ class LRScheduler:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
-        """Every attribute except the optimizer (a deep copy, so later steps do not change it).
-        Plain functions (lr_lambda, scale_fn) are not saved; callable objects save their __dict__."""
+        """Every attribute except the optimizer (a deep copy, so later steps do not change it), plus
+        'type': the scheduler's class name. Plain functions (lr_lambda, scale_fn) are not saved;
+        callable objects save their __dict__."""
+        return {**self._state(), "type": type(self).__name__}
+
+    def _state(self) -> dict:
+        """The attributes `state_dict()` saves; subclasses holding functions or children override it."""
         return self._state_without("optimizer")
 
     def _state_without(self, *excluded: str) -> dict:
         return {key: copy.deepcopy(value) for key, value in self.__dict__.items() if key not in excluded}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.__dict__.update(copy.deepcopy(state_dict))
+        """Load a `state_dict()` of the same scheduler type. Everything is checked first (the type,
+        that no attribute is missing, the children of a composite scheduler): a load that raises has
+        changed nothing."""
+        self._apply_state(self._checked_state(state_dict))
+
+    def _checked_state(self, state_dict) -> dict:
+        """The attributes a load would set (copies), after checking them; changes nothing."""
+        name = type(self).__name__
+        if not isinstance(state_dict, dict):
+            raise ValueError(f"{name}.load_state_dict expects a dict (what state_dict() returns), "
+                             f"got {type(state_dict).__name__}")
+        saved_type = state_dict.get("type")
+        if saved_type is not None and saved_type != name:
+            raise ValueError(f"cannot load a {saved_type} scheduler's state into {name}: "
+                             "a scheduler loads only the state of its own type")
+        state = {k: copy.deepcopy(v) for k, v in state_dict.items() if k != "type"}
+        missing = sorted(set(self.state_dict()) - {"type"} - set(state))
+        if missing:
+            what = f"a {saved_type}" if saved_type else "another scheduler type's"
+            raise ValueError(f"cannot load {what} state into {name}: it lacks {missing}")
+        return state
+
+    def _apply_state(self, state: dict) -> None:
+        self.__dict__.update(state)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(last_epoch={self.last_epoch}, last_lr={getattr(self, '_last_lr', None)})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
+from tinyopt.optim import validation
 from tinyopt.optim.lr_scheduler.base import LRScheduler, _group_values
 from tinyopt.optim.lr_scheduler.plateau import ReduceLROnPlateau
 
@@ -25,17 +26,27 @@ def _check_children(owner: str, optimizer, schedulers) -> None:
 class _CompositeScheduler(LRScheduler):
     """A scheduler made of child schedulers (`self._schedulers`): its state holds theirs."""
 
-    def state_dict(self) -> dict:
+    def _state(self) -> dict:
         state = self._state_without("optimizer", "_schedulers")
         state["_schedulers"] = [s.state_dict() for s in self._schedulers]
         return state
 
-    def load_state_dict(self, state_dict: dict) -> None:
-        state_dict = dict(state_dict)
-        children = state_dict.pop("_schedulers")
-        super().load_state_dict(state_dict)
+    def _checked_state(self, state_dict) -> dict:
+        state = super()._checked_state(state_dict)
+        children = state["_schedulers"]
+        if not isinstance(children, (list, tuple)) or len(children) != len(self._schedulers):
+            count = len(children) if isinstance(children, (list, tuple)) else type(children).__name__
+            raise ValueError(f"{type(self).__name__}: the state holds {count} child schedulers, "
+                             f"this one has {len(self._schedulers)}")
+        state["_schedulers"] = [s._checked_state(saved) for s, saved in zip(self._schedulers, children)]
+        return state
+
+    def _apply_state(self, state: dict) -> None:
+        state = dict(state)
+        children = state.pop("_schedulers")
+        super()._apply_state(state)
         for scheduler, saved in zip(self._schedulers, children):
-            scheduler.load_state_dict(saved)
+            scheduler._apply_state(saved)
 
 
 class SequentialLR(_CompositeScheduler):
@@ -69,6 +80,10 @@ class SequentialLR(_CompositeScheduler):
                 "Sequential Schedulers expects number of schedulers provided to be one more than the number of "
                 f"milestone points, but got number of schedulers {len(schedulers)} and the number of milestones "
                 f"to be equal to {len(milestones)}")
+        for m in milestones:
+            validation.check_int("milestone", m, low=0)
+        if list(milestones) != sorted(milestones):
+            raise ValueError(f"SequentialLR milestones must be in increasing order, got {list(milestones)}")
         self._schedulers = schedulers
         self._milestones = milestones
         self.last_epoch = last_epoch + 1

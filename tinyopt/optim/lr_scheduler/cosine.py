@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from tinyopt.optim import validation
 from tinyopt.optim.lr_scheduler.base import LRScheduler, _group_values
 
 
@@ -38,6 +39,8 @@ class CosineAnnealingLR(LRScheduler):
     """
 
     def __init__(self, optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1):
+        validation.check_real("T_max", T_max, low=0.0, low_open=True, why="the schedule divides by T_max")
+        validation.check_nonnegative("eta_min", eta_min)
         self.T_max = T_max
         self.eta_min = eta_min
         super().__init__(optimizer, last_epoch)
@@ -109,6 +112,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
             raise ValueError(f"Expected integer T_mult >= 1, but got {T_mult}")
         if not isinstance(eta_min, (float, int)):
             raise ValueError(f"Expected float or int eta_min, but got {eta_min} of type {type(eta_min)}")
+        validation.check_nonnegative("eta_min", eta_min)
         self.T_0 = T_0
         self.T_i = T_0
         self.T_mult = T_mult

@@ -9,19 +9,31 @@ from __future__ import annotations
 import math
 import types
 
+from tinyopt.optim import validation
 from tinyopt.optim.lr_scheduler.base import LRScheduler, _check_optimizer, _format_param
 
 
-def _setup_momentum_cycling(scheduler, optimizer, base_momentum, max_momentum, last_epoch: int) -> None:
-    """Shared by CyclicLR and OneCycleLR: check the optimizer has a momentum to cycle and store
-    each group's `base_momentum` / `max_momentum` (starting at the maximum)."""
+def _momentum_values(optimizer, base_momentum, max_momentum) -> tuple:
+    """Shared by CyclicLR and OneCycleLR: check that the optimizer has a momentum to cycle and that
+    the bounds are momenta; returns (base_momentums, max_momentums), one per group. Changes nothing."""
     if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
         raise ValueError(
             f"optimizer {type(optimizer).__name__} has neither `momentum` nor `betas`: it cannot cycle momentum; "
             "pass cycle_momentum=False")
+    uses_beta1 = "betas" in optimizer.defaults
+
+    def check(name, value):  # a momentum μ ∈ [0, 1], or a β₁ ∈ [0, 1)
+        validation.check_real(name, value, low=0.0, high=1.0, high_open=uses_beta1)
+
+    return (_format_param("base_momentum", optimizer, base_momentum, check),
+            _format_param("max_momentum", optimizer, max_momentum, check))
+
+
+def _setup_momentum_cycling(scheduler, optimizer, momenta: tuple, last_epoch: int) -> None:
+    """Store each group's `base_momentum` / `max_momentum` (from `_momentum_values`) and start the
+    groups at the maximum."""
     scheduler.use_beta1 = "betas" in optimizer.defaults
-    scheduler.base_momentums = _format_param("base_momentum", optimizer, base_momentum)
-    scheduler.max_momentums = _format_param("max_momentum", optimizer, max_momentum)
+    scheduler.base_momentums, scheduler.max_momentums = momenta
     if last_epoch == -1:
         for m_max, m_base, group in zip(scheduler.max_momentums, scheduler.base_momentums, optimizer.param_groups):
             _set_momentum(group, m_max, scheduler.use_beta1)
@@ -68,23 +80,36 @@ class CyclicLR(LRScheduler):
     def __init__(self, optimizer, base_lr, max_lr, step_size_up: int = 2000, step_size_down: int | None = None,
                  mode: str = "triangular", gamma: float = 1.0, scale_fn=None, scale_mode: str = "cycle",
                  cycle_momentum: bool = True, base_momentum=0.8, max_momentum=0.9, last_epoch: int = -1):
+        # Check everything before the first write into the optimizer's groups.
         _check_optimizer(optimizer)
+        base_lrs = _format_param("base_lr", optimizer, base_lr, validation.check_nonnegative)
+        max_lrs = _format_param("max_lr", optimizer, max_lr, validation.check_nonnegative)
+        for i, (low, high) in enumerate(zip(base_lrs, max_lrs)):
+            if low > high:
+                raise ValueError(f"CyclicLR needs base_lr <= max_lr, got base_lr={low} > max_lr={high}"
+                                 + (f" in param group {i}" if len(base_lrs) > 1 else ""))
+        validation.check_real("step_size_up", step_size_up, low=0.0, low_open=True)
+        if step_size_down is not None:
+            validation.check_real("step_size_down", step_size_down, low=0.0, low_open=True)
+        if mode not in ("triangular", "triangular2", "exp_range") and scale_fn is None:
+            raise ValueError(f"mode {mode!r} is invalid and scale_fn is None")
+        if scale_mode not in ("cycle", "iterations"):
+            raise ValueError(f"scale_mode must be 'cycle' or 'iterations', got {scale_mode!r}")
+        validation.check_real("gamma", gamma, low=0.0, why="exp_range scales the amplitude by γᵗ")
+        if scale_fn is not None and not callable(scale_fn):
+            raise TypeError(f"scale_fn should be a function, but got {type(scale_fn).__name__}")
+        momenta = _momentum_values(optimizer, base_momentum, max_momentum) if cycle_momentum else None
+
         self.optimizer = optimizer
-        base_lrs = _format_param("base_lr", optimizer, base_lr)
         if last_epoch == -1:
             for lr, group in zip(base_lrs, optimizer.param_groups):
                 group["lr"] = lr
-        self.max_lrs = _format_param("max_lr", optimizer, max_lr)
+        self.max_lrs = max_lrs
 
         step_size_up = float(step_size_up)
         step_size_down = float(step_size_down) if step_size_down is not None else step_size_up
         self.total_size = step_size_up + step_size_down
         self.step_ratio = step_size_up / self.total_size
-
-        if mode not in ("triangular", "triangular2", "exp_range") and scale_fn is None:
-            raise ValueError(f"mode {mode!r} is invalid and scale_fn is None")
-        if scale_mode not in ("cycle", "iterations"):
-            raise ValueError(f"scale_mode must be 'cycle' or 'iterations', got {scale_mode!r}")
         self.mode = mode
         self.gamma = gamma
         self._scale_fn_custom = scale_fn
@@ -93,7 +118,7 @@ class CyclicLR(LRScheduler):
 
         self.cycle_momentum = cycle_momentum
         if cycle_momentum:
-            _setup_momentum_cycling(self, optimizer, base_momentum, max_momentum, last_epoch)
+            _setup_momentum_cycling(self, optimizer, momenta, last_epoch)
         super().__init__(optimizer, last_epoch)
         self.base_lrs = base_lrs
 
@@ -126,16 +151,23 @@ class CyclicLR(LRScheduler):
                 _set_momentum(group, m_max - (m_max - m_base) * h * s, self.use_beta1)
         return lrs
 
-    def state_dict(self) -> dict:
+    def _state(self) -> dict:
         state = self._state_without("optimizer", "_scale_fn_custom")
         fn = self._scale_fn_custom
         state["_scale_fn_custom"] = None if fn is None or isinstance(fn, types.FunctionType) else dict(fn.__dict__)
         return state
 
-    def load_state_dict(self, state_dict: dict) -> None:
-        state_dict = dict(state_dict)
-        saved_fn = state_dict.pop("_scale_fn_custom", None)
-        super().load_state_dict(state_dict)
+    def _checked_state(self, state_dict) -> dict:
+        state = super()._checked_state(state_dict)
+        saved_fn = state["_scale_fn_custom"]
+        if saved_fn is not None and not isinstance(saved_fn, dict):
+            raise ValueError(f"CyclicLR: the saved scale_fn state must be a dict of attributes, got {saved_fn!r}")
+        return state
+
+    def _apply_state(self, state: dict) -> None:
+        state = dict(state)
+        saved_fn = state.pop("_scale_fn_custom", None)
+        super()._apply_state(state)
         if saved_fn is not None and self._scale_fn_custom is not None:
             self._scale_fn_custom.__dict__.update(saved_fn)
         self._init_scale_mode()
@@ -223,9 +255,13 @@ class OneCycleLR(LRScheduler):
             raise ValueError(f"Expected float between 0 and 1 pct_start, but got {pct_start}")
         if anneal_strategy not in ("cos", "linear"):
             raise ValueError(f"anneal_strategy must be one of 'cos' or 'linear', instead got {anneal_strategy}")
+        max_lrs = _format_param("max_lr", optimizer, max_lr, validation.check_nonnegative)
+        validation.check_real("div_factor", div_factor, low=0.0, low_open=True, why="η_init = max_lr / div_factor")
+        validation.check_real("final_div_factor", final_div_factor, low=0.0, low_open=True,
+                              why="η_final = η_init / final_div_factor")
+        momenta = _momentum_values(optimizer, base_momentum, max_momentum) if cycle_momentum else None
         self._anneal_func_type = anneal_strategy
 
-        max_lrs = _format_param("max_lr", optimizer, max_lr)
         if last_epoch == -1:
             for eta_max, group in zip(max_lrs, optimizer.param_groups):
                 group["initial_lr"] = eta_max / div_factor
@@ -234,7 +270,7 @@ class OneCycleLR(LRScheduler):
 
         self.cycle_momentum = cycle_momentum
         if cycle_momentum:
-            _setup_momentum_cycling(self, optimizer, base_momentum, max_momentum, last_epoch)
+            _setup_momentum_cycling(self, optimizer, momenta, last_epoch)
         super().__init__(optimizer, last_epoch)
 
     def _anneal(self, start: float, end: float, pct: float) -> float:

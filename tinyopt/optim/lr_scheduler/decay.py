@@ -9,30 +9,53 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import Counter
 
-from tinyopt.optim.lr_scheduler.base import LRScheduler, _group_values, _lambdas_state
+from tinyopt.optim import validation
+from tinyopt.optim.lr_scheduler.base import LRScheduler, _check_optimizer, _group_values, _lambdas_state
+
+GAMMA_WHY = "a negative γ would flip the sign of the learning rate"
 
 
 def _one_lambda_per_group(optimizer, lr_lambda) -> list:
+    _check_optimizer(optimizer)
     if isinstance(lr_lambda, (list, tuple)):
         if len(lr_lambda) != len(optimizer.param_groups):
             raise ValueError(f"Expected {len(optimizer.param_groups)} lr_lambdas, but got {len(lr_lambda)}")
-        return list(lr_lambda)
-    return [lr_lambda] * len(optimizer.param_groups)
+        lambdas = list(lr_lambda)
+    else:
+        lambdas = [lr_lambda] * len(optimizer.param_groups)
+    for fn in lambdas:
+        if not callable(fn):
+            raise TypeError(f"lr_lambda should be a function, but got {type(fn).__name__}")
+    return lambdas
+
+
+def _check_gamma(gamma) -> None:
+    validation.check_real("gamma", gamma, low=0.0, why=GAMMA_WHY)
 
 
 class _LambdaStateMixin:
     """State dicts for schedulers holding user functions: functions are code, not state, so
     only callable objects' attributes are saved (PyTorch's rule)."""
 
-    def state_dict(self) -> dict:
+    def _state(self) -> dict:
         state = self._state_without("optimizer", "lr_lambdas")
         state["lr_lambdas"] = _lambdas_state(self.lr_lambdas)
         return state
 
-    def load_state_dict(self, state_dict: dict) -> None:
-        state_dict = dict(state_dict)
-        saved_lambdas = state_dict.pop("lr_lambdas")
-        LRScheduler.load_state_dict(self, state_dict)
+    def _checked_state(self, state_dict) -> dict:
+        state = LRScheduler._checked_state(self, state_dict)
+        saved = state["lr_lambdas"]
+        if not isinstance(saved, (list, tuple)) or len(saved) != len(self.lr_lambdas):
+            raise ValueError(f"{type(self).__name__}: the state holds {saved!r} for {len(self.lr_lambdas)} lr_lambdas")
+        for s in saved:
+            if s is not None and not isinstance(s, dict):
+                raise ValueError(f"{type(self).__name__}: a saved lr_lambda state must be None or a dict, got {s!r}")
+        return state
+
+    def _apply_state(self, state: dict) -> None:
+        state = dict(state)
+        saved_lambdas = state.pop("lr_lambdas")
+        LRScheduler._apply_state(self, state)
         for fn, saved in zip(self.lr_lambdas, saved_lambdas):
             if saved is not None:
                 fn.__dict__.update(saved)
@@ -78,9 +101,6 @@ class MultiplicativeLR(_LambdaStateMixin, LRScheduler):
     def __init__(self, optimizer, lr_lambda, last_epoch: int = -1):
         self.optimizer = optimizer
         self.lr_lambdas = _one_lambda_per_group(optimizer, lr_lambda)
-        for fn in self.lr_lambdas:
-            if not callable(fn):
-                raise TypeError(f"lr_lambda should be a function, but got {type(fn).__name__}")
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list:
@@ -109,6 +129,8 @@ class StepLR(LRScheduler):
     """
 
     def __init__(self, optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1):
+        validation.check_int("step_size", step_size, low=1, why="the rate decays every step_size epochs")
+        _check_gamma(gamma)
         self.step_size = step_size
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
@@ -143,6 +165,9 @@ class MultiStepLR(LRScheduler):
     """
 
     def __init__(self, optimizer, milestones, gamma: float = 0.1, last_epoch: int = -1):
+        for m in milestones:
+            validation.check_int("milestone", m, low=0)
+        _check_gamma(gamma)
         self.milestones = Counter(milestones)
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
@@ -154,10 +179,14 @@ class MultiStepLR(LRScheduler):
             return _group_values(self.optimizer, "lr")
         return [group["lr"] * self.gamma ** self.milestones[t] for group in self.optimizer.param_groups]
 
-    def load_state_dict(self, state_dict: dict) -> None:
-        super().load_state_dict(state_dict)
+    def _checked_state(self, state_dict) -> dict:
+        state = super()._checked_state(state_dict)
         # a checkpoint file stores the Counter as a plain dict (possibly with string keys)
-        self.milestones = Counter({int(m): int(c) for m, c in self.milestones.items()})
+        try:
+            state["milestones"] = Counter({int(m): int(c) for m, c in dict(state["milestones"]).items()})
+        except (TypeError, ValueError):
+            raise ValueError(f"MultiStepLR: saved milestones {state['milestones']!r} are not epoch counts") from None
+        return state
 
     def _get_closed_form_lr(self) -> list:
         milestones = sorted(self.milestones.elements())
@@ -184,8 +213,9 @@ class ConstantLR(LRScheduler):
     """
 
     def __init__(self, optimizer, factor: float = 1.0 / 3, total_iters: int = 5, last_epoch: int = -1):
-        if factor > 1.0 or factor < 0:
+        if not (isinstance(factor, (int, float)) and 0 <= factor <= 1.0):
             raise ValueError(f"Constant multiplicative factor expected to be between 0 and 1, got {factor}")
+        validation.check_int("total_iters", total_iters, low=0)
         self.factor = factor
         self.total_iters = total_iters
         super().__init__(optimizer, last_epoch)
@@ -226,11 +256,12 @@ class LinearLR(LRScheduler):
 
     def __init__(self, optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0, total_iters: int = 5,
                  last_epoch: int = -1):
-        if start_factor > 1.0 or start_factor <= 0:
+        if not (isinstance(start_factor, (int, float)) and 0 < start_factor <= 1.0):
             raise ValueError(
                 f"Starting multiplicative factor expected to be greater than 0 and less or equal to 1, got {start_factor}")
-        if end_factor > 1.0 or end_factor < 0:
+        if not (isinstance(end_factor, (int, float)) and 0 <= end_factor <= 1.0):
             raise ValueError(f"Ending multiplicative factor expected to be between 0 and 1, got {end_factor}")
+        validation.check_int("total_iters", total_iters, low=1, why="the factor changes over total_iters epochs")
         self.start_factor = start_factor
         self.end_factor = end_factor
         self.total_iters = total_iters
@@ -266,6 +297,7 @@ class ExponentialLR(LRScheduler):
     """
 
     def __init__(self, optimizer, gamma: float, last_epoch: int = -1):
+        _check_gamma(gamma)
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
@@ -298,6 +330,8 @@ class PolynomialLR(LRScheduler):
     """
 
     def __init__(self, optimizer, total_iters: int = 5, power: float = 1.0, last_epoch: int = -1):
+        validation.check_int("total_iters", total_iters, low=1, why="the rate decays to 0 over total_iters epochs")
+        validation.check_real("power", power, low=0.0, why="a negative power makes the rate infinite at total_iters")
         self.total_iters = total_iters
         self.power = power
         super().__init__(optimizer, last_epoch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import warnings
 
+from tinyopt.optim import validation
 from tinyopt.optim.lr_scheduler.base import EPOCH_DEPRECATION_WARNING, LRScheduler, _check_optimizer, _group_values
 
 
@@ -44,17 +45,24 @@ class ReduceLROnPlateau(LRScheduler):
     def __init__(self, optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
                  threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0, min_lr=0,
                  eps: float = 1e-8):
-        if factor >= 1.0:
+        if not (isinstance(factor, (int, float)) and factor < 1.0):
             raise ValueError(f"Factor should be < 1.0, got {factor}")
-        self.factor = factor
+        validation.check_real("factor", factor, low=0.0, why="the new rate is factor · η")
         _check_optimizer(optimizer)
+        validation.check_int("patience", patience, low=0)
+        validation.check_int("cooldown", cooldown, low=0)
+        validation.check_nonnegative("threshold", threshold)
+        validation.check_nonnegative("eps", eps)
+        self.factor = factor
         self.optimizer = optimizer
         if isinstance(min_lr, (list, tuple)):
             if len(min_lr) != len(optimizer.param_groups):
                 raise ValueError(f"expected {len(optimizer.param_groups)} min_lrs, got {len(min_lr)}")
+            validation.check_per_group("min_lr", list(min_lr), validation.check_nonnegative)
             self.default_min_lr = None
             self.min_lrs = list(min_lr)
         else:
+            validation.check_nonnegative("min_lr", min_lr)
             self.default_min_lr = min_lr
             self.min_lrs = [min_lr] * len(optimizer.param_groups)
         self.patience = patience
@@ -135,6 +143,12 @@ class ReduceLROnPlateau(LRScheduler):
         self.threshold = threshold
         self.threshold_mode = threshold_mode
 
-    def load_state_dict(self, state_dict: dict) -> None:
-        super().load_state_dict(state_dict)
+    def _checked_state(self, state_dict) -> dict:
+        state = super()._checked_state(state_dict)
+        validation.check_choice("mode", state["mode"], ("min", "max"))
+        validation.check_choice("threshold_mode", state["threshold_mode"], ("rel", "abs"))
+        return state
+
+    def _apply_state(self, state: dict) -> None:
+        super()._apply_state(state)
         self._init_is_better(mode=self.mode, threshold=self.threshold, threshold_mode=self.threshold_mode)
