@@ -32,11 +32,21 @@ def _params(name, dtype=np.float64):
     return [Parameter(rng.standard_normal(s).astype(dtype)) for s in shapes]
 
 
+def _put_grad(p, g):
+    """Assign a gradient; one that the `.grad` setter itself refuses (a wrong shape or dtype, as torch)
+    is put in place behind it (`p.grad.data = g`), so that the optimizer's own check is what is tested."""
+    try:
+        p.grad = g
+    except (RuntimeError, TypeError):
+        p.grad = np.zeros(p.shape, p.dtype)
+        p.grad.data = g.data if isinstance(g, to.Tensor) else g
+
+
 def _step(opt, params, grads):
     """Assign `grads` and step (with a closure that keeps them, for LBFGS)."""
     def closure():
         for p, g in zip(params, grads):
-            p.grad = g
+            _put_grad(p, g)
         return 0.0
 
     closure()
@@ -85,7 +95,7 @@ def _bad_grads(params):
         "transposed (applied in flat order before)": [np.ones(w.shape[::-1]), np.ones(b.shape)],
         "an integer array": [np.ones(w.shape, dtype=np.int64), np.ones(b.shape)],
         "float64 for a float64 param, float32 for the other": [np.ones(w.shape), np.ones(b.shape, np.float32)],
-        "a list": [np.ones(w.shape), [1.0] * b.size],
+        "a list": [np.ones(w.shape), [1.0] * b.numel()],
         "broadcastable, not equal": [np.ones(w.shape[-1:]), np.ones(b.shape)],
     }
 
@@ -108,7 +118,7 @@ def test_the_gradient_errors_say_what_is_wrong():
                                (np.ones((2, 3), np.int32), TypeError, "dtype int32: gradients must be floating"),
                                (np.ones((2, 3)), TypeError, "dtype float64: it must have the parameter's dtype"),
                                ("abc", TypeError, "is a str")]:
-        w.grad = grad
+        _put_grad(w, grad)
         with pytest.raises(error, match=match):
             opt.step()
     assert not opt.state and not w.data.any()
@@ -118,7 +128,7 @@ def test_a_too_small_gradient_for_a_large_parameter_leaves_every_weight_alone():
     """The issue's example, at 1/10 the size: the Numba kernel used to read past the gradient."""
     w = Parameter(np.zeros(400_000, np.float32))
     opt = optim.Adam([w], lr=0.1)
-    w.grad = np.ones(3, np.float32)
+    _put_grad(w, np.ones(3, np.float32))
     with pytest.raises(ValueError, match="shape"):
         opt.step()
     assert not w.data.any() and not opt.state
@@ -139,17 +149,10 @@ def test_a_float32_parameter_with_a_float64_gradient_is_refused_like_torch(name)
     assert all(v.dtype == np.float32 for s in opt.state.values() for v in s.values() if isinstance(v, np.ndarray))
 
 
-class _GradTensor:
-    """What `p.grad` is becoming: a Tensor without a graph, its array in `.data`."""
-
-    def __init__(self, data):
-        self.data = data
-
-
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_a_tensor_gradient_works_like_an_ndarray(name):
     runs = []
-    for wrap in (lambda g: g, _GradTensor, lambda g: to.Tensor(g, dtype=np.float64)):
+    for wrap in (lambda g: g, lambda g: to.Tensor(g, dtype=np.float64)):
         params = _params(name)
         opt = getattr(optim, name)(params, **OPTIMIZERS[name])
         for t in range(3):
@@ -162,7 +165,7 @@ def test_a_tensor_gradient_works_like_an_ndarray(name):
 
 def test_zero_grad_in_place_works_on_tensor_gradients():
     w = Parameter(np.ones(3))
-    w.grad = _GradTensor(np.ones(3))
+    w.grad = to.Tensor(np.ones(3))
     optim.SGD([w], lr=0.1).zero_grad(set_to_none=False)
     assert not w.grad.data.any()
 
@@ -190,20 +193,31 @@ def test_a_state_dict_with_one_misshaped_entry_changes_nothing(name):
     opt.load_state_dict(saved)  # a good one still loads
 
 
-@pytest.mark.parametrize("source,target", [("SGD", "Adam"), ("Adam", "SGD"), ("Adam", "AdamW"), ("AdamW", "Adam"),
-                                           ("NAdam", "RAdam"), ("Lion", "LAMB"), ("Adagrad", "Adadelta")])
+@pytest.mark.parametrize("source,target", [("SGD", "Adam"), ("Adam", "SGD"), ("NAdam", "RAdam"), ("Lion", "LAMB"),
+                                           ("Adagrad", "Adadelta"), ("RMSprop", "Adam")])
 def test_another_optimizers_state_is_refused_naming_both(source, target):
+    """torch's state_dict layout ({'state', 'param_groups'}) has no type field: the saved optimizer
+    is recognised by its hyperparameters."""
     src, _ = _trained(source)
     opt, params = _trained(target)
     before = _snapshot(opt, params)
+    assert set(src.state_dict()) == {"state", "param_groups"}  # torch's layout
     with pytest.raises(ValueError, match=f"cannot load a {source} optimizer's state into {target}"):
         opt.load_state_dict(src.state_dict())
     _assert_unchanged(before, opt, params)
-    untyped = {k: v for k, v in src.state_dict().items() if k != "type"}  # e.g. written by hand
-    if set(opt.defaults) - set(untyped["param_groups"][0]):
+    unknown = copy.deepcopy(src.state_dict())  # hyperparameters of no known optimizer
+    unknown["param_groups"][0]["made_up"] = 1.0
+    if set(opt.defaults) - set(unknown["param_groups"][0]):
         with pytest.raises(ValueError, match=f"state into {target}: its parameter group 0 lacks"):
-            opt.load_state_dict(untyped)
+            opt.load_state_dict(unknown)
         _assert_unchanged(before, opt, params)
+
+
+def test_adam_and_adamw_share_hyperparameters_and_load_each_others_state_as_torch():
+    src, _ = _trained("Adam")
+    opt, params = _trained("AdamW")
+    opt.load_state_dict(src.state_dict())  # torch loads it too (AdamW is Adam with decoupled decay)
+    assert opt.param_groups[0]["decoupled_weight_decay"] is False
 
 
 @pytest.mark.parametrize("edit,match", [

@@ -183,18 +183,22 @@ class Tensor:
     @property
     def grad(self):
         """The accumulated gradient: a Tensor without a graph (as torch), or None before backward.
-        Assigning an ndarray wraps it (sharing memory); its shape must be this tensor's."""
+        Assigning an ndarray wraps it (sharing memory); its shape and dtype must be this tensor's (torch)."""
         return self._grad
 
     @grad.setter
     def grad(self, value) -> None:
         if value is not None:
-            grad = value if isinstance(value, Tensor) else Tensor._wrap(np.asarray(value))
+            if not isinstance(value, (Tensor, np.ndarray)):
+                raise TypeError(f"assigned grad expected to be a Tensor (or an ndarray) or None but got grad of type "
+                                f"{type(value).__name__}")
+            grad = value if isinstance(value, Tensor) else Tensor._wrap(value)
             if grad.data.shape != self.data.shape:
                 raise RuntimeError(f"assigned grad has data of a different size: {grad.data.shape} for a tensor of "
                                    f"shape {self.data.shape}")
-            if not dtypes.is_floating_point(grad.data.dtype):
-                raise TypeError(f"assigned grad must be a floating-point array, got {grad.data.dtype}")
+            if grad.data.dtype != self.data.dtype:
+                raise TypeError(f"assigned grad has data of a different type: {grad.data.dtype} for a {self.data.dtype} "
+                                f"tensor (cast it first: .astype(np.{self.data.dtype}))")
             value = grad
         self._grad = value
 

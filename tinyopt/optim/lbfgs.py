@@ -216,19 +216,19 @@ class LBFGS(Optimizer):
 
     # ------------------------------------------------------------------ flat views of the parameters
     def _numel(self) -> int:
-        return sum(p.size for p in self._params)
+        return sum(p.numel() for p in self._params)
 
     def _gather_flat_grad(self) -> np.ndarray:
         views = []
         for i, p in enumerate(self._params):
-            g = np.zeros(p.size, dtype=p.data.dtype) if p.grad is None else checked_grad(p, i).reshape(-1)
+            g = np.zeros(p.numel(), dtype=p.data.dtype) if p.grad is None else checked_grad(p, i).reshape(-1)
             views.append(g)
         return np.concatenate(views)
 
     def _add_grad(self, step_size, update) -> None:
         offset = 0
         for p in self._params:
-            n = p.size
+            n = p.numel()
             p.data += step_size * update[offset:offset + n].reshape(p.shape)
             offset += n
 
@@ -251,7 +251,7 @@ class LBFGS(Optimizer):
     def _record_iteration(self, theta_prev, flat_grad, d, t, scalars) -> None:
         offset = 0
         for p, before in zip(self._params, theta_prev):
-            n = p.size
+            n = p.numel()
             sl = slice(offset, offset + n)
             self._record(p, self.param_groups[0],
                          dict(theta_prev=before, g=flat_grad[sl], d=d[sl], update=t * d[sl], theta=p.data), scalars)

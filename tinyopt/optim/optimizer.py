@@ -35,6 +35,7 @@ import copy
 import numpy as np
 
 from tinyopt.autograd import enable_grad
+from tinyopt.dtypes import is_floating_point
 from tinyopt.kernels import optim_update
 from tinyopt.optim import validation
 from tinyopt.optim.trace import Trace
@@ -60,8 +61,9 @@ def checked_grad(p, index: int) -> np.ndarray:
     g = grad_array(p.grad)
     where = f"parameter {index} (shape {tuple(p.shape)}, {p.dtype})"
     if g is None:
-        raise TypeError(f"the gradient of {where} is a {type(p.grad).__name__}: assign an ndarray or a Tensor to .grad")
-    if g.dtype.kind != "f":
+        inner = getattr(p.grad, "data", p.grad)
+        raise TypeError(f"the gradient of {where} is a {type(inner).__name__}: assign an ndarray or a Tensor to .grad")
+    if not is_floating_point(g.dtype):
         raise TypeError(f"the gradient of {where} has dtype {g.dtype}: gradients must be floating-point arrays")
     if g.shape != p.shape:
         raise ValueError(f"the gradient of {where} has shape {g.shape}: it must have the parameter's shape")
@@ -73,6 +75,14 @@ def checked_grad(p, index: int) -> np.ndarray:
 
 
 class Optimizer:
+    # Every optimizer class, so a foreign state dict can be named by its hyperparameters (see
+    # `_type_of_groups`): torch's state_dict layout has no field for the optimizer's type.
+    _classes: list = []
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        Optimizer._classes.append(cls)
+
     def __init__(self, params, defaults: dict):
         if isinstance(params, Tensor):
             raise TypeError(
@@ -242,7 +252,7 @@ class Optimizer:
                 packed["params"].append(index[id(p)])
             groups.append(packed)
         state = {index[id(p)]: copy.deepcopy(s) for p, s in self.state.items() if id(p) in index}
-        return {"state": state, "param_groups": groups, "type": type(self).__name__}
+        return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Load a `state_dict()`: hyperparameters per group, and per-parameter state (copied, cast to
@@ -262,11 +272,11 @@ class Optimizer:
         if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
             raise ValueError(f"{name}.load_state_dict expects a dict with 'state' and 'param_groups' "
                              "(what Optimizer.state_dict() returns)")
-        saved_type = state_dict.get("type")
+        saved_groups = state_dict["param_groups"]
+        saved_type = self._type_of_groups(saved_groups)
         if saved_type is not None and saved_type != name:
             raise ValueError(f"cannot load a {saved_type} optimizer's state into {name}: "
                              "an optimizer loads only the state of its own type")
-        saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(
                 f"loaded state dict has {len(saved_groups)} parameter groups, this optimizer has {len(self.param_groups)}"
@@ -301,6 +311,25 @@ class Optimizer:
             p = params[i]
             new_state[p] = {k: self._checked_state_entry(p, i, k, v) for k, v in entries.items()}
         return new_groups, new_state
+
+    def _type_of_groups(self, saved_groups) -> str | None:
+        """The name of the optimizer class whose hyperparameters are exactly those of the saved groups
+        (this class when they match its own), or None when no single class has them."""
+        keys = {k for g in saved_groups if isinstance(g, dict) for k in g if k != "params"}
+        if keys == set(self.defaults):
+            return type(self).__name__
+        probe = [Tensor(np.zeros(1))]
+        matches = []
+        for cls in Optimizer._classes:
+            try:
+                defaults = cls(probe).defaults
+            except (TypeError, ValueError):
+                continue
+            if set(defaults) == keys:
+                matches.append(cls)
+        # AdamW is Adam with another default: the same hyperparameters name the base class
+        roots = [c for c in matches if not any(c is not m and issubclass(c, m) for m in matches)]
+        return roots[0].__name__ if len(roots) == 1 else None
 
     def _checked_state_entry(self, p, index: int, key: str, value):
         """One state entry as it will be stored (a copy, float arrays cast to the parameter's dtype),
