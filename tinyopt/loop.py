@@ -111,8 +111,8 @@ def divergence_message(what: str, value: float, *, epoch=None, step=None, global
     text += f" with learning rate {lr:g}" if lr is not None else ""
     if model is not None:
         bad = first_non_finite(model)
-        text += (f"; the weights are no longer finite ({bad} holds NaN/inf), so the previous update overflowed"
-                 if bad else "; the weights are still finite (this update was not applied)")
+        text += (f"; the weights are no longer finite ({bad} holds NaN/inf), an earlier update overflowed"
+                 if bad else "; the weights are still finite")
     return f"{text}: {hint}" if hint else text
 
 
@@ -138,7 +138,7 @@ class Hooks:
     def divergence_hint(self, step: Step) -> str:
         if step.global_step == 0:
             return "before any update, so not the learning rate: check the inputs, the targets and the initial weights"
-        return "lower the learning rate" + (f", e.g. to {step.lr / 10:g}" if step.lr else "")
+        return "this step was not applied; lower the learning rate" + (f", e.g. to {step.lr / 10:g}" if step.lr else "")
 
     def diverged(self, step: Step, hint: str) -> TrainingDiverged:
         message = divergence_message("loss", step.loss, epoch=step.epoch + 1, step=step.index + 1,

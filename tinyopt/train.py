@@ -330,7 +330,7 @@ class _RunHooks(Hooks):
     def divergence_hint(self, step: Step) -> str:
         if step.global_step == 0:
             return super().divergence_hint(step)
-        return f"lower it, e.g. --lr {step.lr / 10:g}"
+        return f"this step was not applied; lower it, e.g. --lr {step.lr / 10:g}"
 
 
 def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int = 1, plots: bool = True,

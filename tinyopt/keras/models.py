@@ -97,7 +97,7 @@ class _FitHooks(Hooks):
     def on_non_finite(self, step: Step) -> None:
         self.callbacks.on_train_batch_end(step.index, dict(self._logs(step)))
         if not self.model.stop_training:
-            raise self.diverged(step, "the step was not applied; lower the learning rate, or pass "
+            raise self.diverged(step, f"{self.divergence_hint(step)}; or pass "
                                 "callbacks=[keras.callbacks.TerminateOnNaN()] to end fit quietly")
 
     def should_stop(self) -> bool:
