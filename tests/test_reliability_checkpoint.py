@@ -385,12 +385,13 @@ def test_stale_temp_files_are_removed_by_the_next_save(tmp_path):
     alive = tmp_path / f".c.npz.{os.getppid()}.wr1t1ng.tmp"       # a save still running elsewhere
     old_legacy, new_legacy = tmp_path / ".c.npz.oldtmp1.tmp", tmp_path / ".c.npz.newtmp1.tmp"
     other = tmp_path / f".other.npz.{_dead_pid()}.x.tmp"           # another file's: not this save's business
-    for p in (dead, alive, old_legacy, new_legacy, other):
+    longer = tmp_path / f".c.npz.5.{_dead_pid()}.x.tmp"            # the temp of a save to "c.npz.5"
+    for p in (dead, alive, old_legacy, new_legacy, other, longer):
         p.write_bytes(b"partial")
     os.utime(old_legacy, (time.time() - 3600, time.time() - 3600))
     save({"w": np.ones(2)}, tmp_path / "c.npz")
     left = sorted(p.name for p in tmp_path.iterdir())
-    assert left == sorted(["c.npz", alive.name, new_legacy.name, other.name])
+    assert left == sorted(["c.npz", alive.name, new_legacy.name, other.name, longer.name])
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGKILL")

@@ -281,11 +281,12 @@ def _remove_stale_temp_files(folder: Path, name: str) -> None:
     except OSError:
         return
     for p in candidates:
-        middle = p.name[len(prefix):-len(".tmp")]
-        pid_text, dot, _ = middle.partition(".")
+        parts = p.name[len(prefix):-len(".tmp")].split(".")
+        if len(parts) > 2:
+            continue  # a temp file of another target whose name extends this one ("NAME.5")
         try:
-            if dot and pid_text.isdigit() and os.name == "posix":
-                stale = not _process_alive(int(pid_text))
+            if len(parts) == 2 and parts[0].isdigit() and os.name == "posix":
+                stale = not _process_alive(int(parts[0]))
             else:
                 stale = now - p.stat().st_mtime > _STALE_AGE
             if stale:

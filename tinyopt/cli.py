@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------- commands
 
 
-def _dataset_error(e, data=None) -> UserError:
+def dataset_error_message(e, data=None) -> UserError:
     """One line for a DatasetError: with --data, what is missing in that folder (the only place
     looked in); without it, how to install the data set."""
     text = str(e)
@@ -456,7 +456,7 @@ def main(argv=None) -> int:
         print(f"tinyopt: error: {' '.join(str(e).split())}", file=sys.stderr)
         return EXIT_USAGE
     except DatasetError as e:
-        print(f"tinyopt: error: {_dataset_error(e, getattr(args, 'data', None))}", file=sys.stderr)
+        print(f"tinyopt: error: {dataset_error_message(e, getattr(args, 'data', None))}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # output piped into `head` and the pipe closed: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

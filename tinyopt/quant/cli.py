@@ -70,7 +70,7 @@ def _error(message: str) -> int:
 
 
 def main(argv=None) -> int:
-    from tinyopt.cli import _dataset_error
+    from tinyopt.cli import dataset_error_message
     from tinyopt.datasets.files import DatasetError
     from tinyopt.quant.reporting import report
     from tinyopt.train import ConfigError, load_data, load_run
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     except ConfigError as e:
         return _error(str(e))
     except DatasetError as e:
-        return _error(str(_dataset_error(e, args.data)))
+        return _error(str(dataset_error_message(e, args.data)))
     if args.calibration > len(x_train):
         return _error(f"--calibration {args.calibration} is more than the {len(x_train):,} training images of this "
                       f"run; use at most {len(x_train)}")
