@@ -128,6 +128,7 @@ def test_a_nan_before_any_update_blames_the_data_not_the_learning_rate():
         train_epoch(model, SGD(model.parameters(), lr=0.1), minibatches(x, y, 8), F.cross_entropy)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
 def test_divergence_says_when_the_weights_are_already_broken():
     x, y = blobs(n=8)
     model = mlp()
