@@ -50,6 +50,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
 def _float(text: str) -> float:
     try:
         return float(text)
@@ -72,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=_positive_int, default=None, help="default 5")
     t.add_argument("--batch-size", type=_positive_int, default=64)
     t.add_argument("--weight-decay", type=_float, default=0.0)
-    t.add_argument("--momentum", type=_float, default=0.9, help="μ for --optimizer momentum/nesterov")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--momentum", type=_float, default=None, help="μ for --optimizer momentum/nesterov (default 0.9)")
+    t.add_argument("--seed", type=_nonnegative_int, default=0)
     t.add_argument("--train-size", type=_positive_int, default=None, help="use the first N training images")
     t.add_argument("--test-size", type=_positive_int, default=None, help="use the first N test images")
     t.add_argument("--out", type=Path, default=None, help="run folder (default runs/<model>-<optimizer>)")
@@ -105,8 +115,21 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------- commands
 
 
-def _dataset_error(e) -> UserError:
+def dataset_error_message(e, data=None) -> UserError:
+    """One line for a DatasetError: with --data, what is missing in that folder (the only place
+    looked in); without it, how to install the data set."""
     text = str(e)
+    if data is not None and Path(data).expanduser().is_file():
+        return UserError(f"--data {data} is a file, not a folder: give the folder that holds the four Fashion-MNIST "
+                         ".gz files")
+    if "not found" in text and data is not None:
+        from tinyopt.datasets.fashion_mnist import FILES
+
+        where = f"--data {data}" + ("" if Path(data).expanduser().exists() else " (no such folder)")
+        return UserError(
+            f"Fashion-MNIST not found in {where}: put the four files {', '.join(FILES)} into that folder "
+            "(or its fashion-mnist/ subfolder), or leave out --data to use the installed copy"
+        )
     if "not found" in text:
         return UserError(
             "Fashion-MNIST not found: install it with `sudo apt-get install dataset-fashion-mnist`, or put the four "
@@ -125,10 +148,13 @@ def cmd_train(args) -> int:
         result = run(override, args.resume, resume=True, verbose=0 if args.quiet else 1, data_path=args.data,
                      stop_after_epoch=args.stop_after_epoch)
     else:
+        if args.momentum is not None and args.optimizer not in ("momentum", "nesterov"):
+            raise UserError(f"--momentum applies to --optimizer momentum or nesterov, not {args.optimizer} "
+                            "(leave it out, or choose one of those)")
         config = TrainConfig(model=args.model, optimizer=args.optimizer, lr=args.lr, schedule=args.schedule,
                              epochs=args.epochs or 5, batch_size=args.batch_size, weight_decay=args.weight_decay,
-                             momentum=args.momentum, seed=args.seed, train_size=args.train_size,
-                             test_size=args.test_size)
+                             momentum=0.9 if args.momentum is None else args.momentum, seed=args.seed,
+                             train_size=args.train_size, test_size=args.test_size)
         out = args.out or Path("runs") / f"{args.model}-{args.optimizer}"
         result = run(config, out, verbose=0 if args.quiet else 1, data_path=args.data,
                      stop_after_epoch=args.stop_after_epoch)
@@ -149,6 +175,7 @@ def format_confusion(counts, names) -> str:
 
 def cmd_eval(args) -> int:
     from tinyopt import plot
+    from tinyopt.checkpoint import atomic_write
     from tinyopt.datasets.fashion_mnist import CLASS_NAMES
     from tinyopt.train import evaluate, load_data, load_run
 
@@ -161,8 +188,8 @@ def cmd_eval(args) -> int:
     print(f"test accuracy {acc:.4f}  (loss {loss:.4f}, {len(y_test)} images, model {config.model})")
     print(format_confusion(counts, CLASS_NAMES))
     plot.confusion_matrix(y_test, pred, class_names=CLASS_NAMES, save=args.run / "confusion.png", close=True)
-    (args.run / "eval.json").write_text(json.dumps({"test_loss": loss, "test_accuracy": acc, "n": int(len(y_test)),
-                                                    "confusion": counts.tolist()}) + "\n")
+    atomic_write(args.run / "eval.json", json.dumps({"test_loss": loss, "test_accuracy": acc, "n": int(len(y_test)),
+                                                     "confusion": counts.tolist()}) + "\n")
     print(f"wrote {args.run / 'confusion.png'}")
     return 0
 
@@ -406,6 +433,7 @@ def main(argv=None) -> int:
     from tinyopt.train import ConfigError, TrainingDiverged
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    args = None
     # The command owns its process, so it may tune malloc for training (a library import never does).
     from tinyopt.kernels.memory import tune_malloc
 
@@ -428,7 +456,7 @@ def main(argv=None) -> int:
         print(f"tinyopt: error: {' '.join(str(e).split())}", file=sys.stderr)
         return EXIT_USAGE
     except DatasetError as e:
-        print(f"tinyopt: error: {_dataset_error(e)}", file=sys.stderr)
+        print(f"tinyopt: error: {dataset_error_message(e, getattr(args, 'data', None))}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # output piped into `head` and the pipe closed: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

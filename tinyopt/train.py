@@ -5,16 +5,22 @@ One run trains a classifier on Fashion-MNIST (or arrays you pass in) and writes,
 - `config.json`     the settings (so `--resume DIR` and `tinyopt eval DIR` need nothing else);
 - `metrics.jsonl`   one JSON line per epoch: train/val loss and accuracy, the learning rate of
                     every step (`lr_steps`), seconds;
-- `checkpoint.npz`  model, optimizer and scheduler state, epoch, global step and the random
-                    Generator (tinyopt.checkpoint), rewritten atomically after every epoch;
+- `checkpoint.npz`  model, optimizer and scheduler state, epoch, global step, the random
+                    Generator, the config and the metrics (tinyopt.checkpoint): the run's record;
 - `curves.png`, `lr.png`  training curves and the learning rate per step (tinyopt.plot).
 
-The loop, for each epoch and each mini-batch (X, y) drawn in an order shuffled by `rng`:
+The loop is tinyopt.loop's epoch, for each mini-batch (X, y) drawn in an order shuffled by `rng`:
 
     z = model(X);  L = cross_entropy(z, y)            (mean over the batch)
-    if L is NaN or ±∞: stop, naming epoch and step   (a diverging learning rate, usually)
+    if L is NaN or ±∞: stop, naming epoch and step   (before the update; a diverging learning rate, usually)
     optimizer.zero_grad(); L.backward(); optimizer.step()
     scheduler.step()                                  (per step; 'plateau' steps per epoch on val_loss)
+
+and after each epoch: the validation loss (NaN or ±∞ stops the run too), then one commit of the
+folder: checkpoint.npz, metrics.jsonl, config.json, each replaced atomically, in that order (the
+checkpoint refuses non-finite weights, and then nothing is written). Nothing at all is written
+before the settings are checked and the data is loaded, and a new run replaces an old one in the
+same folder only when its first epoch is committed.
 
 Reproducibility: one `np.random.Generator` (from `seed`) initialises the model and shuffles the
 data. The checkpoint stores that Generator's state, so a run stopped after epoch k and resumed
@@ -25,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -32,9 +39,11 @@ from pathlib import Path
 import numpy as np
 
 from tinyopt import nn
-from tinyopt.autograd import no_grad
-from tinyopt.checkpoint import CheckpointError, restore, save
+from tinyopt.checkpoint import CheckpointError, NonFiniteValues, atomic_write, restore, save
 from tinyopt.data import DataLoader
+from tinyopt.loop import (
+    Hooks, Meter, ProgressBar, Step, TrainingDiverged, divergence_message, evaluation, train_epoch,
+)
 from tinyopt.nn import functional as F
 from tinyopt.tensor import Tensor
 
@@ -56,8 +65,12 @@ class ConfigError(ValueError):
     """A bad setting; the message names the allowed values."""
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the message names the epoch, the step and the learning rate."""
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 @dataclasses.dataclass
@@ -76,23 +89,33 @@ class TrainConfig:
     val_fraction: float = 0.1        # the last fraction of the training images is held out
 
     def validate(self) -> "TrainConfig":
+        """Check every setting (types too, for a config.json edited by hand); raise ConfigError
+        naming the first bad one and the values it may take."""
         for name, allowed in (("model", MODELS), ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"--{name} {getattr(self, name)!r} is not one of: {', '.join(allowed)}")
-        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"--lr must be a positive number, got {self.lr}")
-        if self.epochs < 1:
-            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.lr is not None and not (_is_real(self.lr) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"--lr must be a positive number, got {self.lr!r}")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {value!r}")
+        if not (_is_real(self.weight_decay) and math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"--weight-decay must be a number >= 0, got {self.weight_decay!r}")
+        if not (_is_real(self.momentum) and 0.0 <= self.momentum < 1.0):
+            why = " (μ >= 1 never forgets a gradient and diverges)" if _is_real(self.momentum) and self.momentum >= 1 else ""
+            raise ConfigError(f"--momentum must be in [0, 1), got {self.momentum!r}{why}; 0.9 is the usual choice")
+        if self.optimizer == "nesterov" and self.momentum == 0:
+            raise ConfigError("--optimizer nesterov needs --momentum > 0 (Nesterov's look-ahead is along the "
+                              "momentum; with --momentum 0 use --optimizer sgd)")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise ConfigError(f"--seed must be a whole number >= 0, got {self.seed!r}")
+        if not (_is_real(self.val_fraction) and 0.0 < self.val_fraction < 1.0):
+            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
         for name in ("train_size", "test_size"):
             value = getattr(self, name)
-            if value is not None and value < 2:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 2, got {value}")
+            if value is not None and (not _is_int(value) or value < 2):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a whole number >= 2, got {value!r}")
         return self
 
     @property
@@ -101,8 +124,36 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        """The config of a dict (config.json's content); unknown names are refused (a typo would
+        otherwise be ignored). Call validate() on the result."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"a config must be a JSON object of settings, got a {type(d).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in d if k not in names]
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {', '.join(map(repr, unknown))} (known: {', '.join(names)})")
+        return cls(**d)
+
+
+def read_config(out, what: str = "--resume") -> TrainConfig:
+    """The validated config.json of run folder `out`; every problem is a ConfigError naming the file."""
+    path = Path(out) / CONFIG_FILE
+    fix = f"restore the file, or start a new run with `tinyopt train --out {out}`"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {out}: no {CONFIG_FILE} and {CHECKPOINT_FILE} there; start with "
+                          f"`tinyopt train --out {out}`") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} cannot be read ({getattr(e, 'strerror', None) or e}); {fix}") from None
+    try:
+        d = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(f"{path} is not valid JSON ({e}); {fix}") from None
+    try:
+        return TrainConfig.from_dict(d).validate()
+    except (ConfigError, TypeError) as e:
+        raise ConfigError(f"{path}: {e}; {fix}") from None
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -115,6 +166,9 @@ def load_data(config: TrainConfig, data_path=None):
     from tinyopt.datasets import fashion_mnist
 
     (x, y), (xt, yt) = fashion_mnist.load_data(data_path)
+    for flag, size, available in (("--train-size", config.train_size, len(x)), ("--test-size", config.test_size, len(xt))):
+        if size is not None and size > available:
+            raise ConfigError(f"{flag} {size} is more than the {available:,} images there are; use at most {available}")
     x, y = x[: config.train_size], y[: config.train_size]
     xt, yt = xt[: config.test_size], yt[: config.test_size]
     shape = (-1, 784) if config.model == "mlp" else (-1, 1, 28, 28)
@@ -186,16 +240,15 @@ def build_scheduler(config: TrainConfig, optimizer, steps_per_epoch: int):
 
 
 def evaluate(model, x, y, batch_size: int = 500):
-    """(mean cross-entropy, accuracy, predicted classes) in evaluation mode, without a graph."""
-    model.eval()
+    """(mean cross-entropy, accuracy, predicted classes) in evaluation mode, without a graph (the
+    model goes back to the mode it was in)."""
     total, preds = 0.0, []
-    with no_grad():
+    with evaluation(model):
         for start in range(0, len(x), batch_size):
             logits = model(Tensor(x[start:start + batch_size]))
             yb = y[start:start + batch_size]
             total += float(F.cross_entropy(logits, yb, reduction="sum").item())
             preds.append(np.argmax(logits.data, axis=1))
-    model.train()
     pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)
     return total / max(len(x), 1), float(np.mean(pred == y)) if len(y) else float("nan"), pred
 
@@ -222,17 +275,62 @@ def read_metrics(out) -> list:
 
 
 def _write_metrics(out: Path, records: list) -> None:
-    tmp = out / (METRICS_FILE + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    tmp.replace(out / METRICS_FILE)
+    atomic_write(out / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in records))
 
 
-def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm import tqdm
+def _write_config(out: Path, config: TrainConfig) -> None:
+    atomic_write(out / CONFIG_FILE, json.dumps(dataclasses.asdict(config), indent=2) + "\n")
 
-    return tqdm(total=total, desc=desc, unit="step", leave=False, file=sys.stdout)
+
+def check_out_folder(out: Path) -> None:
+    """Refuse, before anything is trained or written, a run folder that cannot be created or written."""
+    fix = "(choose another folder, e.g. with --out)"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder {fix}")
+    existing = out
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise ConfigError(f"--out {out}: {existing} is a file, not a folder {fix}")
+    if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: {existing} is not writable {fix}")
+
+
+def _check_against_checkpoint(out: Path, config: TrainConfig, ckpt: dict) -> None:
+    """config.json must be the config the checkpoint was trained with (it records it)."""
+    saved = ckpt.get("config")
+    if not isinstance(saved, dict):
+        return  # a checkpoint of an older tinyopt, which did not record it
+    differences = [f"{k}: {v!r} in {CONFIG_FILE}, {saved[k]!r} in {CHECKPOINT_FILE}"
+                   for k, v in dataclasses.asdict(config).items() if k in saved and saved[k] != v]
+    if differences:
+        raise ConfigError(
+            f"{out / CONFIG_FILE} does not match the run saved in {CHECKPOINT_FILE} ({'; '.join(differences)}): it "
+            "was edited after the run was saved, or the run was interrupted while saving; put the checkpoint's "
+            "values back (to change the number of epochs use `tinyopt train --resume DIR --epochs N`)"
+        )
+
+
+class _RunHooks(Hooks):
+    """What `run` does around each step: the lr of each step, loss/accuracy sums, the progress bar."""
+
+    def __init__(self, model, bar: ProgressBar):
+        self.model, self.bar = model, bar
+        self.meter, self.lr_steps = Meter(), []
+
+    def on_step_end(self, step: Step) -> None:
+        self.lr_steps.append(step.lr)
+        correct = int(np.sum(np.argmax(step.output.data, axis=1) == step.targets))
+        self.meter.add({"loss": step.loss * step.size, "correct": correct}, step.size)
+        means = self.meter.means()
+        self.bar.update({"loss": f"{means['loss']:.4f}", "acc": f"{means['correct']:.3f}"})
+
+    def divergence_hint(self, step: Step) -> str:
+        if step.global_step == 0:
+            return super().divergence_hint(step)
+        return f"this step was not applied; lower it, e.g. --lr {step.lr / 10:g}"
 
 
 def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int = 1, plots: bool = True,
@@ -243,21 +341,32 @@ def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int 
     may only change `epochs`, and only when the schedule does not depend on it). `data` replaces
     Fashion-MNIST with ((x_train, y_train), (x_val, y_val), (x_test, y_test)). `stop_after_epoch`
     ends the run early as if interrupted (used to test resuming). `verbose`: 0 silent, 1 a line per
-    epoch (plus a progress bar on a terminal)."""
+    epoch (plus a progress bar on a terminal).
+
+    Nothing is written before the settings are checked, the data is loaded, the model is built and
+    (on resume) the checkpoint is verified and restored. Then each epoch ends with one commit:
+    checkpoint.npz (which also records the config and the metrics), then metrics.jsonl, then
+    config.json, each replaced atomically; a new run in a folder that holds an old one replaces it
+    only when its first epoch is done, so a new run that fails early leaves the old one intact. A
+    non-finite training or validation loss raises `TrainingDiverged` before that epoch's commit:
+    the last good checkpoint stays."""
     out = Path(out)
     start_time = time.perf_counter()
+    file_config = None
     if resume:
-        saved = TrainConfig.from_dict(json.loads((out / CONFIG_FILE).read_text())) if (out / CONFIG_FILE).exists() else None
-        if saved is None or not (out / CHECKPOINT_FILE).exists():
+        file_config = read_config(out)
+        if not (out / CHECKPOINT_FILE).exists():
             raise ConfigError(f"--resume {out}: no {CONFIG_FILE} and {CHECKPOINT_FILE} there; start with `tinyopt train --out {out}`")
+        saved = dataclasses.replace(file_config)
         if config is not None and config.epochs != saved.epochs:
             if saved.schedule not in ("none", "plateau"):
                 raise ConfigError(f"--epochs cannot change on resume: the {saved.schedule!r} schedule was planned for {saved.epochs} epochs")
             saved.epochs = config.epochs
         config = saved
+    elif not isinstance(config, TrainConfig):
+        raise TypeError(f"run() needs a TrainConfig (or resume=True), got {type(config).__name__}")
     config.validate()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    check_out_folder(out)
 
     train, val, test = data if data is not None else load_data(config, data_path)
     x_train, y_train = train
@@ -274,11 +383,11 @@ def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int 
             ckpt = restore(out / CHECKPOINT_FILE, model=model, optimizer=optimizer, scheduler=scheduler)
         except CheckpointError as e:
             raise ConfigError(str(e)) from None
+        _check_against_checkpoint(out, file_config, ckpt)
         start_epoch, global_step, rng = int(ckpt["epoch"]), int(ckpt["global_step"]), ckpt["rng"]
-        history = [r for r in read_metrics(out) if r["epoch"] <= start_epoch]
-        _write_metrics(out, history)
-    else:
-        _write_metrics(out, [])
+        history = ckpt["history"] if isinstance(ckpt.get("history"), list) else \
+            [r for r in read_metrics(out) if r["epoch"] <= start_epoch]
+    config_written = resume and config == file_config
 
     loader = DataLoader((x_train, y_train), batch_size=config.batch_size, shuffle=True, rng=rng)
     interactive = verbose >= 1 and sys.stdout.isatty()
@@ -286,50 +395,31 @@ def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int 
         print(f"resuming {out} after epoch {start_epoch}/{config.epochs}", flush=True)
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
-        model.train()
-        loss_sum, correct, seen, lr_steps = 0.0, 0, 0, []
-        bar = _progress(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", interactive)
-        for step, (xb, yb) in enumerate(loader):
-            lr = optimizer.param_groups[0]["lr"]
-            logits = model(Tensor(xb))
-            loss = F.cross_entropy(logits, yb)
-            value = float(loss.item())
-            if not math.isfinite(value):
-                if bar is not None:
-                    bar.close()
-                raise TrainingDiverged(
-                    f"loss became {value} at epoch {epoch + 1}, step {step + 1} (global step {global_step + 1}) "
-                    f"with learning rate {lr:g}: lower it, e.g. --lr {lr / 10:g}"
-                )
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None and sched_every == "step":
-                scheduler.step()
-            global_step += 1
-            lr_steps.append(lr)
-            loss_sum += value * len(yb)
-            correct += int(np.sum(np.argmax(logits.data, axis=1) == yb))
-            seen += len(yb)
-            if bar is not None:
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}", refresh=False)
-                bar.update(1)
-        if bar is not None:
-            bar.close()
+        with ProgressBar(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", interactive) as bar:
+            hooks = _RunHooks(model, bar)
+            done = train_epoch(model, optimizer, loader, F.cross_entropy,
+                               scheduler=scheduler if sched_every == "step" else None, hooks=hooks, epoch=epoch,
+                               global_step=global_step)
+        global_step = done.global_step
+        means = hooks.meter.means()
         val_loss, val_acc, _ = evaluate(model, *val)
+        lr = optimizer.param_groups[0]["lr"]
+        if not math.isfinite(val_loss):
+            raise TrainingDiverged(
+                divergence_message("validation loss", val_loss, epoch=epoch + 1, global_step=global_step, lr=lr,
+                                   model=model, hint=f"lower the learning rate, e.g. --lr {lr / 10:g}; "
+                                   f"{CHECKPOINT_FILE} of the last good epoch is kept"),
+                what="validation loss", value=val_loss, epoch=epoch + 1, global_step=global_step, lr=lr)
         if scheduler is not None and sched_every == "epoch":
             scheduler.step(val_loss)
         record = {
-            "epoch": epoch + 1, "step": global_step, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+            "epoch": epoch + 1, "step": global_step, "train_loss": means["loss"], "train_accuracy": means["correct"],
             "val_loss": val_loss, "val_accuracy": val_acc, "lr": optimizer.param_groups[0]["lr"],
-            "seconds": round(time.perf_counter() - t0, 3), "lr_steps": lr_steps,
+            "seconds": round(time.perf_counter() - t0, 3), "lr_steps": hooks.lr_steps,
         }
         history.append(record)
-        with open(out / METRICS_FILE, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        save({"model": model, "optimizer": optimizer, "scheduler": scheduler.state_dict() if scheduler else None,
-              "epoch": epoch + 1, "global_step": global_step, "rng": rng, "config": dataclasses.asdict(config)},
-             out / CHECKPOINT_FILE)
+        _commit(out, model, optimizer, scheduler, rng, config, history, write_config=not config_written)
+        config_written = True
         if verbose:
             print(f"epoch {epoch + 1}/{config.epochs}  loss {record['train_loss']:.4f}  acc {record['train_accuracy']:.4f}  "
                   f"val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  lr {record['lr']:.3g}  {record['seconds']:.1f}s", flush=True)
@@ -342,6 +432,26 @@ def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int 
     if plots and history:
         write_plots(out, history)
     return result
+
+
+def _commit(out: Path, model, optimizer, scheduler, rng, config: TrainConfig, history: list, write_config: bool):
+    """End of an epoch: the checkpoint first (it refuses non-finite weights, and then nothing else
+    changes), then metrics.jsonl and config.json, each atomically."""
+    epoch = history[-1]["epoch"]
+    state = {"model": model, "optimizer": optimizer, "scheduler": scheduler.state_dict() if scheduler else None,
+             "epoch": epoch, "global_step": history[-1]["step"], "rng": rng, "config": dataclasses.asdict(config),
+             "history": history}
+    try:
+        save(state, out / CHECKPOINT_FILE)
+    except NonFiniteValues as e:
+        lr = optimizer.param_groups[0]["lr"]
+        raise TrainingDiverged(
+            f"the weights became non-finite in epoch {epoch} ({e.key} holds NaN/inf) although every loss was "
+            f"finite, with learning rate {lr:g}: lower it, e.g. --lr {lr / 10:g}; {CHECKPOINT_FILE} of the last "
+            "good epoch is kept", what="weights", epoch=epoch, global_step=history[-1]["step"], lr=lr) from None
+    _write_metrics(out, history)
+    if write_config:
+        _write_config(out, config)
 
 
 def write_plots(out, history: list) -> list:
@@ -360,17 +470,18 @@ def load_run(out, data_path=None):
     out = Path(out)
     if not (out / CONFIG_FILE).exists() or not (out / CHECKPOINT_FILE).exists():
         raise ConfigError(f"{out} is not a training run (no {CONFIG_FILE} / {CHECKPOINT_FILE}); train one with `tinyopt train --out {out}`")
-    config = TrainConfig.from_dict(json.loads((out / CONFIG_FILE).read_text()))
+    config = read_config(out, what="eval")
     model = build_model(config.model, np.random.default_rng(config.seed))
     try:
-        restore(out / CHECKPOINT_FILE, model=model)
+        ckpt = restore(out / CHECKPOINT_FILE, model=model)
     except CheckpointError as e:
         raise ConfigError(str(e)) from None
+    _check_against_checkpoint(out, config, ckpt)
     return config, model
 
 
 __all__ = [
     "ConfigError", "DEFAULT_LR", "MODELS", "OPTIMIZERS", "RunResult", "SCHEDULES", "TrainConfig", "TrainingDiverged",
-    "build_model", "build_optimizer", "build_scheduler", "evaluate", "load_data", "load_run", "read_metrics", "run",
-    "write_plots",
+    "build_model", "build_optimizer", "build_scheduler", "check_out_folder", "evaluate", "load_data", "load_run",
+    "read_config", "read_metrics", "run", "write_plots",
 ]

@@ -14,7 +14,9 @@ mode 'auto' means 'max' when the monitored name contains "acc", else 'min' (Kera
 from __future__ import annotations
 
 import csv
+import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -179,7 +181,11 @@ class ModelCheckpoint(Callback):
     `"ckpt-{epoch:02d}-{val_loss:.3f}.npz"` (epochs counted from 1, as Keras).
 
     The file holds `model` (its state dict) and, unless `save_weights_only`, `optimizer` and `epoch`;
-    load it with `model.load_weights(path)` or `tinyopt.checkpoint.restore`."""
+    load it with `model.load_weights(path)` or `tinyopt.checkpoint.restore`.
+
+    Never a non-finite checkpoint: an epoch whose loss or monitored value is NaN or ±∞, or whose
+    weights are (tinyopt.save refuses them), is not saved, with a RuntimeWarning naming the epoch
+    and the reason; the last good file stays as it was, and a NaN never becomes the "best" value."""
 
     def __init__(self, filepath, monitor: str = "val_loss", verbose: int = 0, save_best_only: bool = False,
                  save_weights_only: bool = False, mode: str = "auto", save_freq="epoch"):
@@ -191,22 +197,34 @@ class ModelCheckpoint(Callback):
         self.mode = _resolve_mode(mode, monitor)
         self.best = None
 
+    def _skip(self, epoch: int, why: str) -> None:
+        warnings.warn(f"ModelCheckpoint: epoch {epoch + 1} not saved: {why}; the last checkpoint saved stays",
+                      RuntimeWarning, stacklevel=3)
+
     def on_epoch_end(self, epoch, logs=None):
-        from tinyopt.checkpoint import save
+        from tinyopt.checkpoint import NonFiniteValues, save
 
         logs = logs or {}
+        bad = [k for k in ("loss", self.monitor) if k in logs and not math.isfinite(float(logs[k]))]
+        current = None
         if self.save_best_only:
             current = _monitored(logs, self.monitor, "ModelCheckpoint")
-            if not _improved(current, self.best, self.mode, 0.0):
-                return
-            self.best = current
+        if bad:
+            return self._skip(epoch, f"{bad[0]} is {logs[bad[0]]}")
+        if self.save_best_only and not _improved(current, self.best, self.mode, 0.0):
+            return
         path = self.filepath.format(epoch=epoch + 1, **logs)
         state = {"model": self.model.state_dict()}
         if not self.save_weights_only:
             state["epoch"] = epoch + 1
             if self.model.optimizer is not None:
                 state["optimizer"] = self.model.optimizer.state_dict()
-        save(state, path)
+        try:
+            save(state, path)
+        except NonFiniteValues as e:
+            return self._skip(epoch, f"the weights are not finite ({e.key} holds NaN/inf)")
+        if self.save_best_only:
+            self.best = current
         if self.verbose:
             print(f"Epoch {epoch + 1}: saved checkpoint to {path}")
 
@@ -310,13 +328,22 @@ class CSVLogger(Callback):
 
 
 class TerminateOnNaN(Callback):
-    """Stop training when a batch loss is NaN or infinite."""
+    """Stop training when a batch loss is NaN or infinite, before that batch's update is applied
+    (fit never applies a non-finite loss; seeing it here, this callback makes fit end quietly
+    instead of raising TrainingDiverged), or when an epoch's `loss` or `val_loss` is."""
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(loss):
             print(f"Batch {batch}: invalid loss, terminating training")
             self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key in ("loss", "val_loss"):
+            value = (logs or {}).get(key)
+            if value is not None and not np.isfinite(value) and not self.model.stop_training:
+                print(f"Epoch {epoch + 1}: invalid {key}, terminating training")
+                self.model.stop_training = True
 
 
 class LambdaCallback(Callback):

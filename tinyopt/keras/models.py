@@ -3,11 +3,18 @@
 `Sequential` is an `nn.Module` whose children are the Keras layers (which wrap `nn` modules), so
 everything torch-style works on it too: `model.parameters()`, `state_dict()`, a hand-written loop.
 
-One training step of `fit` (for a batch X, Y of `batch_size` samples) is the PyTorch loop:
+One training step of `fit` (for a batch X, Y of `batch_size` samples) is the PyTorch loop, the
+epoch of `tinyopt.loop` that `tinyopt train` runs too:
 
     Ŷ = model(X)                          (training mode: dropout active)
     L = loss(Y, Ŷ) + Σ_layers R(W)        (R: kernel/bias regularizers, e.g. l2: λ Σ w²)
     ∇L by backpropagation; optimizer.step()
+
+A NaN or infinite L is never applied. Unlike Keras, which records `nan` and trains on, `fit` then
+raises `tinyopt.loop.TrainingDiverged` naming the epoch, the step and the learning rate, unless a
+callback stops training when it sees the loss in `on_train_batch_end` (`TerminateOnNaN` does:
+`fit` then ends after that epoch's `on_epoch_end`, with the weights of the last finite step). A
+non-finite `val_loss` is reported the same way after `on_epoch_end`.
 
 The epoch's `loss` (and each metric) is the mean over all samples of the epoch, i.e. batch values
 weighted by batch size, as Keras reports it. `val_loss` / `val_*` are computed in evaluation
@@ -33,6 +40,10 @@ from tinyopt.keras import losses as losses_module
 from tinyopt.keras import metrics as metrics_module
 from tinyopt.keras import optimizers as optimizers_module
 from tinyopt.keras.layers import InputLayer, Layer
+from tinyopt.loop import (
+    Hooks, Meter, ProgressBar, Step, TrainingDiverged, divergence_message, evaluation, learning_rate, minibatches,
+    train_epoch, train_step,
+)
 from tinyopt.nn.module import Module, ShapeError
 from tinyopt.random import resolve
 from tinyopt.tensor import Tensor
@@ -50,6 +61,47 @@ def _as_target(y) -> np.ndarray:
     if y.dtype == np.float64:
         y = y.astype(np.float32)
     return y
+
+
+def _compiled_loss(model):
+    """The compiled loss as tinyopt.loop calls it: L = loss(Y, Ŷ) + Σ_layers R(W)."""
+    def loss_fn(y_pred, y):
+        loss = model.loss(y, y_pred)
+        reg = model.regularization_loss()
+        return loss if reg is None else loss + reg
+    return loss_fn
+
+
+class _FitHooks(Hooks):
+    """What `fit` does around each step of tinyopt.loop's epoch: Keras' batch callbacks, the
+    batch logs (loss and metrics), their size-weighted epoch means, the progress bar. A non-finite
+    loss (never applied) goes to the callbacks too; unless one of them stops training
+    (TerminateOnNaN does), fit raises TrainingDiverged."""
+
+    def __init__(self, model, callbacks, bar: ProgressBar):
+        self.model, self.callbacks, self.bar, self.meter = model, callbacks, bar, Meter()
+
+    def _logs(self, step: Step) -> dict:
+        logs = {"loss": step.loss}
+        logs.update({k: float(np.mean(v)) for k, v in self.model._metric_values(step.targets, step.output.data).items()})
+        self.meter.add({k: v * step.size for k, v in logs.items()}, step.size)
+        return logs
+
+    def on_step_begin(self, step: Step) -> None:
+        self.callbacks.on_train_batch_begin(step.index)
+
+    def on_step_end(self, step: Step) -> None:
+        self.callbacks.on_train_batch_end(step.index, dict(self._logs(step)))
+        self.bar.update({k: f"{v:.4f}" for k, v in self.meter.means().items()})
+
+    def on_non_finite(self, step: Step) -> None:
+        self.callbacks.on_train_batch_end(step.index, dict(self._logs(step)))
+        if not self.model.stop_training:
+            raise self.diverged(step, f"{self.divergence_hint(step)}; or pass "
+                                "callbacks=[keras.callbacks.TerminateOnNaN()] to end fit quietly")
+
+    def should_stop(self) -> bool:
+        return self.model.stop_training
 
 
 class Sequential(Module):
@@ -179,22 +231,22 @@ class Sequential(Module):
         return {name: fn(y, y_pred) for name, fn in self.compiled_metrics}
 
     def train_on_batch(self, x, y) -> dict:
-        """One optimisation step; returns the batch's loss and metrics."""
+        """One optimisation step (tinyopt.loop.train_step); returns the batch's loss and metrics.
+        A NaN or infinite loss raises TrainingDiverged and is not applied."""
         self._require_compiled("train_on_batch")
         x, y = _as_float_input(x), _as_target(y)
         if not self.built:
             self.build((None,) + x.shape[1:])
         self._build_optimizer()
         self.train()
-        self.optimizer.zero_grad()
-        y_pred = self(Tensor(x))
-        loss = self.loss(y, y_pred)
-        reg = self.regularization_loss()
-        total = loss if reg is None else loss + reg
-        total.backward()
-        self.optimizer.step()
-        logs = {"loss": float(total.item())}
-        logs.update({k: float(np.mean(v)) for k, v in self._metric_values(y, y_pred.data).items()})
+        step = train_step(self, self.optimizer, x, y, _compiled_loss(self))
+        if not step.applied:
+            raise TrainingDiverged(
+                divergence_message("loss", step.loss, lr=step.lr, model=self,
+                                   hint="train_on_batch did not apply the step; lower the learning rate"),
+                value=step.loss, lr=step.lr)
+        logs = {"loss": step.loss}
+        logs.update({k: float(np.mean(v)) for k, v in self._metric_values(y, step.output.data).items()})
         return logs
 
     # ------------------------------------------------------------------ fit
@@ -241,45 +293,37 @@ class Sequential(Module):
         object.__setattr__(self, "history", history)
         object.__setattr__(self, "stop_training", False)
         use_bar = verbose == 1 and sys.stdout.isatty()
+        loss_fn = _compiled_loss(self)
+        global_step = 0
 
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
             order = rng.permutation(n) if shuffle else np.arange(n)
-            sums, seen = {}, 0
             start = time.perf_counter()
-            bar = None
-            if use_bar:
-                from tqdm import tqdm
-
-                bar = tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", unit="step", leave=True, file=sys.stdout)
-            for step in range(steps):
-                idx = order[step * batch_size:(step + 1) * batch_size]
-                cbs.on_train_batch_begin(step)
-                logs = self.train_on_batch(x[idx], y[idx])
-                for k, v in logs.items():
-                    sums[k] = sums.get(k, 0.0) + v * len(idx)
-                seen += len(idx)
-                running = {k: s / seen for k, s in sums.items()}
-                cbs.on_train_batch_end(step, dict(logs))
-                if bar is not None:
-                    bar.set_postfix({k: f"{v:.4f}" for k, v in running.items()}, refresh=False)
-                    bar.update(1)
-                if self.stop_training:
-                    break
-            epoch_logs = {k: s / seen for k, s in sums.items()}
-            if validation_data is not None:
-                val = self._evaluate_logs(*validation_data, batch_size=batch_size)
-                epoch_logs.update({f"val_{k}": v for k, v in val.items()})
-            epoch_logs["learning_rate"] = optimizers_module.get_lr(self.optimizer)
-            elapsed = time.perf_counter() - start
-            if bar is not None:
-                bar.set_postfix({k: f"{v:.4f}" for k, v in epoch_logs.items() if k != "learning_rate"})
-                bar.close()
-            elif verbose in (1, 2):
+            with ProgressBar(steps, f"Epoch {epoch + 1}/{epochs}", use_bar, leave=True) as bar:
+                hooks = _FitHooks(self, cbs, bar)
+                global_step = train_epoch(self, self.optimizer, minibatches(x, y, batch_size, order), loss_fn,
+                                          hooks=hooks, epoch=epoch, global_step=global_step).global_step
+                epoch_logs = hooks.meter.means()
+                if validation_data is not None:
+                    val = self._evaluate_logs(*validation_data, batch_size=batch_size)
+                    epoch_logs.update({f"val_{k}": v for k, v in val.items()})
+                epoch_logs["learning_rate"] = optimizers_module.get_lr(self.optimizer)
+                elapsed = time.perf_counter() - start
+                bar.close({k: f"{v:.4f}" for k, v in epoch_logs.items() if k != "learning_rate"})
+            if not use_bar and verbose in (1, 2):
                 shown = " - ".join(f"{k}: {v:.4f}" for k, v in epoch_logs.items() if k != "learning_rate")
                 print(f"Epoch {epoch + 1}/{epochs} - {elapsed:.1f}s - {shown}", flush=True)
             cbs.on_epoch_end(epoch, epoch_logs)
+            val_loss = epoch_logs.get("val_loss", 0.0)
+            if not math.isfinite(val_loss) and not self.stop_training:
+                lr = learning_rate(self.optimizer)
+                raise TrainingDiverged(
+                    divergence_message("val_loss", val_loss, epoch=epoch + 1, global_step=global_step, lr=lr,
+                                       model=self, hint="lower the learning rate, or pass "
+                                       "callbacks=[keras.callbacks.TerminateOnNaN()] to end fit quietly"),
+                    what="val_loss", value=val_loss, epoch=epoch + 1, global_step=global_step, lr=lr)
             if self.stop_training:
                 break
         cbs.on_train_end()
@@ -289,21 +333,15 @@ class Sequential(Module):
     def _evaluate_logs(self, x, y, batch_size: int = 32) -> dict:
         self._require_compiled("evaluate")
         x, y = _as_float_input(x), _as_target(y)
-        was_training = self.training
-        self.eval()
         sums, n = {}, 0
-        try:
-            with no_grad():
-                for start in range(0, len(x), batch_size):
-                    xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-                    y_pred = self(Tensor(xb))
-                    loss = self.loss(yb, y_pred)
-                    sums["loss"] = sums.get("loss", 0.0) + float(loss.item()) * len(xb)
-                    for k, v in self._metric_values(yb, y_pred.data).items():
-                        sums[k] = sums.get(k, 0.0) + float(np.sum(v))
-                    n += len(xb)
-        finally:
-            self.train(was_training)
+        with evaluation(self):
+            for xb, yb in minibatches(x, y, batch_size):
+                y_pred = self(Tensor(xb))
+                loss = self.loss(yb, y_pred)
+                sums["loss"] = sums.get("loss", 0.0) + float(loss.item()) * len(xb)
+                for k, v in self._metric_values(yb, y_pred.data).items():
+                    sums[k] = sums.get(k, 0.0) + float(np.sum(v))
+                n += len(xb)
         reg = self.regularization_loss()
         logs = {k: s / n for k, s in sums.items()}
         if reg is not None:

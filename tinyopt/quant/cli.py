@@ -3,49 +3,97 @@
     tinyopt quantize runs/tour [--calibration 1000] [--qat-epochs 1] [--qat-steps N] [--qat-lr 1e-4]
                                [--test-size N] [--latency-batch 256] [--data DIR]
 
-The run folder is one written by `tinyopt train` / `tinyopt tour` (config + checkpoint).
+The run folder is one written by `tinyopt train` / `tinyopt tour` (config + checkpoint). Every
+argument is checked before anything is loaded; a mistake is one line naming the fix, exit status 2.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line (the usage block is available with --help)."""
+
+    def error(self, message):
+        raise _UsageError(f"{message} (see `tinyopt quantize --help`)")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _whole(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}")
+        return value
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="tinyopt quantize", description=__doc__.splitlines()[0])
+    p = _Parser(prog="tinyopt quantize", description=__doc__.splitlines()[0])
     p.add_argument("run", type=Path, help="a training run folder (from `tinyopt train --out DIR`)")
-    p.add_argument("--calibration", type=int, default=1000, help="training images for static calibration")
-    p.add_argument("--qat-epochs", type=int, default=0, help="epochs of quantization-aware fine-tuning (0: skip)")
-    p.add_argument("--qat-steps", type=int, default=None, help="stop QAT after this many steps")
-    p.add_argument("--qat-lr", type=float, default=1e-4,
+    p.add_argument("--calibration", type=_whole(1), default=1000, help="training images for static calibration")
+    p.add_argument("--qat-epochs", type=_whole(0), default=0, help="epochs of quantization-aware fine-tuning (0: skip)")
+    p.add_argument("--qat-steps", type=_whole(1), default=None, help="stop QAT after this many steps")
+    p.add_argument("--qat-lr", type=_positive_float, default=1e-4,
                    help="Adam learning rate of the QAT fine-tuning (small: the model is already trained)")
-    p.add_argument("--test-size", type=int, default=None, help="first N test images (default: all)")
-    p.add_argument("--latency-batch", type=int, default=256)
+    p.add_argument("--test-size", type=_whole(1), default=None, help="first N test images (default: all)")
+    p.add_argument("--latency-batch", type=_whole(1), default=256)
     p.add_argument("--data", type=Path, default=None, help="folder with the Fashion-MNIST files")
     return p
 
 
+def _error(message: str) -> int:
+    print(f"tinyopt quantize: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def main(argv=None) -> int:
+    from tinyopt.cli import dataset_error_message
+    from tinyopt.datasets.files import DatasetError
     from tinyopt.quant.reporting import report
     from tinyopt.train import ConfigError, load_data, load_run
 
-    args = build_parser().parse_args(argv)
-    for name in ("calibration", "latency_batch"):
-        if getattr(args, name) < 1:
-            print(f"tinyopt quantize: error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
-            return 2
-    if not args.qat_lr > 0:
-        print("tinyopt quantize: error: --qat-lr must be > 0", file=sys.stderr)
-        return 2
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as e:
+        return _error(str(e))
+    if args.qat_steps is not None and args.qat_epochs == 0:
+        return _error("--qat-steps limits the QAT fine-tuning, which --qat-epochs 0 skips: give --qat-epochs 1 "
+                      "(or more) too, or leave out --qat-steps")
     try:
         config, model = load_run(args.run, args.data)
+        if args.test_size is not None:
+            config.test_size = args.test_size
+        (x_train, y_train), _, (x_test, y_test) = load_data(config, args.data)
     except ConfigError as e:
-        print(f"tinyopt quantize: error: {e}", file=sys.stderr)
-        return 2
-    if args.test_size is not None:
-        config.test_size = args.test_size
-    (x_train, y_train), _, (x_test, y_test) = load_data(config, args.data)
+        return _error(str(e))
+    except DatasetError as e:
+        return _error(str(dataset_error_message(e, args.data)))
+    if args.calibration > len(x_train):
+        return _error(f"--calibration {args.calibration} is more than the {len(x_train):,} training images of this "
+                      f"run; use at most {len(x_train)}")
     print(f"quantizing {config.model} from {args.run} on {len(y_test):,} test images", flush=True)
     rep = report(model, (x_test, y_test), calibration=x_train[: args.calibration],
                  train_data=(x_train, y_train) if args.qat_epochs > 0 else None, qat_epochs=args.qat_epochs,
