@@ -42,7 +42,7 @@ extras=""
 if [ "$with_tests" = 1 ]; then
   # The oracle first, pinned: 2.13.0 is the CPU build these machines hold locally.
   "$py" -m pip install -q "torch==2.13.0" >&2
-  extras="[test]"
+  extras="[test,course]"
 fi
 "$py" -m pip install -q -e ".${extras}" >&2
 echo "$py"

@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     from tinyopt.train import DEFAULT_LR, MODELS, OPTIMIZERS, SCHEDULES
 
     parser = _Parser(prog="tinyopt", description="Train, evaluate and explore small networks on Fashion-MNIST.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,eval,tour,verify,quantize}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{train,eval,tour,verify,quantize,course,check}", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model, writing metrics.jsonl, checkpoint.npz and plots into --out")
     t.add_argument("--model", choices=MODELS, default="mlp")
@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
         extra = " (with --candidate MODULE:CLASS: check an optimizer you wrote)" if name == "verify" else ""
         p = sub.add_parser(name, help=f"run {module}.main (arguments are passed on){extra}", add_help=False)
         p.add_argument("args", nargs=argparse.REMAINDER)
+    sub.add_parser("course", help="build the course site: tinyopt course build [--fast] [--student] OUT", add_help=False)
+    sub.add_parser("check", help="grade a lesson's exercises: tinyopt check LESSON [--student-file F]", add_help=False)
     return parser
 
 
@@ -441,6 +443,10 @@ def main(argv=None) -> int:
     try:
         if argv[:1] == ["verify"] and wants_candidate_check(argv[1:]):
             return cmd_verify_candidate(argv[1:])
+        if argv[:1] in (["course"], ["check"]):
+            from tinyopt.course import cli as course_cli
+
+            return (course_cli.course_main if argv[0] == "course" else course_cli.check_main)(argv[1:])
         if argv and argv[0] in ("verify", "quantize"):
             return _delegate("tinyopt.verify" if argv[0] == "verify" else "tinyopt.quant.cli", argv[1:])
         parser = build_parser()

@@ -234,6 +234,54 @@ for name, by_hand in [("g", g1), ("m", m1), ("v", v1), ("m_hat", m_hat), ("v_hat
 assert np.allclose(first["update"], 0.1, rtol=1e-6)
 
 # %% [markdown]
+# ### Exercise: the update on plain arrays
+#
+# The two updates this lesson uses most, written on NumPy arrays (no Tensor, no class): fill in the
+# code between the markers. `tinyopt check 01` grades them against `optim.Adam` and `optim.SGD`
+# for 20 random gradients and names the term that differs (the student version of this lesson,
+# from `tinyopt course build --student`, has stubs there).
+#
+#     Adam:     m_t ← β₁ m_{t−1} + (1 − β₁) g_t;   v_t ← β₂ v_{t−1} + (1 − β₂) g_t²
+#               θ_t ← θ_{t−1} − γ m̂_t / (√v̂_t + ε),   m̂_t = m_t / (1 − β₁ᵗ),   v̂_t = v_t / (1 − β₂ᵗ)
+#     momentum: b_1 = g_1;   b_t ← μ b_{t−1} + g_t;   θ_t ← θ_{t−1} − γ b_t      (torch's convention)
+
+# %%
+def adam_update(theta, g, m, v, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+    """One Adam step; t counts from 1. Returns the new (θ, m, v)."""
+    # BEGIN SOLUTION adam_update
+    beta1, beta2 = betas
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g * g
+    m_hat = m / (1 - beta1**t)
+    v_hat = v / (1 - beta2**t)
+    theta = theta - lr * m_hat / (np.sqrt(v_hat) + eps)
+    # END SOLUTION
+    return theta, m, v
+
+
+def momentum_update(theta, g, b, lr, momentum):
+    """One step of SGD with momentum; b is None before the first step. Returns the new (θ, b)."""
+    # BEGIN SOLUTION momentum_update
+    b = g.copy() if b is None else momentum * b + g
+    theta = theta - lr * b
+    # END SOLUTION
+    return theta, b
+
+
+# Both against the library, on the quadratic's gradient, for a few steps:
+theta_a, m_a, v_a = np.array([-5.0, -2.0]), np.zeros(2), np.zeros(2)
+theta_b, buf = np.array([-5.0, -2.0]), None
+for t in range(1, 4):
+    g = np.array([0.2 * theta_a[0], 4 * theta_a[1]])
+    theta_a, m_a, v_a = adam_update(theta_a, g, m_a, v_a, t, lr=0.1)
+    theta_b, buf = momentum_update(theta_b, np.array([0.2 * theta_b[0], 4 * theta_b[1]]), buf, lr=0.05, momentum=0.9)
+path_adam = run(lambda ps: optim.Adam(ps, lr=0.1), quadratic, (-5.0, -2.0), 3)
+path_momentum = run(lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9), quadratic, (-5.0, -2.0), 3)
+print("adam_update    rel. error after 3 steps", rel_error(theta_a, path_adam[-1]))
+print("momentum_update rel. error after 3 steps", rel_error(theta_b, path_momentum[-1]))
+assert rel_error(theta_a, path_adam[-1]) < 1e-12 and rel_error(theta_b, path_momentum[-1]) < 1e-12
+
+# %% [markdown]
 # ### And a whole path against PyTorch
 #
 # When PyTorch is installed, the same optimizer with the same arguments on the same function

@@ -84,8 +84,15 @@ schedules = {}  # name → the lr sequence, for the overview plot
 # $$\eta_t = \eta_0 \, \gamma^{\lfloor t / \text{step\_size} \rfloor}.$$
 
 # %%
+def step_lr(t, eta0, gamma, step_size):
+    """η_t of step decay (exercise, graded by `tinyopt check 02`)."""
+    # BEGIN SOLUTION step_lr
+    return eta0 * gamma ** (t // step_size)
+    # END SOLUTION
+
+
 step = lr_sequence(lambda opt: L.StepLR(opt, step_size=15, gamma=0.5), 60, eta_0)
-step_formula = eta_0 * 0.5 ** (t // 15)
+step_formula = step_lr(t, eta_0, 0.5, 15)
 print("StepLR    rel. error vs formula:", rel_error(step, step_formula))
 assert rel_error(step, step_formula) < 1e-12
 schedules["StepLR(15, 0.5)"] = step
@@ -130,7 +137,16 @@ schedules["ExponentialLR(0.1^(1/60))"] = exponential
 
 # %%
 cosine = lr_sequence(lambda opt: L.CosineAnnealingLR(opt, T_max=40, eta_min=0.001), 60, eta_0)
-cosine_formula = 0.001 + (eta_0 - 0.001) * (1 + np.cos(np.pi * t / 40)) / 2
+
+
+def cosine_lr(t, eta0, eta_min, T_max):  # noqa: N803 - torch's name
+    """η_t of cosine annealing (exercise, graded by `tinyopt check 02`)."""
+    # BEGIN SOLUTION cosine_lr
+    return eta_min + (eta0 - eta_min) * (1 + np.cos(np.pi * t / T_max)) / 2
+    # END SOLUTION
+
+
+cosine_formula = cosine_lr(t, eta_0, 0.001, 40)
 print("CosineAnnealingLR rel. error vs formula:", rel_error(cosine, cosine_formula))
 assert rel_error(cosine, cosine_formula) < 1e-12
 assert cosine[40] == min(cosine) and cosine[60] > cosine[40]  # past T_max it rises again

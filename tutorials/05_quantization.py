@@ -60,11 +60,31 @@ import matplotlib.pyplot as plt  # noqa: E402
 # %%
 x = rng.normal(0.3, 1.0, 10_000).astype(np.float32)
 qmin, qmax = -128, 127
-r_min, r_max = min(x.min(), 0.0), max(x.max(), 0.0)
-S = np.float32((r_max - r_min) / (qmax - qmin))
-Z = int(qmin - np.rint(r_min / S))
+
+
+# Exercises (graded by `tinyopt check 05`): S and Z from a range, and quantize-then-dequantize.
+def affine_qparams(x_min, x_max, qmin, qmax):
+    """(S, Z) of the affine map from [x_min, x_max] (widened to contain 0) onto [qmin, qmax]."""
+    # BEGIN SOLUTION affine_qparams
+    r_min, r_max = min(x_min, 0.0), max(x_max, 0.0)
+    scale = np.float32((r_max - r_min) / (qmax - qmin))
+    zero_point = int(np.clip(qmin - np.rint(r_min / scale), qmin, qmax))
+    # END SOLUTION
+    return scale, zero_point
+
+
+def fake_quantize(x, scale, zero_point, qmin, qmax):
+    """x̂ = S · (clamp(round(x / S) + Z, qmin, qmax) − Z): x on the integer grid, back in floats."""
+    # BEGIN SOLUTION fake_quantize
+    q = np.clip(np.rint(x / scale) + zero_point, qmin, qmax)
+    # END SOLUTION
+    return scale * (q - zero_point)
+
+
+S, Z = affine_qparams(float(x.min()), float(x.max()), qmin, qmax)
 q_by_hand = np.clip(np.rint(x * (np.float32(1) / S) + Z), qmin, qmax).astype(np.int8)
 x_hat = S * (q_by_hand.astype(np.float32) - Z)
+assert np.abs(fake_quantize(x.astype(np.float64), float(S), Z, qmin, qmax) - x_hat).max() <= 1e-5 + S
 print(f"S = {S:.6f}, Z = {Z}, max |x − x̂| = {np.abs(x - x_hat).max():.6f} (S/2 = {S / 2:.6f})")
 
 # the library: same numbers (and the same as torch.quantize_per_tensor, see tests/test_quant_affine.py)
@@ -287,6 +307,37 @@ ax.legend()
 fig.savefig(OUT / "accuracy_vs_bits.png", dpi=90)
 plt.close(fig)
 print("accuracy by weight bits:", acc_by_bits)
+
+# %% [markdown]
+# ## The seeds' quantization code, corrected
+#
+# - Seed 000 imports `torch.quantization.qlinear` and calls `QL.Quantizer(ql=QL.Quantizer.Linear,
+#   num_bits=8).quantize(net)`; seed 004 calls `quantize(model, num_bits=8)`. Neither exists in
+#   torch. torch's calls are `torch.ao.quantization.quantize_dynamic(model, {nn.Linear},
+#   dtype=torch.qint8)` (weights int8, activations quantized on the fly) or the static
+#   `prepare` → calibrate → `convert` flow, and for training, `prepare_qat` (fake quantization, so
+#   gradients still flow). Seed 000 then trains the "quantized" network with the float model's
+#   optimizer: an int8 model has no gradients; quantization-aware training trains the float
+#   weights through fake quantization (section 3 above). tinyopt has the same calls under
+#   `tinyopt.quant`.
+# - Seed 004 "quantizes" with `model.weight.data.to(torch.int32)` and then `(w * 255).clamp(0,
+#   255)`. Casting first truncates every weight in (−1, 1), which is nearly all of them, to 0;
+#   the clamp to [0, 255] would also drop every negative weight. (And its `Net` has no `weight`:
+#   the layers do.) The scale must be applied *before* rounding, with a zero point for signed
+#   values: q = clamp(round(w / S) + Z), as in section 1. Measured on the trained CNN's conv2:
+
+# %%
+w_conv2 = [m.weight.data for m in cnn.modules() if isinstance(m, to.nn.Conv2d)][-1]
+seed_004 = np.clip(w_conv2.astype(np.int32) * 255, 0, 255)
+print(f"seed 004's cast: {np.mean(seed_004 == 0):.1%} of the weights become 0")
+s_w, z_w = affine_qparams(float(w_conv2.min()), float(w_conv2.max()), -128, 127)
+restored = fake_quantize(w_conv2.astype(np.float64), float(s_w), z_w, -128, 127)
+print(f"affine int8: max |w − ŵ| = {np.abs(restored - w_conv2).max():.2e} (S/2 = {s_w / 2:.2e})")
+assert np.mean(seed_004 == 0) > 0.99
+assert np.abs(restored - w_conv2).max() <= s_w / 2 * 1.001
+dynamic = Q.quantize_dynamic(cnn)   # the call the seeds meant: int8 Linear weights, float activations
+print("quantize_dynamic(cnn):", type(dynamic).__name__, "with",
+      sum(type(m).__name__.startswith("Dynamic") or "Quant" in type(m).__name__ for m in dynamic.modules()), "int8 layers")
 
 # %% [markdown]
 # ## Checks

@@ -82,7 +82,6 @@ for name, symbol, meaning in optim.Adam.trace_symbols:
 # ## 1. Exercise: Adam
 
 # %%
-# BEGIN SOLUTION
 class MyAdam(Optimizer):
     """Adam with torch's arguments; records g, m, v, m_hat, v_hat, lr_eff, update, theta."""
 
@@ -94,6 +93,7 @@ class MyAdam(Optimizer):
                                       decoupled_weight_decay=decoupled_weight_decay))
 
     def step(self, closure=None):
+        # BEGIN SOLUTION my_adam
         loss = closure() if closure is not None else None
         for group in self.param_groups:
             lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
@@ -123,7 +123,7 @@ class MyAdam(Optimizer):
                 self._record(p, group, dict(g=g, m=m, v=v, m_hat=m_hat, v_hat=v_hat, lr_eff=lr_eff,
                                             update=update, theta=p.data), dict(t=t))
         return loss
-# END SOLUTION
+        # END SOLUTION
 
 
 # %% [markdown]
@@ -312,7 +312,6 @@ assert report.step == 1 and report.term.name == "m"
 # The trace names (`optim.SGD.trace_symbols`): g, buf, d, update, theta.
 
 # %%
-# BEGIN SOLUTION
 class MySGD(Optimizer):
     """SGD with momentum, dampening, L2 weight decay and Nesterov, like torch.optim.SGD."""
 
@@ -321,6 +320,7 @@ class MySGD(Optimizer):
                                       weight_decay=weight_decay, nesterov=nesterov))
 
     def step(self, closure=None):
+        # BEGIN SOLUTION my_sgd
         loss = closure() if closure is not None else None
         for group in self.param_groups:
             lr, mu, tau, wd = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
@@ -345,7 +345,7 @@ class MySGD(Optimizer):
                 p.data += update
                 self._record(p, group, dict(quantities, d=d, update=update, theta=p.data))
         return loss
-# END SOLUTION
+        # END SOLUTION
 
 
 # %%

@@ -1,0 +1,342 @@
+"""The exercises of each lesson and how `tinyopt check` grades them.
+
+Each exercise is a function (or class) a lesson defines between `# BEGIN SOLUTION <name>` and
+`# END SOLUTION`. Its check calls the student's version on fixed float64 inputs and compares it
+with tinyopt's own implementation (which the test suite verifies against torch and central
+differences), CS231n-style, by relative error. The first wrong value is reported with where it is
+(step, element), and the hint names the formula term that differs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from tinyopt.course.autograder import Result
+
+RTOL = 1e-9
+
+
+@dataclass(frozen=True)
+class Exercise:
+    lesson: str
+    name: str
+    function: str               # the name the lesson defines
+    what: str
+    hint: str                   # shown when the check cannot tell which term is wrong
+    check: Callable
+
+
+def rel_error(x, y) -> float:
+    """max |x − y| / max(1e-12, |x| + |y|), elementwise: CS231n's measure."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    return float(np.max(np.abs(x - y) / np.maximum(1e-12, np.abs(x) + np.abs(y)))) if x.size else 0.0
+
+
+def _first_difference(got, want, rtol: float):
+    """(index, got value, wanted value) of the first element off by more than rtol, else None."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    if got.shape != want.shape:
+        return ("shape", got.shape, want.shape)
+    bad = ~np.isclose(got, want, rtol=rtol, atol=rtol * max(1.0, float(np.max(np.abs(want))) if want.size else 1.0))
+    if not bad.any():
+        return None
+    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    return (index, float(got[index]), float(want[index]))
+
+
+def _compare(exercise, label, got, want, hint, rtol=RTOL):
+    """A failing Result for the first wrong element of `got`, or None."""
+    d = _first_difference(got, want, rtol)
+    if d is None:
+        return None
+    if d[0] == "shape":
+        return Result(exercise, False, f"{label}: shape {d[1]}, expected {d[2]}", hint)
+    return Result(exercise, False, f"{label}[{', '.join(map(str, d[0]))}] = {d[1]:.10g}, expected {d[2]:.10g}", hint)
+
+
+def _as_tuple(value, n, exercise):
+    if not isinstance(value, tuple) or len(value) != n:
+        raise TypeError(f"{exercise} should return a tuple of {n} arrays, got {type(value).__name__}")
+    return value
+
+
+def _grads(shape, steps, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(shape) for _ in range(steps)]
+
+
+def _reference_optimizer_path(make, theta0, grads):
+    """θ after each step of a tinyopt optimizer fed the gradients `grads`."""
+    import tinyopt as to
+
+    p = to.nn.Parameter(theta0.copy())
+    opt = make([p])
+    out = []
+    for g in grads:
+        p.grad = to.tensor(g.copy())
+        opt.step()
+        # copies: the optimizer updates its buffers in place
+        state = {k: np.array(np.asarray(v), dtype=np.float64) for k, v in opt.state[p].items()
+                 if isinstance(v, (np.ndarray, to.Tensor))}
+        out.append((p.data.copy(), state))
+    return out
+
+
+# ----------------------------------------------------------------------------- lesson 01: optimizers
+
+def check_adam_update(fn):
+    from tinyopt import optim
+
+    lr, betas, eps = 1e-2, (0.9, 0.999), 1e-8
+    theta0 = np.array([1.0, -2.0, 0.5])
+    grads = _grads(theta0.shape, 20)
+    ref = _reference_optimizer_path(lambda ps: optim.Adam(ps, lr=lr, betas=betas, eps=eps), theta0, grads)
+    theta, m, v = theta0.copy(), np.zeros(3), np.zeros(3)
+    for t, (g, (want_theta, state)) in enumerate(zip(grads, ref), start=1):
+        theta, m, v = _as_tuple(fn(theta, g, m, v, t, lr=lr, betas=betas, eps=eps), 3, "adam_update")
+        for label, got, want, hint in (
+                ("m", m, state["exp_avg"], "m_t ← β₁ m_{t−1} + (1 − β₁) g_t"),
+                ("v", v, state["exp_avg_sq"], "v_t ← β₂ v_{t−1} + (1 − β₂) g_t² (the square of g, not of m)"),
+                ("θ", theta, want_theta, "θ_t ← θ_{t−1} − γ m̂_t / (√v̂_t + ε) with m̂_t = m_t/(1 − β₁ᵗ), "
+                                         "v̂_t = v_t/(1 − β₂ᵗ): ε outside the root, bias correction with t from 1")):
+            bad = _compare("adam_update", f"step {t}: {label}", got, want, hint)
+            if bad:
+                bad.checks = t - 1
+                return bad
+    return Result("adam_update", True, f"20 steps equal optim.Adam (rel {RTOL:g})", checks=20)
+
+
+def check_momentum_update(fn):
+    from tinyopt import optim
+
+    lr, mu = 0.05, 0.9
+    theta0 = np.array([0.3, -1.0])
+    grads = _grads(theta0.shape, 15, seed=1)
+    ref = _reference_optimizer_path(lambda ps: optim.SGD(ps, lr=lr, momentum=mu), theta0, grads)
+    theta, b = theta0.copy(), None
+    for t, (g, (want_theta, state)) in enumerate(zip(grads, ref), start=1):
+        theta, b = _as_tuple(fn(theta, g, b, lr=lr, momentum=mu), 2, "momentum_update")
+        for label, got, want, hint in (
+                ("b", b, state["momentum_buffer"], "b_1 = g_1 (no zero start), then b_t ← μ b_{t−1} + g_t "
+                                                   "(torch's convention: γ is not inside the buffer)"),
+                ("θ", theta, want_theta, "θ_t ← θ_{t−1} − γ b_t")):
+            bad = _compare("momentum_update", f"step {t}: {label}", got, want, hint)
+            if bad:
+                return bad
+    return Result("momentum_update", True, "15 steps equal optim.SGD(momentum=0.9)", checks=15)
+
+
+# ----------------------------------------------------------------------------- lesson 02: schedules
+
+def _scheduler_lrs(make, steps, lr=0.1):
+    import tinyopt as to
+    from tinyopt import optim
+
+    opt = optim.SGD([to.nn.Parameter(np.zeros(1))], lr=lr)
+    sched = make(opt)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return np.array(lrs)
+
+
+def check_cosine_lr(fn):
+    from tinyopt.optim import lr_scheduler as L
+
+    eta0, eta_min, T = 0.1, 0.001, 10
+    want = _scheduler_lrs(lambda o: L.CosineAnnealingLR(o, T_max=T, eta_min=eta_min), 11, lr=eta0)
+    got = np.array([fn(t, eta0=eta0, eta_min=eta_min, T_max=T) for t in range(11)])
+    bad = _compare("cosine_lr", "η_t for t", got, want,
+                   "η_t = η_min + (η₀ − η_min)(1 + cos(π t / T_max)) / 2, t counted from 0", rtol=1e-12)
+    return bad or Result("cosine_lr", True, "t = 0..10 equal CosineAnnealingLR", checks=11)
+
+
+def check_step_lr(fn):
+    from tinyopt.optim import lr_scheduler as L
+
+    eta0, gamma, size = 0.1, 0.5, 3
+    want = _scheduler_lrs(lambda o: L.StepLR(o, step_size=size, gamma=gamma), 12, lr=eta0)
+    got = np.array([fn(t, eta0=eta0, gamma=gamma, step_size=size) for t in range(12)])
+    bad = _compare("step_lr", "η_t for t", got, want, "η_t = η₀ · γ^⌊t / step_size⌋ (integer division)", rtol=1e-12)
+    return bad or Result("step_lr", True, "t = 0..11 equal StepLR", checks=12)
+
+
+# ----------------------------------------------------------------------------- lesson 05: quantization
+
+def check_affine_qparams(fn):
+    from tinyopt.quant.affine import choose_qparams
+
+    cases = [(-1.0, 3.0, -128, 127), (0.0, 6.0, 0, 255), (-0.5, 0.25, -128, 127), (-2.0, -1.0, 0, 255),
+             (0.5, 2.0, -8, 7)]
+    for lo, hi, qmin, qmax in cases:
+        s, z = fn(lo, hi, qmin, qmax)
+        want_s, want_z = choose_qparams(lo, hi, qmin, qmax)
+        bad = (_compare("affine_qparams", f"S for [{lo}, {hi}] → [{qmin}, {qmax}]", s, want_s,
+                        "S = (max(x_max, 0) − min(x_min, 0)) / (q_max − q_min): widen the range to contain 0",
+                        rtol=1e-6)
+               or _compare("affine_qparams", f"Z for [{lo}, {hi}] → [{qmin}, {qmax}]", z, want_z,
+                           "Z = clamp(q_min − round(min(x_min, 0) / S), q_min, q_max), an integer", rtol=1e-12))
+        if bad:
+            return bad
+    return Result("affine_qparams", True, f"{len(cases)} ranges equal quant.choose_qparams", checks=len(cases))
+
+
+def check_fake_quantize(fn):
+    x = np.random.default_rng(2).uniform(-3, 3, 50)
+    for s, z, qmin, qmax in ((0.02, 3, -128, 127), (0.05, 128, 0, 255), (0.1, 0, -8, 7)):
+        want = (np.clip(np.rint(x / s) + z, qmin, qmax) - z) * s
+        bad = _compare("fake_quantize", f"x̂ (S={s}, Z={z}, [{qmin}, {qmax}])", fn(x, s, z, qmin, qmax), want,
+                       "x̂ = S · (clamp(round(x / S) + Z, q_min, q_max) − Z); round half to even (np.rint)",
+                       rtol=1e-6)
+        if bad:
+            return bad
+    return Result("fake_quantize", True, "3 settings × 50 values equal the formula", checks=3)
+
+
+# ----------------------------------------------------------------------------- lesson 11: own optimizer
+
+def _check_optimizer_class(name, reference, **kw):
+    def check(cls):
+        from tinyopt.verify import check_optimizer
+
+        report = check_optimizer(cls, reference=reference(), steps=30, **kw)
+        if report.ok:
+            return Result(name, True, "quadratic, Rosenbrock and an MLP equal tinyopt's for 30 steps", checks=3)
+        term = report.term
+        detail = (f"{report.problem}, step {report.step}, parameter {report.param_name} element {report.element}: "
+                  f"got {report.got:.10g}, expected {report.expected:.10g}")
+        if term is not None:
+            return Result(name, False, detail, f"first differing term: {term.sentence()}")
+        return Result(name, False, detail, "record your quantities with self._record(...) under the names "
+                                           "of the reference's trace_symbols to see which term differs")
+    return check
+
+
+# ----------------------------------------------------------------------------- lesson 13: CNN
+
+def _conv_case(seed=3):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((2, 3, 7, 6)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+
+
+def check_conv2d_forward(fn):
+    import tinyopt as to
+    import tinyopt.nn.functional as F
+
+    x, w, b = _conv_case()
+    for stride, padding in ((1, 0), (2, 1), (1, 2)):
+        want = F.conv2d(to.tensor(x), to.tensor(w), to.tensor(b), stride=stride, padding=padding).data
+        bad = _compare("conv2d_forward", f"y (stride {stride}, padding {padding})",
+                       fn(x, w, b, stride=stride, padding=padding), want,
+                       "y[n,o,i,j] = b[o] + Σ_c Σ_u Σ_v x_pad[n, c, i·s + u, j·s + v] · w[o, c, u, v]; "
+                       "H_out = ⌊(H + 2p − k)/s⌋ + 1")
+        if bad:
+            return bad
+    return Result("conv2d_forward", True, "3 stride/padding settings equal F.conv2d", checks=3)
+
+
+def check_conv2d_backward(fn):
+    import tinyopt as to
+    import tinyopt.nn.functional as F
+
+    x, w, b = _conv_case(4)
+    for stride, padding in ((1, 0), (2, 1)):
+        xt, wt, bt = (to.tensor(a, requires_grad=True) for a in (x, w, b))
+        y = F.conv2d(xt, wt, bt, stride=stride, padding=padding)
+        grad_out = np.random.default_rng(5).standard_normal(y.shape)
+        (y * to.tensor(grad_out)).sum().backward()
+        got = _as_tuple(fn(x, w, grad_out, stride=stride, padding=padding), 3, "conv2d_backward")
+        for label, g, want, hint in (
+                ("∂L/∂x", got[0], xt.grad.data, "∂L/∂x_pad[n,c,i·s+u,j·s+v] += δ[n,o,i,j] · w[o,c,u,v] (a full "
+                                                 "correlation with the flipped kernel), then drop the padding"),
+                ("∂L/∂w", got[1], wt.grad.data, "∂L/∂w[o,c,u,v] = Σ_n Σ_i Σ_j δ[n,o,i,j] · x_pad[n,c,i·s+u,j·s+v]"),
+                ("∂L/∂b", got[2], bt.grad.data, "∂L/∂b[o] = Σ_n Σ_i Σ_j δ[n,o,i,j]")):
+            bad = _compare("conv2d_backward", f"{label} (stride {stride}, padding {padding})", g, want, hint)
+            if bad:
+                return bad
+    return Result("conv2d_backward", True, "∂x, ∂w, ∂b equal tinyopt's autograd for 2 settings", checks=6)
+
+
+def check_max_pool2d(fn):
+    import tinyopt as to
+    import tinyopt.nn.functional as F
+
+    x = np.random.default_rng(6).standard_normal((2, 3, 6, 8))
+    for k, s in ((2, 2), (3, 1)):
+        want = F.max_pool2d(to.tensor(x), k, stride=s).data
+        bad = _compare("max_pool2d", f"y (kernel {k}, stride {s})", fn(x, k, s), want,
+                       "y[n,c,i,j] = max over u,v < k of x[n,c,i·s+u,j·s+v]; H_out = ⌊(H − k)/s⌋ + 1")
+        if bad:
+            return bad
+    return Result("max_pool2d", True, "2 settings equal F.max_pool2d", checks=2)
+
+
+# ----------------------------------------------------------------------------- lesson 14: hardware
+
+def check_linear_intensity(fn):
+    for batch, n_in, n_out, nbytes in ((1, 784, 256, 4), (256, 784, 256, 4), (64, 1024, 1024, 1)):
+        flops = 2 * batch * n_in * n_out
+        moved = nbytes * (batch * n_in + n_in * n_out + batch * n_out)
+        bad = _compare("linear_intensity", f"I(batch {batch}, {n_in}→{n_out}, {nbytes} B)",
+                       fn(batch, n_in, n_out, nbytes), flops / moved,
+                       "I = FLOPs / bytes = 2·B·n_in·n_out / (bytes per value · (B·n_in + n_in·n_out + B·n_out)): "
+                       "read x and W once, write y once; a multiply-add is 2 FLOPs", rtol=1e-12)
+        if bad:
+            return bad
+    return Result("linear_intensity", True, "3 layers' arithmetic intensity right", checks=3)
+
+
+def check_roofline(fn):
+    peak, bandwidth = 100e9, 20e9
+    for intensity in (0.5, 2.0, 5.0, 50.0):
+        bad = _compare("roofline", f"attainable FLOP/s at I = {intensity}", fn(intensity, peak, bandwidth),
+                       min(peak, bandwidth * intensity),
+                       "P(I) = min(P_peak, B · I): memory-bound left of the ridge I* = P_peak / B", rtol=1e-12)
+        if bad:
+            return bad
+    return Result("roofline", True, "4 intensities on both sides of the ridge right", checks=4)
+
+
+# ----------------------------------------------------------------------------- the registry
+
+def _optim(name):
+    def get():
+        from tinyopt import optim
+        return getattr(optim, name)
+    return get
+
+
+EXERCISES = (
+    Exercise("01_optimizers", "adam_update", "adam_update", "one Adam step on arrays",
+             "m_t, v_t, bias correction, ε outside the root", check_adam_update),
+    Exercise("01_optimizers", "momentum_update", "momentum_update", "one SGD-with-momentum step (torch's form)",
+             "b_1 = g_1; b_t ← μ b_{t−1} + g_t; θ ← θ − γ b", check_momentum_update),
+    Exercise("02_schedules", "cosine_lr", "cosine_lr", "cosine annealing in closed form",
+             "η_min + (η₀ − η_min)(1 + cos(π t / T_max)) / 2", check_cosine_lr),
+    Exercise("02_schedules", "step_lr", "step_lr", "step decay in closed form", "η₀ γ^⌊t/step⌋", check_step_lr),
+    Exercise("05_quantization", "affine_qparams", "affine_qparams", "scale and zero point from a range",
+             "s = range / (q_max − q_min), z integer", check_affine_qparams),
+    Exercise("05_quantization", "fake_quantize", "fake_quantize", "quantize then dequantize",
+             "(clamp(round(x/s) + z) − z) s", check_fake_quantize),
+    Exercise("11_write_your_own_optimizer", "my_adam", "MyAdam", "Adam as an optimizer class",
+             "see the Adam algorithm in the lesson", _check_optimizer_class("my_adam", _optim("Adam"), lr=1e-2)),
+    Exercise("11_write_your_own_optimizer", "my_sgd", "MySGD", "SGD with momentum as an optimizer class",
+             "see the SGD algorithm in the lesson",
+             _check_optimizer_class("my_sgd", _optim("SGD"), lr=1e-2, momentum=0.9)),
+    Exercise("13_cnn", "conv2d_forward", "conv2d_forward", "a convolution from its formula",
+             "sum over channels and the kernel window", check_conv2d_forward),
+    Exercise("13_cnn", "conv2d_backward", "conv2d_backward", "its backward pass", "δ correlated back", check_conv2d_backward),
+    Exercise("13_cnn", "max_pool2d", "max_pool2d", "max pooling", "max over each window", check_max_pool2d),
+    Exercise("14_hardware", "linear_intensity", "linear_intensity", "a Linear layer's arithmetic intensity",
+             "FLOPs / bytes moved", check_linear_intensity),
+    Exercise("14_hardware", "roofline", "roofline", "the roofline model", "min(peak, bandwidth · I)", check_roofline),
+)
+
+
+def for_lesson(stem: str) -> list:
+    return [e for e in EXERCISES if e.lesson == stem]
