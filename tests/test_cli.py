@@ -46,12 +46,13 @@ def test_run_writes_metrics_checkpoint_and_plots(tmp_path):
     assert [r["epoch"] for r in records] == [1, 2, 3]
     assert records[-1]["train_loss"] < records[0]["train_loss"]
     assert len(records[0]["lr_steps"]) == 10 and records[0]["lr_steps"][0] == pytest.approx(0.05)
+    assert len(records[0]["loss_steps"]) == 10 and all(np.isfinite(records[0]["loss_steps"]))
     lrs = [lr for r in records for lr in r["lr_steps"]]
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # cosine decreases
     ckpt = load(tmp_path / "checkpoint.npz")
     assert ckpt["epoch"] == 3 and ckpt["global_step"] == 30 and isinstance(ckpt["rng"], np.random.Generator)
     assert result.test_accuracy > 0.8
-    for png in ("curves.png", "lr.png"):
+    for png in ("curves.png", "lr.png", "steps.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "config.json").read_text())["schedule"] == "cosine"
 

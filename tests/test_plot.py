@@ -83,3 +83,24 @@ def test_confusion_counts_and_plot(tmp_path):
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert texts == ["1", "1", "0", "0", "2", "0", "1", "0", "2"]
     _png(tmp_path / "cm.png")
+
+
+def test_smooth_is_a_bias_corrected_moving_average():
+    values = [4.0, 2.0, 3.0]
+    beta = 0.5
+    s1 = (1 - beta) * 4.0
+    s2 = beta * s1 + (1 - beta) * 2.0
+    s3 = beta * s2 + (1 - beta) * 3.0
+    expected = [s1 / (1 - beta), s2 / (1 - beta**2), s3 / (1 - beta**3)]
+    assert np.allclose(plot.smooth(values, beta), expected)
+    assert plot.smooth([5.0] * 10, 0.9) == pytest.approx([5.0] * 10)   # a constant stays constant from step 1
+    with pytest.raises(ValueError, match="beta"):
+        plot.smooth(values, 1.0)
+
+
+def test_step_losses_plot(tmp_path):
+    fig = plot.step_losses(np.linspace(2, 0.5, 30), steps_per_epoch=10, save=tmp_path / "steps.png", close=True)
+    assert fig is not None
+    _png(tmp_path / "steps.png")
+    with pytest.raises(ValueError, match="non-empty"):
+        plot.step_losses([])

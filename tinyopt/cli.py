@@ -257,7 +257,7 @@ def cmd_tour(args) -> int:
             raise
         rows += list(module.tour_step(ctx))
     print(summary_table(rows))
-    print(f"plots: {args.out / 'curves.png'}, {args.out / 'lr.png'}, {args.out / 'confusion.png'}")
+    print(f"plots: {args.out / 'curves.png'}, {args.out / 'steps.png'}, {args.out / 'lr.png'}, {args.out / 'confusion.png'}")
     return 0
 
 

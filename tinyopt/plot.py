@@ -95,6 +95,40 @@ def training_curves(history, metrics=("loss", "accuracy"), title=None, save=None
     return _finish(fig, save, close)
 
 
+def smooth(values, beta: float = 0.98) -> np.ndarray:
+    """Exponential moving average with bias correction (as TensorBoard's smoothing and Adam's m̂):
+    s_t = β s_{t−1} + (1 − β) x_t, s_0 = 0, shown as s_t / (1 − βᵗ), so the start is not pulled to 0."""
+    if not 0.0 <= beta < 1.0:
+        raise ValueError(f"smoothing beta must be in [0, 1), got {beta}")
+    out, s = np.empty(len(values)), 0.0
+    for t, x in enumerate(values, start=1):
+        s = beta * s + (1 - beta) * float(x)
+        out[t - 1] = s / (1 - beta**t)
+    return out
+
+
+def step_losses(losses, steps_per_epoch=None, beta: float = 0.98, title="training loss per step", save=None,
+                close: bool = False):
+    """The loss of every training step (faint) and its bias-corrected moving average (`smooth`), with
+    the epoch boundaries marked when `steps_per_epoch` is given."""
+    losses = np.asarray(losses, dtype=np.float64)
+    if losses.ndim != 1 or losses.size == 0:
+        raise ValueError(f"losses must be a non-empty 1-D sequence, got shape {losses.shape}")
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    steps = np.arange(1, losses.size + 1)
+    ax.plot(steps, losses, color="C0", alpha=0.25, lw=0.8, label="per step")
+    ax.plot(steps, smooth(losses, beta), color="C0", lw=1.8, label=f"smoothed (EMA, β = {beta:g})")
+    if steps_per_epoch:
+        for boundary in range(steps_per_epoch, losses.size, steps_per_epoch):
+            ax.axvline(boundary + 0.5, color="gray", lw=0.6, ls=":")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _finish(fig, save, close)
+
+
 # ----------------------------------------------------------------------------- learning rate
 
 

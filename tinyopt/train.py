@@ -318,10 +318,11 @@ class _RunHooks(Hooks):
 
     def __init__(self, model, bar: ProgressBar):
         self.model, self.bar = model, bar
-        self.meter, self.lr_steps = Meter(), []
+        self.meter, self.lr_steps, self.loss_steps = Meter(), [], []
 
     def on_step_end(self, step: Step) -> None:
         self.lr_steps.append(step.lr)
+        self.loss_steps.append(float(step.loss))
         correct = int(np.sum(np.argmax(step.output.data, axis=1) == step.targets))
         self.meter.add({"loss": step.loss * step.size, "correct": correct}, step.size)
         means = self.meter.means()
@@ -416,6 +417,7 @@ def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int 
             "epoch": epoch + 1, "step": global_step, "train_loss": means["loss"], "train_accuracy": means["correct"],
             "val_loss": val_loss, "val_accuracy": val_acc, "lr": optimizer.param_groups[0]["lr"],
             "seconds": round(time.perf_counter() - t0, 3), "lr_steps": hooks.lr_steps,
+            "loss_steps": hooks.loss_steps,
         }
         history.append(record)
         _commit(out, model, optimizer, scheduler, rng, config, history, write_config=not config_written)
@@ -455,14 +457,21 @@ def _commit(out: Path, model, optimizer, scheduler, rng, config: TrainConfig, hi
 
 
 def write_plots(out, history: list) -> list:
-    """curves.png (loss and accuracy per epoch) and lr.png (learning rate per step) in `out`."""
+    """curves.png (loss and accuracy per epoch), steps.png (training loss per step, smoothed) and
+    lr.png (learning rate per step) in `out`."""
     from tinyopt import plot
 
     out = Path(out)
     plot.training_curves(history, metrics=("loss", "accuracy"), save=out / "curves.png", close=True)
     lrs = [lr for r in history for lr in r.get("lr_steps", [])]
     plot.lr_schedule(lrs, save=out / "lr.png", close=True)
-    return [out / "curves.png", out / "lr.png"]
+    written = [out / "curves.png", out / "lr.png"]
+    losses = [x for r in history for x in r.get("loss_steps", [])]
+    if losses:  # runs saved by an older tinyopt have no per-step losses
+        plot.step_losses(losses, steps_per_epoch=len(history[0].get("loss_steps", [])) or None,
+                         save=out / "steps.png", close=True)
+        written.append(out / "steps.png")
+    return written
 
 
 def load_run(out, data_path=None):
