@@ -188,7 +188,7 @@ def test_cli_tour_fast(tmp_path):
     assert "lenet5" in res.stdout
     acc = float(res.stdout.split("test accuracy")[-1].split("|")[1].split()[0])
     assert acc > 0.6
-    for name in ("curves.png", "lr.png", "confusion.png", "metrics.jsonl", "checkpoint.npz"):
+    for name in ("curves.png", "steps.png", "summary.png", "lr.png", "confusion.png", "metrics.jsonl", "checkpoint.npz"):
         assert (tmp_path / "tour" / name).is_file(), name
     import importlib.util
 

@@ -202,7 +202,10 @@ def cmd_eval(args) -> int:
 # here, if it can be imported, provides `tour_step(ctx) -> list[(label, value)]`, called after
 # training with ctx = {"model", "config", "result", "data", "out", "fast"}; its rows are added to
 # the summary table. A module that is not there yet is skipped.
-TOUR_PLUGINS = ("tinyopt.quant.tour",)
+# The tour's steps after training, in the order of the subject: each module's `tour_step(ctx)` yields
+# summary rows and may append {"variant", "accuracy", "bytes", "latency_ms"} dicts to ctx["variants"]
+# for the one-page picture. A step whose part of tinyopt is absent is skipped.
+TOUR_PLUGINS = ("tinyopt.prune.tour", "tinyopt.quant.tour", "tinyopt.distill.tour", "tinyopt.amp.tour")
 
 
 def tour_settings(fast: bool, model=None, epochs=None, train_size=None):
@@ -247,7 +250,9 @@ def cmd_tour(args) -> int:
         ("test accuracy", f"{result.test_accuracy:.4f} ({len(y_test):,} images)"),
         ("training time", f"{time.perf_counter() - t0:.1f} s"),
     ]
-    ctx = {"model": result.model, "config": config, "result": result, "data": data, "out": args.out, "fast": args.fast}
+    ctx = {"model": result.model, "config": config, "result": result, "data": data, "out": args.out, "fast": args.fast,
+           "variants": [{"variant": f"{config.model} fp32", "accuracy": result.test_accuracy,
+                         "bytes": 4 * result.model.num_parameters(), "latency_ms": None}]}
     for name in TOUR_PLUGINS:
         try:
             module = importlib.import_module(name)
@@ -256,8 +261,11 @@ def cmd_tour(args) -> int:
                 continue  # that part of tinyopt is not there yet
             raise
         rows += list(module.tour_step(ctx))
+    rows.append(("tour time", f"{time.perf_counter() - t0:.1f} s"))
     print(summary_table(rows))
-    print(f"plots: {args.out / 'curves.png'}, {args.out / 'steps.png'}, {args.out / 'lr.png'}, {args.out / 'confusion.png'}")
+    plot.tour_summary(result.history, ctx["variants"], save=args.out / "summary.png", close=True)
+    print(f"plots: {args.out / 'summary.png'} (one page), {args.out / 'curves.png'}, {args.out / 'steps.png'}, "
+          f"{args.out / 'lr.png'}, {args.out / 'confusion.png'}")
     return 0
 
 

@@ -107,13 +107,20 @@ def smooth(values, beta: float = 0.98) -> np.ndarray:
     return out
 
 
-def step_losses(losses, steps_per_epoch=None, beta: float = 0.98, title="training loss per step", save=None,
+def _auto_beta(n: int) -> float:
+    """A smoothing β whose window (≈ 1/(1 − β) steps) is about 5% of the run, between 2 and 50 steps."""
+    return min(0.98, max(0.5, 1 - 20 / max(n, 1)))
+
+
+def step_losses(losses, steps_per_epoch=None, beta=None, title="training loss per step", save=None,
                 close: bool = False):
-    """The loss of every training step (faint) and its bias-corrected moving average (`smooth`), with
-    the epoch boundaries marked when `steps_per_epoch` is given."""
+    """The loss of every training step (faint) and its bias-corrected moving average (`smooth`; β by
+    default sized to the run, see `_auto_beta`), with the epoch boundaries marked when
+    `steps_per_epoch` is given."""
     losses = np.asarray(losses, dtype=np.float64)
     if losses.ndim != 1 or losses.size == 0:
         raise ValueError(f"losses must be a non-empty 1-D sequence, got shape {losses.shape}")
+    beta = _auto_beta(losses.size) if beta is None else beta
     fig, ax = plt.subplots(figsize=(6, 3.6))
     steps = np.arange(1, losses.size + 1)
     ax.plot(steps, losses, color="C0", alpha=0.25, lw=0.8, label="per step")
@@ -126,6 +133,47 @@ def step_losses(losses, steps_per_epoch=None, beta: float = 0.98, title="trainin
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
+    return _finish(fig, save, close)
+
+
+def tour_summary(history, variants, title="tinyopt tour: one network through the subject", save=None,
+                 close: bool = False):
+    """The tour on one page: the training loss per step (smoothed) and per epoch, and every variant
+    the tour made (pruned, quantized, distilled, mixed precision) as accuracy against size in bytes.
+    `history`: the run's records (dicts with epoch, val_loss and loss_steps or train_loss)."""
+    records = list(history)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    losses = [x for r in records for x in r.get("loss_steps", [])]
+    ax = axes[0]
+    if losses:
+        steps = np.arange(1, len(losses) + 1)
+        ax.plot(steps, losses, color="C0", alpha=0.2, lw=0.7)
+        ax.plot(steps, smooth(losses, _auto_beta(len(losses))), color="C0", lw=1.6,
+                label="training loss per step (smoothed)")
+        per_epoch = len(records[0]["loss_steps"])
+        ax.plot([per_epoch * r["epoch"] for r in records], [r["val_loss"] for r in records], "s--", color="C1",
+                label="validation loss per epoch")
+        ax.set_xlabel("step")
+    else:   # a history without per-step losses (an older run)
+        ax.plot([r["epoch"] for r in records], [r["train_loss"] for r in records], "-o", label="training loss")
+        ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("training")
+    ax = axes[1]
+    for i, v in enumerate(variants):
+        ax.scatter(v["bytes"], 100 * v["accuracy"], s=40, color=f"C{i % 10}", zorder=3)
+        ax.annotate(v["variant"], (v["bytes"], 100 * v["accuracy"]), textcoords="offset points", xytext=(5, 4),
+                    fontsize=8)
+    if variants:
+        ax.set_xscale("log")
+    ax.set_xlabel("model size (bytes, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3, which="both")
+    ax.set_title("every variant of the tour")
+    fig.suptitle(title)
+    fig.tight_layout()
     return _finish(fig, save, close)
 
 

@@ -20,6 +20,10 @@ def tour_step(ctx):
                  qat_max_steps=None if fast else 150, latency_batch=128 if fast else 256, repeats=3 if fast else 5)
     print(rep)
     fp32, int8 = rep.row("fp32"), rep.row("static int8")
+    for row in rep.rows:
+        if row["variant"] != "fp32":
+            ctx.setdefault("variants", []).append({"variant": row["variant"], "accuracy": row["accuracy"],
+                                                   "bytes": row["bytes"], "latency_ms": row.get("latency_ms")})
     yield ("int8 weights (static PTQ)", f"{int8['bytes']:,} B ({fp32['bytes'] / int8['bytes']:.2f}x smaller than fp32)")
     yield ("accuracy fp32 / int8 static", f"{fp32['accuracy']:.4f} / {int8['accuracy']:.4f} "
                                          f"({int8['agree']:.2%} same predictions)")
