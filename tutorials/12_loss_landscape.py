@@ -265,23 +265,20 @@ assert abs(plateau_ratio / (LRS[1] / LRS[0]) - 1) < 0.2
 # the plane through θ₀ spanned by the first two; each checkpoint is projected onto it. What the
 # projection loses is stated as the explained variance.
 #
-# The comparison takes a list of optimizer factories; Lion (Chen et al. 2023) and LBFGS join it
-# when `tinyopt.optim` has them. LBFGS uses the closure that `train` passes to every `step`.
+# Five optimizers: SGD, momentum, Adam, Lion (Chen et al. 2023: the sign of a momentum, so every
+# step has length γ per coordinate) and L-BFGS (a quasi-Newton method with a strong-Wolfe line
+# search; it uses the closure that `train` passes to every `step`).
 
 # %%
 def optimizer_factories():
     """(name, params → optimizer) for the comparison; the learning rates suit this problem."""
-    factories = [
+    return [
         ("SGD", lambda ps: optim.SGD(ps, lr=0.3)),
         ("momentum", lambda ps: optim.SGD(ps, lr=0.03, momentum=0.9)),
         ("Adam", lambda ps: optim.Adam(ps, lr=3e-3)),
+        ("Lion", lambda ps: optim.Lion(ps, lr=3e-4)),
+        ("LBFGS", lambda ps: optim.LBFGS(ps, lr=1.0, max_iter=1, history_size=10, line_search_fn="strong_wolfe")),
     ]
-    if getattr(optim, "Lion", None) is not None:
-        factories.append(("Lion", lambda ps: optim.Lion(ps, lr=3e-4)))
-    if getattr(optim, "LBFGS", None) is not None:
-        factories.append(("LBFGS", lambda ps: optim.LBFGS(ps, lr=1.0, max_iter=1, history_size=10,
-                                                          line_search_fn="strong_wolfe")))
-    return factories
 
 
 COMPARE_STEPS = 60 if FAST else 200
