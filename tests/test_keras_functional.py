@@ -139,3 +139,41 @@ def test_graph_mistakes_are_clear_errors():
         dense(keras.Input((5,)))
     with pytest.raises(TypeError, match="keras.Model"):
         keras.Sequential([keras.Input((4,)), layers.Add()])
+
+
+def test_gradients_through_add_and_concatenate_match_torch():
+    torch = pytest.importorskip("torch")
+    import tinyopt as to
+
+    a, b = keras.Input((4,)), keras.Input((3,))
+    da, db, head = layers.Dense(5, activation="tanh"), layers.Dense(5), layers.Dense(2)
+    model = keras.Model([a, b], head(layers.Concatenate()([layers.Add()([da(a), db(b)]), a])))
+    xa, xb = _data(6, 4, 1)[0], _data(6, 3, 2)[0]
+    target = np.random.default_rng(3).normal(size=(6, 2)).astype(np.float32)
+    out = model([to.tensor(xa), to.tensor(xb)])
+    ((out - to.tensor(target)) ** 2).mean().backward()
+
+    w = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in model.get_weights()]
+    ta, tb = torch.tensor(xa, dtype=torch.float64), torch.tensor(xb, dtype=torch.float64)
+    s = torch.tanh(ta @ w[0] + w[1]) + tb @ w[2] + w[3]
+    ref = torch.cat([s, ta], dim=1) @ w[4] + w[5]
+    ((ref - torch.tensor(target, dtype=torch.float64)) ** 2).mean().backward()
+    np.testing.assert_allclose(out.data, ref.detach().numpy(), rtol=1e-5, atol=1e-6)
+    grads = [da.linear.weight.grad.data.T, da.linear.bias.grad.data, db.linear.weight.grad.data.T,
+             db.linear.bias.grad.data, head.linear.weight.grad.data.T, head.linear.bias.grad.data]
+    for got, want in zip(grads, w):
+        np.testing.assert_allclose(got, want.grad.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_get_layer_and_prebuilt_layers_in_a_new_sequential():
+    inp = keras.Input((3,))
+    dense = layers.Dense(2, name="d")
+    model = keras.Model(inp, dense(inp))
+    assert model.get_layer("d") is dense and model.get_layer(index=1) is dense
+    with pytest.raises(ValueError, match="no layer"):
+        model.get_layer("e")
+    reuse = keras.Sequential([dense])
+    reuse.build((None, 3))  # keeps the weights it has
+    np.testing.assert_array_equal(reuse.get_weights()[0], model.get_weights()[0])
+    with pytest.raises(ShapeError, match="built for inputs"):
+        keras.Sequential([dense]).build((None, 4))

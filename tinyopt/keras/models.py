@@ -263,7 +263,23 @@ class Model(Module):
     def _num_inputs(self) -> int:
         return len(self._inputs)
 
+    def get_layer(self, name=None, index=None) -> Layer:
+        """The layer called `name`, or the one at position `index` of `model.layers`."""
+        if (name is None) == (index is None):
+            raise ValueError("get_layer takes either name= or index=")
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"model {self.name!r} has {len(self.layers)} layers; index {index!r} is not one of them")
+            return self.layers[index]
+        for layer in self._layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"model {self.name!r} has no layer {name!r}; it has {[layer.name for layer in self._layers]}")
+
     def forward(self, x):
+        if not self._nodes:
+            raise NotImplementedError(f"{type(self).__name__} has no graph: build it as keras.Model(inputs, outputs) "
+                                      "(subclassed Keras models are not supported; write an nn.Module instead)")
         if len(self._inputs) == 1:
             xs = [x]
         elif isinstance(x, (list, tuple)) and len(x) == len(self._inputs):
@@ -746,7 +762,13 @@ class Sequential(Model):
         object.__setattr__(self, "input_shape", (None,) + tuple(shape))
         for layer in self._layers:
             try:
-                shape = layer._build(shape) if not layer.built or isinstance(layer, InputLayer) else layer.output_shape
+                if layer.built and not isinstance(layer, InputLayer):  # a layer built before keeps its weights
+                    if tuple(shape) != layer.built_input_shape:
+                        raise ShapeError(f"layer {layer.name!r} was built for inputs of shape "
+                                         f"{(None,) + layer.built_input_shape}, here it gets {(None,) + tuple(shape)}")
+                    shape = layer.output_shape
+                else:
+                    shape = layer._build(shape)
             except ShapeError as e:
                 raise ShapeError(f"while building layer {layer.name!r} of Sequential {self.name!r}: {e}") from None
         object.__setattr__(self, "output_shape", (None,) + tuple(shape))
