@@ -55,7 +55,6 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyopt.autograd import no_grad
 from tinyopt.keras import callbacks as callbacks_module
 from tinyopt.keras import losses as losses_module
 from tinyopt.keras import metrics as metrics_module
@@ -83,8 +82,8 @@ def _as_float_input(x) -> np.ndarray:
 def _as_inputs(x, count: int):
     """One float32 array (a single-input model) or a tuple of them (one per input), of equal length."""
     if count == 1:
-        if isinstance(x, (list, tuple)) and len(x) == 1 and not np.isscalar(x[0]):
-            x = x[0]
+        if isinstance(x, (list, tuple)) and len(x) == 1 and isinstance(x[0], (np.ndarray, Tensor)):
+            x = x[0]  # [array] for a one-input model, as Keras accepts (a nested list stays a list of samples)
         return _as_float_input(x)
     if not isinstance(x, (list, tuple)) or len(x) != count:
         raise ValueError(f"this model has {count} inputs: pass a list of {count} arrays, got "
