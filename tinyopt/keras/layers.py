@@ -618,8 +618,9 @@ class BatchNormalization(Layer):
 
     Against torch's `nn.BatchNorm2d`: Keras' `momentum` weights the *old* average, torch's the new
     batch, so Keras' 0.99 is torch's `momentum=0.01` (torch = 1 − Keras); torch's default ε is 1e-5;
-    torch's running variance takes the unbiased σ²_B · m/(m − 1), Keras' the biased σ²_B (used here;
-    `unbiased_moving_variance=True` gives torch's). The normalisation itself is `F.batch_norm`
+    torch's running variance takes the unbiased σ²_B · m/(m − 1), Keras 3's the biased σ²_B from
+    `ops.moments` (used here; `unbiased_moving_variance=True` gives torch's, which TF-Keras 2's fused
+    kernel also used). The normalisation itself is `F.batch_norm`
     (its backward comes out of the chain rule); only the moving averages are updated here.
     A batch with m = 1 gives y = β in training (Keras accepts it; torch refuses it).
     Moving statistics are updated only when `layer.trainable` (Keras' rule, when that attribute
