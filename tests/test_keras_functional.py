@@ -177,3 +177,33 @@ def test_get_layer_and_prebuilt_layers_in_a_new_sequential():
     np.testing.assert_array_equal(reuse.get_weights()[0], model.get_weights()[0])
     with pytest.raises(ShapeError, match="built for inputs"):
         keras.Sequential([dense]).build((None, 4))
+
+
+def test_a_layer_with_its_own_set_weights_round_trips_in_a_model():
+    class Scale(layers.Layer):
+        """A layer written against the plain Layer API (its own get/set_weights, Keras' layout)."""
+        kind = "scale"
+
+        def build(self, input_shape):
+            from tinyopt.nn import Parameter
+            self.w = Parameter(np.full((1, input_shape[-1]), 2.0, np.float32))  # stored (1, d), Keras' (d,)
+            return input_shape
+
+        def call(self, x):
+            return x * self.w
+
+        def get_weights(self):
+            return [self.w.data.reshape(-1).copy()]
+
+        def set_weights(self, weights):
+            self.w.data[...] = np.asarray(weights[0]).reshape(1, -1)
+
+    inp = keras.Input((3,))
+    model = keras.Model(inp, layers.Dense(2)(Scale()(inp)))
+    weights = model.get_weights()
+    assert [w.shape for w in weights] == [(3,), (3, 2), (2,)]
+    weights[0] = np.array([1.0, 2.0, 3.0], np.float32)
+    model.set_weights(weights)
+    np.testing.assert_array_equal(model.get_weights()[0], [1.0, 2.0, 3.0])
+    with pytest.raises(NotImplementedError, match="model used as a layer"):
+        model(keras.Input((3,)))

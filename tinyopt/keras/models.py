@@ -307,6 +307,9 @@ class Model(Module):
     call = forward
 
     def __call__(self, x, training=None):
+        if layers_module._symbolic(x):
+            raise NotImplementedError("calling a keras model on KerasTensors (a model used as a layer) is not "
+                                      "supported; build one keras.Model from the layers themselves")
         if training is None:
             return self.forward(x)
         was = self.training
@@ -349,12 +352,18 @@ class Model(Module):
         counts = [len(layer.get_weights()) for layer in self._layers]
         if len(weights) != sum(counts):
             raise ValueError(f"model {self.name!r} has {sum(counts)} weight arrays, got {len(weights)}")
-        plan, start = [], 0
+        plan, own, start = [], [], 0
         for layer, n in zip(self._layers, counts):
-            plan += layer._plan_weights(weights[start:start + n])
+            chunk = weights[start:start + n]
+            if _overrides_set_weights(layer):  # a layer with its own set_weights: it checks its arrays itself
+                own.append((layer, chunk))
+            else:
+                plan += layer._plan_weights(chunk)
             start += n
         for target, value in plan:
             target[...] = value
+        for layer, chunk in own:
+            layer.set_weights(chunk)
 
     def count_params(self) -> int:
         """Keras' count: every weight of every layer, trainable or not."""
@@ -731,6 +740,16 @@ class Sequential(Model):
     def layers(self) -> list:
         return [layer for layer in self._layers if not isinstance(layer, InputLayer)]
 
+    @property
+    def inputs(self) -> list:
+        """The Input it was given first (`Sequential([keras.Input(shape), ...])`), else []."""
+        return [layer.output for layer in self._layers[:1] if isinstance(layer, InputLayer)]
+
+    @property
+    def outputs(self) -> list:
+        raise NotImplementedError("Sequential.outputs: a Sequential keeps no graph; use model.output_shape, or "
+                                  "build the same model as keras.Model(inputs, outputs)")
+
     def add(self, layer) -> None:
         if isinstance(layer, KerasTensor):
             if not isinstance(layer.layer, InputLayer):
@@ -806,6 +825,13 @@ class Sequential(Model):
 # ----------------------------------------------------------------------------- helpers
 
 SAVE_FORMAT = "tinyopt-keras-model-v1"
+
+
+def _overrides_set_weights(layer) -> bool:
+    """True for a layer class that defines set_weights itself but not `_weight_slots` (so
+    `_plan_weights` would not know its layout)."""
+    cls = type(layer)
+    return cls.set_weights is not Layer.set_weights and cls._weight_slots is Layer._weight_slots
 
 
 def _count(value, what: str) -> int:
