@@ -33,7 +33,6 @@ constructor arguments), which `model.save` stores next to the weights.
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 from tinyopt import nn
