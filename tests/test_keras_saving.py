@@ -179,3 +179,30 @@ def test_metric_objects_in_compile_report_under_their_name():
     with pytest.raises(ValueError, match="repeat"):
         model.compile("sgd", "sparse_categorical_crossentropy",
                       metrics=[metrics.SparseCategoricalAccuracy(), "sparse_categorical_accuracy"])
+
+
+def test_training_continues_identically_after_load_model(tmp_path):
+    x, y = _data()
+    model = keras.Sequential([layers.Dense(8, activation="relu", input_shape=(6,), rng=0),
+                              layers.Dense(3, activation="softmax", rng=1)])
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0, rng=0)
+    loaded = keras.models.load_model(model.save(tmp_path / "m.keras"))
+    a = model.fit(x, y, epochs=1, batch_size=8, verbose=0, rng=5).history
+    b = loaded.fit(x, y, epochs=1, batch_size=8, verbose=0, rng=5).history
+    assert a == b
+    for u, v in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_a_saved_optimizer_state_that_does_not_fit_is_a_named_error(tmp_path):
+    model = _sequential()
+    model.fit(*_data(), epochs=1, verbose=0)
+    path = model.save(tmp_path / "m.keras")
+    record = load(path)
+    record["optimizer"]["state"][0]["exp_avg"] = np.zeros(3, np.float32)  # a misshaped moment
+    from tinyopt.checkpoint import save
+    save(record, tmp_path / "edited.keras")
+    with pytest.raises(CheckpointError, match="edited.keras"):
+        keras.models.load_model(tmp_path / "edited.keras")
+    assert keras.models.load_model(tmp_path / "edited.keras", compile=False).loss is None

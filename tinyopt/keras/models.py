@@ -19,8 +19,8 @@ Saving: `model.save(path)` writes one `tinyopt.save` checkpoint (an npz archive,
 never pickled) holding the architecture as JSON (each layer's `get_config()` and, for a
 functional model, the graph), the weights in Keras' layout, and the compile arguments when they
 are Keras names or objects. `keras.models.load_model(path)` rebuilds the model, sets the weights and
-compiles it again. The optimizer's state (moments) is not saved; use `ModelCheckpoint` or
-`tinyopt.save({"optimizer": ...})` to resume training exactly.
+compiles it again, with the optimizer's state (its moments and step count) when the optimizer is a
+Keras one, so training continues as if it had not stopped.
 
 One training step of `fit` (for a batch X, Y of `batch_size` samples) is the PyTorch loop, the
 epoch of `tinyopt.loop` that `tinyopt train` runs too:
@@ -425,8 +425,17 @@ class Model(Module):
             "config": json.dumps(self.get_config()),
             "compile": json.dumps(self._compile_config),
             "weights": self.get_weights(),
+            "optimizer": self._optimizer_state(),
         }
         return save(record, path)
+
+    def _optimizer_state(self):
+        """The optimizer's state dict when load_model can rebuild the optimizer (a Keras optimizer
+        named in the compile config, already built), else None."""
+        opt = self.optimizer
+        if self._compile_config is None or not isinstance(opt, optimizers_module.KerasOptimizer) or opt.optimizer is None:
+            return None
+        return opt.state_dict()
 
     # ------------------------------------------------------------------ compile
     def compile(self, optimizer="rmsprop", loss=None, metrics=None):
@@ -917,7 +926,9 @@ def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: b
         model.set_weights(record["weights"])
         if compile and compile_config is not None:
             _compile_from_config(model, compile_config)
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError, ShapeError) as e:
+            if record.get("optimizer") is not None:
+                model.optimizer.load_state_dict(record["optimizer"])
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, ShapeError, RuntimeError) as e:
         raise CheckpointError(f"{filepath}: the saved model cannot be rebuilt ({type(e).__name__}: {e})") from None
     return model
 
