@@ -196,3 +196,35 @@ def test_evaluate_on_empty_data_is_a_clear_error():
         model.evaluate(np.zeros((0, 5)), np.zeros((0,), np.int64), verbose=0)
     with pytest.raises(ValueError, match="at least one sample"):
         model.train_on_batch(np.zeros((0, 5)), np.zeros((0,), np.int64))
+
+
+# ----------------------------------------------------------------------------- optimizers and compile
+
+
+@pytest.mark.parametrize("make", [
+    lambda: keras.optimizers.Adam(learning_rate="0.1"), lambda: keras.optimizers.Adam(learning_rate=float("nan")),
+    lambda: keras.optimizers.Adam(learning_rate=-1.0), lambda: keras.optimizers.SGD(learning_rate=True),
+    lambda: keras.optimizers.SGD(momentum=-1.0), lambda: keras.optimizers.Adam(beta_1=1.5),
+    lambda: keras.optimizers.Adam(epsilon=-1e-7), lambda: keras.optimizers.RMSprop(rho=float("nan")),
+])
+def test_bad_optimizer_hyperparameters_are_refused_when_made(make):
+    with pytest.raises((TypeError, ValueError)):
+        make()
+
+
+def test_a_refused_compile_changes_nothing():
+    model = _model()
+    other = keras.Sequential([layers.Dense(3, input_shape=(5,))])
+    before = (model.optimizer, model.loss, model.compiled_metrics)
+    for kwargs in ({"optimizer": other.optimizer or keras.optimizers.SGD(), "loss": "msee"},
+                   {"optimizer": "sgd", "loss": "mse", "metrics": "accuracy"},
+                   {"optimizer": "sgd", "loss": "mse", "metrics": ["accuracy"]},  # accuracy needs a classification loss
+                   {"optimizer": model.optimizer, "loss": "mse"}):  # built for `model`: fine for it ...
+        try:
+            other.compile(**kwargs)  # ... but `other` may not share it
+        except (TypeError, ValueError):
+            pass
+        else:
+            raise AssertionError(f"compile({kwargs}) was accepted")
+        assert other.optimizer is None and other.loss is None
+    assert (model.optimizer, model.loss, model.compiled_metrics) == before

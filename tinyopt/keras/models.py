@@ -452,6 +452,8 @@ class Model(Module):
         names = [n for n, _ in compiled]
         if len(set(names)) != len(names):
             raise ValueError(f"metrics {names} repeat a name")
+        if self.built and isinstance(opt, optimizers_module.KerasOptimizer):
+            opt.build(self.parameters())  # may refuse (e.g. built for another model) before anything is set
         object.__setattr__(self, "optimizer", opt)
         object.__setattr__(self, "loss", loss_fn)
         object.__setattr__(self, "compiled_metrics", compiled)
@@ -461,8 +463,8 @@ class Model(Module):
 
     def _build_optimizer(self):
         opt = self.optimizer
-        if isinstance(opt, optimizers_module.KerasOptimizer) and opt.optimizer is None:
-            opt.build(self.parameters())
+        if isinstance(opt, optimizers_module.KerasOptimizer):
+            opt.build(self.parameters())  # builds once; refuses an optimizer built for another model
 
     def _require_compiled(self, what: str):
         if self.loss is None:
