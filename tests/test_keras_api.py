@@ -193,7 +193,7 @@ def test_fit_is_the_pytorch_loop():
     x, y = blobs(n=64)
     model = mlp(seed=4)
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="sparse_categorical_crossentropy")
-    start = model.get_weights()
+    start = list(model.state_dict().values())  # torch's layout (get_weights is Keras')
     hist = model.fit(x, y, epochs=2, batch_size=16, verbose=0, rng=9)
 
     torch_style = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
@@ -212,5 +212,5 @@ def test_fit_is_the_pytorch_loop():
             total += loss.item() * len(idx)
         epoch_losses.append(total / len(x))
     assert hist.history["loss"] == pytest.approx(epoch_losses, rel=1e-5)
-    for a, b in zip(model.get_weights(), torch_style.state_dict().values()):
+    for a, b in zip(model.state_dict().values(), torch_style.state_dict().values()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

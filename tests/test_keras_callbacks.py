@@ -97,7 +97,7 @@ def test_model_checkpoint_best_only_and_csv_logger(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("best-*.npz")) == ["best-01.npz", "best-02.npz", "best-04.npz"]
     saved = to.checkpoint.load(tmp_path / "best-04.npz")
     assert saved["epoch"] == 4 and "optimizer" in saved
-    for a, b in zip(saved["model"].values(), model.get_weights()):
+    for a, b in zip(saved["model"].values(), model.state_dict().values()):
         np.testing.assert_array_equal(a, b)
     rows = list(csv.DictReader(open(tmp_path / "log.csv")))
     assert [r["epoch"] for r in rows] == ["0", "1", "2", "3"]

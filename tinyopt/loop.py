@@ -155,8 +155,9 @@ def train_step(model, optimizer, inputs, targets, loss_fn, scheduler=None, scale
 
     `loss_fn(output, targets)` returns a scalar Tensor. `scaler` (optional) follows torch's
     `GradScaler` protocol: `scaler.scale(L).backward(); scaler.step(optimizer); scaler.update()`."""
-    x = inputs if isinstance(inputs, Tensor) else Tensor(inputs)
-    step = Step(epoch, index, global_step, learning_rate(optimizer), inputs, targets, size=len(x), model=model)
+    x = as_model_input(inputs)
+    step = Step(epoch, index, global_step, learning_rate(optimizer), inputs, targets, size=batch_length(inputs),
+                model=model)
     step.output = model(x)
     loss = loss_fn(step.output, targets)
     step.loss = float(loss.item())
@@ -192,7 +193,7 @@ def train_epoch(model, optimizer, batches, loss_fn, *, scheduler=None, scaler=No
         if max_steps is not None and applied >= max_steps:
             break
         hooks.on_step_begin(Step(epoch, index, global_step + applied, learning_rate(optimizer), inputs, targets,
-                                 size=len(inputs), model=model))
+                                 size=batch_length(inputs), model=model))
         step = train_step(model, optimizer, inputs, targets, loss_fn, scheduler, scaler, epoch=epoch, index=index,
                           global_step=global_step + applied)
         steps += 1
@@ -213,9 +214,27 @@ def train_epoch(model, optimizer, batches, loss_fn, *, scheduler=None, scaler=No
 # ----------------------------------------------------------------------------- building blocks
 
 
+def batch_length(inputs) -> int:
+    """The number of samples in a batch: len(inputs), or of its first array when `inputs` is a
+    tuple of arrays (a model with several inputs, e.g. a Keras functional model)."""
+    return len(inputs[0]) if isinstance(inputs, tuple) else len(inputs)
+
+
+def as_model_input(inputs):
+    """What the model is called with: a Tensor, or a tuple of Tensors for a tuple of arrays."""
+    if isinstance(inputs, tuple):
+        return tuple(a if isinstance(a, Tensor) else Tensor(a) for a in inputs)
+    return inputs if isinstance(inputs, Tensor) else Tensor(inputs)
+
+
 def minibatches(x, y, batch_size: int, order=None):
     """(x[idx], y[idx]) for consecutive slices idx of `order` (default: 0..n-1), the last one
-    shorter when batch_size does not divide n."""
+    shorter when batch_size does not divide n. `x` may be a tuple of aligned arrays (several model
+    inputs); each is sliced the same way."""
+    if isinstance(x, tuple):
+        for xb, yb in minibatches(np.arange(len(x[0])), y, batch_size, order):
+            yield tuple(a[xb] for a in x), yb
+        return
     if order is None:  # in order: slices (views, no copy)
         for start in range(0, len(x), batch_size):
             yield x[start:start + batch_size], y[start:start + batch_size]
@@ -295,5 +314,5 @@ class evaluation:
 
 __all__ = [
     "EpochResult", "Hooks", "Meter", "ProgressBar", "Step", "TrainingDiverged", "divergence_message", "evaluation",
-    "first_non_finite", "learning_rate", "minibatches", "train_epoch", "train_step",
+    "first_non_finite", "learning_rate", "minibatches", "train_epoch", "train_step", "as_model_input", "batch_length",
 ]

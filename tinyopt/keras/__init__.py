@@ -9,11 +9,12 @@ Layers wrap `tinyopt.nn` modules, losses wrap `tinyopt.nn` losses and optimizers
 `tinyopt.optim` optimizers: there is no second implementation of the math here.
 """
 from tinyopt.keras import callbacks, datasets, layers, losses, metrics, models, optimizers, regularizers, utils
+from tinyopt.keras import initializers
 from tinyopt.keras.callbacks import History
-from tinyopt.keras.layers import Input
+from tinyopt.keras.layers import Input, KerasTensor
 from tinyopt.keras.models import Model, Sequential
 
 __all__ = [
     "History", "Input", "Model", "Sequential", "callbacks", "datasets", "layers", "losses", "metrics", "models",
-    "optimizers", "regularizers", "utils",
+    "optimizers", "regularizers", "utils", "initializers", "KerasTensor",
 ]

@@ -63,16 +63,46 @@ class CategoricalCrossentropy(_KerasLoss):
             y = y * (1 - self.label_smoothing) + self.label_smoothing / y.shape[-1]
         return F._reduce(-(self._log_probs(y_pred) * y).sum(axis=-1), self.reduction)
 
+    def get_config(self):
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+
+def integer_labels(y, who: str = "sparse_categorical_crossentropy", num_classes=None) -> np.ndarray:
+    """Class labels as int64, checked: integers, or floats that are whole numbers (3.0 from a float
+    array); anything else (1.5, NaN, a string) is refused with the first bad value named, never
+    truncated (Keras casts 1.7 to 1 silently). With `num_classes`, labels outside [0, C) are refused.
+    A trailing axis of size 1 ((N, 1) label columns, as Keras accepts) is dropped."""
+    labels = np.asarray(y.data if isinstance(y, Tensor) else y)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.dtype.kind == "b" or labels.dtype.kind not in "iuf":
+        raise TypeError(f"{who} needs integer class labels, got an array of dtype {labels.dtype}")
+    if labels.dtype.kind == "f":
+        bad = ~np.isfinite(labels) | (labels != np.round(labels))
+        if bad.any():
+            first = int(np.flatnonzero(bad.reshape(-1))[0])
+            raise ValueError(
+                f"{who} needs integer class labels, got float labels such as {labels.reshape(-1)[first]!r} (at flat "
+                f"index {first}); they are not truncated. For one-hot or soft targets use categorical_crossentropy; "
+                "else pass integers, e.g. y.astype('int64')")
+    labels = labels.astype(np.int64)
+    if num_classes is not None and labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        bad = labels.min() if labels.min() < 0 else labels.max()
+        raise ValueError(f"{who}: label {bad} is outside [0, {num_classes}) for a model with {num_classes} outputs")
+    return labels
+
 
 class SparseCategoricalCrossentropy(_KerasLoss):
     """Keras' sparse categorical cross-entropy: integer `y_true`, probabilities (or logits with
-    `from_logits=True`) in `y_pred`. ℓ_n = −log p_{n, y_n}. Called as loss(y_true, y_pred)."""
+    `from_logits=True`) in `y_pred`. ℓ_n = −log p_{n, y_n}. Called as loss(y_true, y_pred).
+    Float labels are accepted only when they are whole numbers (`integer_labels`)."""
 
     def __call__(self, y_true, y_pred: Tensor) -> Tensor:
-        labels = np.asarray(y_true.data if isinstance(y_true, Tensor) else y_true)
-        if labels.ndim == 2 and labels.shape[1] == 1:  # Keras accepts (N, 1) label columns
-            labels = labels[:, 0]
-        return F.nll_loss(self._log_probs(y_pred), labels.astype(np.int64), reduction=self.reduction)
+        labels = integer_labels(y_true, "SparseCategoricalCrossentropy")
+        return F.nll_loss(self._log_probs(y_pred), labels, reduction=self.reduction)
+
+    def get_config(self):
+        return {"from_logits": self.from_logits}
 
 
 class MeanSquaredError:
@@ -86,6 +116,9 @@ class MeanSquaredError:
 
     def __repr__(self):
         return "MeanSquaredError()"
+
+    def get_config(self):
+        return {}
 
 
 class BinaryCrossentropy:
@@ -105,6 +138,9 @@ class BinaryCrossentropy:
 
     def __repr__(self):
         return f"BinaryCrossentropy(from_logits={self.from_logits})"
+
+    def get_config(self):
+        return {"from_logits": self.from_logits}
 
 
 class _TorchOrder:
@@ -143,6 +179,21 @@ def get(identifier):
     raise TypeError(f"loss must be a name, a loss object or a callable, got {type(identifier).__name__}")
 
 
+CLASSES = {cls.__name__: cls for cls in (
+    SparseCategoricalCrossentropy, CategoricalCrossentropy, MeanSquaredError, BinaryCrossentropy)}
+
+
+def serialize(loss):
+    """JSON form of a loss given to compile (a Keras name or one of the classes above), else None."""
+    if type(loss).__name__ in CLASSES and type(loss) is CLASSES[type(loss).__name__]:
+        return {"class_name": type(loss).__name__, "config": loss.get_config()}
+    return None
+
+
+def deserialize(config):
+    return CLASSES[config["class_name"]](**config["config"])
+
+
 def kind(loss) -> str:
     """'sparse', 'categorical', 'binary' or 'other': which accuracy Keras would pair with this loss."""
     if isinstance(loss, _TorchOrder):
@@ -162,5 +213,6 @@ def kind(loss) -> str:
 
 
 __all__ = [
-    "BinaryCrossentropy", "CategoricalCrossentropy", "MeanSquaredError", "SparseCategoricalCrossentropy", "get", "kind",
+    "BinaryCrossentropy", "CategoricalCrossentropy", "MeanSquaredError", "SparseCategoricalCrossentropy", "get",
+    "integer_labels", "kind",
 ]

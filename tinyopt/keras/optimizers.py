@@ -31,6 +31,11 @@ without a change here.
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
+from tinyopt.nn.parameter import Parameter
 from tinyopt.optim.optimizer import Optimizer
 
 
@@ -50,10 +55,32 @@ class KerasOptimizer:
             raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(unknown)}; "
                             f"it takes learning_rate and {sorted(self.keras_defaults)}")
         self.hyper = dict(self.keras_defaults, **hyper)
+        if learning_rate is not None and (isinstance(learning_rate, bool) or not isinstance(
+                learning_rate, (int, float, np.integer, np.floating))):
+            raise TypeError(f"{type(self).__name__}: learning_rate must be a number, got {learning_rate!r} "
+                            f"({type(learning_rate).__name__}); learning-rate schedules go in a callback "
+                            "(keras.callbacks.LearningRateScheduler)")
         self._learning_rate = self.default_learning_rate if learning_rate is None else float(learning_rate)
-        if self._learning_rate < 0:
+        if not math.isfinite(self._learning_rate) or self._learning_rate < 0:
             raise ValueError(f"Invalid learning rate: {self._learning_rate}")
         self.optimizer = None
+        self._check_hyperparameters()
+
+    def _check_hyperparameters(self) -> None:
+        """Refuse bad hyperparameters now, not at compile time: tinyopt.optim's own checks run on a
+        throwaway parameter (one validation, the torch optimizer's)."""
+        import tinyopt.optim as optim
+
+        cls = getattr(optim, self.torch_name, None)
+        if cls is None:
+            return  # build() says the optimizer is missing
+        kwargs = {k: v for k, v in self.torch_kwargs().items() if v is not None}
+        try:
+            cls([Parameter(np.zeros(1, np.float32))], lr=self._learning_rate, **kwargs)
+        except TypeError:
+            return  # an option this tinyopt.optim lacks: build() names it
+        except ValueError as e:
+            raise ValueError(f"{type(self).__name__}: {e}") from None
 
     default_learning_rate = 0.001
 
@@ -62,6 +89,14 @@ class KerasOptimizer:
 
     def build(self, params) -> Optimizer:
         import tinyopt.optim as optim
+
+        params = list(params)
+        if self.optimizer is not None:
+            built = [p for group in self.optimizer.param_groups for p in group["params"]]
+            if [id(p) for p in built] != [id(p) for p in params]:
+                raise ValueError(f"this {type(self).__name__} is already built for another model's weights; "
+                                 f"give each model its own optimizer, e.g. keras.optimizers.{type(self).__name__}()")
+            return self.optimizer
 
         cls = getattr(optim, self.torch_name, None)
         if cls is None:
