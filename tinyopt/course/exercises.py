@@ -302,6 +302,136 @@ def check_roofline(fn):
     return Result("roofline", True, "4 intensities on both sides of the ridge right", checks=4)
 
 
+# ----------------------------------------------------------------------------- lesson 06: pruning
+
+def check_agp_sparsity(fn):
+    from tinyopt.prune import agp_sparsity
+
+    for s_i, s_f, t0, n in ((0.0, 0.9, 0, 10), (0.2, 0.75, 5, 4)):
+        for t in range(t0, t0 + n + 3):
+            got = fn(t, s_i, s_f, t0, n)
+            want = agp_sparsity(t, s_f, initial_sparsity=s_i, begin_step=t0, n_steps=n)
+            bad = _compare("agp_sparsity", f"s_t at t={t} (s_i={s_i}, s_f={s_f}, t₀={t0}, n={n})", got, want,
+                           "s_t = s_f + (s_i − s_f)(1 − (t − t₀)/n)³, and s_f after t₀ + n", rtol=1e-12)
+            if bad:
+                return bad
+    return Result("agp_sparsity", True, "two schedules equal prune.agp_sparsity at every step", checks=2)
+
+
+def check_magnitude_mask(fn):
+    import tinyopt as to
+    from tinyopt import nn
+    from tinyopt.nn.utils import prune
+
+    w = np.random.default_rng(7).permutation(np.linspace(-1, 1, 60)).reshape(6, 10)   # no ties
+    for amount in (0.1, 0.5, 17):
+        layer = nn.Linear(10, 6)
+        layer.weight.data[...] = w
+        prune.l1_unstructured(layer, "weight", amount=amount)
+        want = np.asarray(layer.weight_mask.data if isinstance(layer.weight_mask, to.Tensor) else layer.weight_mask)
+        bad = _compare("magnitude_mask", f"mask (amount={amount})", fn(w.copy(), amount), want,
+                       "remove the round(amount·n) (or the int count) weights of *smallest* |w|: mask 0 there, 1 elsewhere",
+                       rtol=1e-12)
+        if bad:
+            return bad
+    return Result("magnitude_mask", True, "fractions and a count equal prune.l1_unstructured's masks", checks=3)
+
+
+# ----------------------------------------------------------------------------- lesson 07: distillation
+
+def check_kd_loss(fn):
+    import tinyopt as to
+    import tinyopt.nn.functional as F
+
+    rng = np.random.default_rng(8)
+    zs, zt = rng.standard_normal((5, 4)), 3 * rng.standard_normal((5, 4))
+    y = rng.integers(0, 4, 5)
+    for T, alpha in ((4.0, 0.9), (1.0, 0.5), (2.0, 1.0)):
+        want = float(F.kd_loss(to.tensor(zs), to.tensor(zt), to.tensor(y), T=T, alpha=alpha))
+        bad = _compare("kd_loss", f"loss (T={T}, α={alpha})", fn(zs, zt, y, T, alpha), want,
+                       "α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)) (batch mean) + (1 − α)·CE(z_s, y): "
+                       "the T² keeps the soft gradients' scale", rtol=1e-9)
+        if bad:
+            return bad
+    return Result("kd_loss", True, "3 (T, α) settings equal F.kd_loss", checks=3)
+
+
+# ----------------------------------------------------------------------------- lesson 08: mixed precision
+
+def check_scaler_update(fn):
+    from tinyopt import amp
+
+    pattern = [False] * 5 + [True] + [False] * 7 + [True, True] + [False] * 4
+    scaler = amp.GradScaler(init_scale=2.0**10, growth_factor=2.0, backoff_factor=0.5, growth_interval=3)
+    scale, tracker = 2.0**10, 0
+    for k, found_inf in enumerate(pattern, start=1):
+        scaler._found_inf_total = 1.0 if found_inf else 0.0   # what unscale_ would have found
+        want = _scaler_step(scaler, found_inf)
+        scale, tracker = _as_tuple(fn(scale, tracker, found_inf, 2.0, 0.5, 3), 2, "scaler_update")
+        bad = _compare("scaler_update", f"scale after update {k} (inf: {found_inf})", scale, want,
+                       "an inf/NaN: scale ← scale · backoff, tracker ← 0; else tracker += 1 and after "
+                       "growth_interval clean steps in a row scale ← scale · growth, tracker ← 0", rtol=1e-12)
+        if bad:
+            return bad
+    return Result("scaler_update", True, f"{len(pattern)} updates equal amp.GradScaler", checks=len(pattern))
+
+
+def _scaler_step(scaler, found_inf: bool) -> float:
+    """Drive a real GradScaler through one update with or without an inf, through its public API."""
+    import tinyopt as to
+    from tinyopt import optim
+
+    p = to.nn.Parameter(np.zeros(1, np.float32))
+    opt = optim.SGD([p], lr=0.0)
+    p.grad = to.tensor(np.array([np.inf if found_inf else 1.0], np.float32))
+    scaler.step(opt)
+    scaler.update()
+    return float(scaler.get_scale())
+
+
+# ----------------------------------------------------------------------------- lesson 09: RNN
+
+def check_lstm_cell(fn):
+    import tinyopt as to
+    from tinyopt import nn
+
+    rng = np.random.default_rng(9)
+    cell = nn.LSTMCell(3, 4)
+    for prm in cell.parameters():
+        prm.data = rng.standard_normal(prm.data.shape)
+    x, h, c = rng.standard_normal((2, 3)), rng.standard_normal((2, 4)), rng.standard_normal((2, 4))
+    want_h, want_c = cell(to.tensor(x), (to.tensor(h), to.tensor(c)))
+    got_h, got_c = _as_tuple(fn(x, h, c, cell.weight_ih.data, cell.weight_hh.data, cell.bias_ih.data,
+                                cell.bias_hh.data), 2, "lstm_cell")
+    hint = ("gates = W_ih x + b_ih + W_hh h + b_hh split in the order i, f, g, o; i, f, o = σ(·), g = tanh(·); "
+            "c' = f ⊙ c + i ⊙ g; h' = o ⊙ tanh(c')")
+    bad = (_compare("lstm_cell", "c'", got_c, want_c.data, hint) or _compare("lstm_cell", "h'", got_h, want_h.data, hint))
+    return bad or Result("lstm_cell", True, "h' and c' equal nn.LSTMCell (torch's gate order)", checks=2)
+
+
+# ----------------------------------------------------------------------------- lesson 10: parallel
+
+def check_ring_all_reduce(fn):
+    rng = np.random.default_rng(10)
+    for world in (2, 3, 4):
+        arrays = [rng.standard_normal(10) for _ in range(world)]
+        result = fn([a.copy() for a in arrays])
+        if not isinstance(result, tuple) or len(result) != 2:
+            raise TypeError("ring_all_reduce_simulated should return (arrays, messages per rank)")
+        out, messages = result
+        total = np.sum(arrays, axis=0)
+        for r, got in enumerate(out):
+            bad = _compare("ring_all_reduce", f"rank {r} of {world}", got, total,
+                           "reduce-scatter: N−1 steps, rank r sends chunk (r − s) mod N to r+1 which adds it; "
+                           "all-gather: N−1 more steps passing the finished chunks on", rtol=1e-12)
+            if bad:
+                return bad
+        if messages != 2 * (world - 1):
+            return Result("ring_all_reduce", False, f"{messages} messages per rank for N = {world}, expected "
+                          f"{2 * (world - 1)}", "2(N − 1) steps of 1/N of the data each")
+    return Result("ring_all_reduce", True, "N = 2, 3, 4: every rank holds the sum after 2(N−1) steps", checks=3)
+
+
 # ----------------------------------------------------------------------------- the registry
 
 def _optim(name):
