@@ -59,6 +59,13 @@ def test_ddp_equals_one_process_on_the_whole_batch(n):
 
 
 @needs_mpi
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_tensor_parallel_and_pipeline_equal_one_process(n):
+    """Column/Row-parallel Linear and the GPipe pipeline (1, 2, 3, 7 micro-batches): outputs and gradients."""
+    assert_all_ok(mpirun("model_parallel.py", n), n)
+
+
+@needs_mpi
 def test_a_failing_rank_stops_every_rank():
     result = mpirun("abort.py", 2, timeout=60)
     assert result.returncode != 0
@@ -185,3 +192,19 @@ def test_sync_batchnorm_alone_is_batchnorm_and_conversion_shares_state():
     np.testing.assert_allclose(out.data, expected.data, rtol=1e-13, atol=1e-13)   # one process: plain BatchNorm
     np.testing.assert_allclose(conv[1].running_var, ref[1].running_var, rtol=1e-13)
     assert isinstance(nn.SyncBatchNorm.convert_sync_batchnorm(nn.BatchNorm1d(3)), nn.SyncBatchNorm)
+
+
+def test_gpipe_schedule_and_bubble_formula():
+    from tinyopt.distributed.pipeline import gpipe_bubble, gpipe_schedule
+
+    for K in (1, 2, 3, 4):
+        for M in (1, 2, 4, 8):
+            rows = gpipe_schedule(K, M)
+            idle = sum(cell is None for row in rows for cell in row) / (K * len(rows[0]))
+            assert idle == pytest.approx(gpipe_bubble(K, M), abs=1e-15)
+            for row in rows:   # every stage runs each micro-batch forward once and backward once
+                assert sorted(c for c in row if c) == sorted([("F", m) for m in range(M)] + [("B", m) for m in range(M)])
+            for k in range(1, K):   # forward of m on stage k after stage k-1; backward the other way
+                for m in range(M):
+                    assert rows[k].index(("F", m)) > rows[k - 1].index(("F", m))
+                    assert rows[k - 1].index(("B", m)) > rows[k].index(("B", m))
