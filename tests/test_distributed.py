@@ -208,3 +208,21 @@ def test_gpipe_schedule_and_bubble_formula():
                 for m in range(M):
                     assert rows[k].index(("F", m)) > rows[k - 1].index(("F", m))
                     assert rows[k - 1].index(("B", m)) > rows[k].index(("B", m))
+
+
+def test_cost_model_formulas_and_fit():
+    from tinyopt.distributed import cost_model as cm
+
+    assert cm.ring_allreduce_time(1e6, 1, 1e-5, 1e-9) == 0.0
+    assert cm.ring_allreduce_time(1e6, 4, 1e-5, 1e-9) == pytest.approx(6e-5 + 1.5e-3)
+    sizes = np.array([8 * 4**k for k in range(11)], dtype=float)
+    for n in (2, 3, 8):
+        times = [cm.ring_allreduce_time(s, n, 7e-6, 3e-10) for s in sizes]
+        alpha, beta = cm.fit_alpha_beta(sizes, times, n)
+        assert alpha == pytest.approx(7e-6, rel=1e-9) and beta == pytest.approx(3e-10, rel=1e-9)
+    eff = [cm.scaling_efficiency(0.01, 4e5, n, 3e-5, 8e-10) for n in (2, 8, 64, 1024)]
+    assert all(1 >= a > b > 0 for a, b in zip(eff, eff[1:]))
+    assert cm.scaling_efficiency(0.01, 4e5, 64, 3e-5, 8e-10, overlap=1.0) == 1.0
+    assert cm.pipeline_step_time(1.0, 4, 8) == 11.0   # (M + K − 1) ticks
+    with pytest.raises(ValueError):
+        cm.data_parallel_step_time(1.0, 1e6, 2, 1e-6, 1e-9, overlap=1.5)

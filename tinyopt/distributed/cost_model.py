@@ -52,15 +52,20 @@ def ring_allreduce_time(nbytes: float, world_size: int, alpha: float, beta: floa
 
 
 def fit_alpha_beta(nbytes, seconds, world_size: int) -> tuple:
-    """Least-squares α and β from measured all-reduce times of several sizes on `world_size` ranks:
-    fits T = a + c·n, then α = a / (2(N−1)) and β = c·N / (2(N−1)). Returns (alpha, beta)."""
+    """α and β from measured all-reduce times of several sizes on `world_size` ranks: fits T = a + c·n
+    by least squares on the *relative* error (each row divided by its T, so the 8-byte times that
+    carry α weigh as much as the megabyte times that carry β), then α = a / (2(N−1)) and
+    β = c·N / (2(N−1)). Returns (alpha, beta)."""
     n = int(world_size)
     if n < 2:
         raise ValueError("α and β need at least 2 ranks to measure")
     x, y = np.asarray(nbytes, dtype=float), np.asarray(seconds, dtype=float)
     if x.shape != y.shape or x.size < 2:
         raise ValueError("fit_alpha_beta needs at least two (bytes, seconds) pairs of equal length")
-    c, a = np.polyfit(x, y, 1)
+    if np.any(y <= 0):
+        raise ValueError("measured times must be positive")
+    design = np.stack([np.ones_like(x), x], axis=1) / y[:, None]
+    (a, c), *_ = np.linalg.lstsq(design, np.ones_like(y), rcond=None)
     return max(a, 0.0) / (2 * (n - 1)), max(c, 0.0) * n / (2 * (n - 1))
 
 
