@@ -9,7 +9,7 @@ What it measures (each part launches `mpiexec -n N python bench_distributed.py -
    on 2 cores: oversubscribed, shown for the model check). Same global batch throughout.
 3. The model's prediction of each DDP step, T = t_c(128/N) + T_ring(G, N), with t_c measured on one
    rank at the per-rank batch, against the measured step.
-4. A two-stage GPipe pipeline: the measured bubble for 1, 2, 4, 8 micro-batches against (K−1)/(M+K−1).
+4. A two-stage GPipe pipeline of equal stages: the measured bubble for 1, 2, 4, 8 micro-batches against (K−1)/(M+K−1).
 5. On paper: predicted scaling efficiency for 8 … 1024 ranks on 10 and 100 Gb/s networks.
 
 Usage: python benchmarks/bench_distributed.py [--steps 20] [--rounds 3] [--quick]
@@ -129,12 +129,12 @@ def worker_pipeline(chunks: int, batch: int, steps: int) -> None:
     dist.init_process_group(backend="mpi")
     rank, n = dist.get_rank(), dist.get_world_size()
     rng = np.random.default_rng(0)
-    width = 512
-    model = nn.Sequential(nn.Linear(784, width, rng=rng), nn.ReLU(), nn.Linear(width, width, rng=rng), nn.ReLU(),
-                          nn.Linear(width, width, rng=rng), nn.ReLU(), nn.Linear(width, 10, rng=rng))
+    width = 512   # four equal Linear layers: two per stage, so both stages take the same time
+    model = nn.Sequential(nn.Linear(width, width, rng=rng), nn.ReLU(), nn.Linear(width, width, rng=rng), nn.ReLU(),
+                          nn.Linear(width, width, rng=rng), nn.ReLU(), nn.Linear(width, width, rng=rng))
     pipe = Pipeline(model, chunks=chunks, balance=[4, 3] if n == 2 else None)
-    x = rng.random((batch, 784), dtype=np.float32)
-    y = rng.integers(0, 10, size=batch)
+    x = rng.random((batch, width), dtype=np.float32)
+    y = rng.integers(0, width, size=batch)
     loss_fn = nn.CrossEntropyLoss()
     bubbles, walls = [], []
     for i in range(steps + 2):
@@ -214,11 +214,11 @@ def main() -> None:
               f"{cm.ring_allreduce_time(G, n, a, bta) * 1e3:.2f} ms -> predicted {pred * 1e3:.1f} ms, measured "
               f"{meas * 1e3:.1f} ms ({(meas / pred - 1) * 100:+.0f}%)")
 
-    print("\n4. GPipe, 2 stages (MLP 784-512-512-512-10, batch 256): measured bubble vs (K-1)/(M+K-1)")
+    print("\n4. GPipe, 2 equal stages (4 x Linear 512-512, batch 512): measured bubble vs (K-1)/(M+K-1)")
     from tinyopt.distributed.pipeline import gpipe_bubble
 
     for m in (1, 2, 4, 8):
-        r = run_worker(2, 1, "pipeline", str(m), "256", str(max(3, args.steps // 4)))
+        r = run_worker(2, 1, "pipeline", str(m), "512", str(max(3, args.steps // 4)))
         print(f"   M={m}: measured {r['bubble']:.2f}, formula {gpipe_bubble(2, m):.2f}, step {r['step'] * 1e3:.1f} ms")
 
     print("\n5. on paper: weak-scaling efficiency t_c / (t_c + T_ring), no overlap (overlap=0.5 in brackets)")

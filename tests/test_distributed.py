@@ -226,3 +226,14 @@ def test_cost_model_formulas_and_fit():
     assert cm.pipeline_step_time(1.0, 4, 8) == 11.0   # (M + K − 1) ticks
     with pytest.raises(ValueError):
         cm.data_parallel_step_time(1.0, 1e6, 2, 1e-6, 1e-9, overlap=1.5)
+
+
+def test_distributed_sampler_drives_a_dataloader():
+    from tinyopt.utils.data import DataLoader, TensorDataset
+
+    ds = TensorDataset(to.tensor(np.arange(10.0)), to.tensor(np.arange(10)))
+    batches = [[b[1].data.tolist() for b in DataLoader(ds, batch_size=2, sampler=DistributedSampler(ds, 3, r, shuffle=False))]
+               for r in range(3)]
+    # torch's rule: 10 indices padded to 12 with the first two, rank r takes r, r+3, r+6, r+9
+    assert batches == [[[0, 3], [6, 9]], [[1, 4], [7, 0]], [[2, 5], [8, 1]]]
+    assert to.distributed is dist

@@ -129,9 +129,10 @@ def run_as_rank():
     # Pipeline: 2 stages of an MLP, M micro-batches; the measured idle share of each step
     if n == 2:
         rng = np.random.default_rng(0)
-        seq = nn.Sequential(nn.Linear(784, 256, rng=rng), nn.ReLU(), nn.Linear(256, 256, rng=rng), nn.ReLU(),
-                            nn.Linear(256, 256, rng=rng), nn.ReLU(), nn.Linear(256, 10, rng=rng))
-        xb, yb = rng.random((256, 784), dtype=np.float32), rng.integers(0, 10, size=256)
+        w = 256   # four equal Linear layers, two per stage: equal stage times, as the formula assumes
+        seq = nn.Sequential(nn.Linear(w, w, rng=rng), nn.ReLU(), nn.Linear(w, w, rng=rng), nn.ReLU(),
+                            nn.Linear(w, w, rng=rng), nn.ReLU(), nn.Linear(w, w, rng=rng))
+        xb, yb = rng.random((512, w), dtype=np.float32), rng.integers(0, w, size=512)
         found["bubble"] = {}
         for chunks in (1, 2, 4, 8):
             pipe = Pipeline(seq, chunks=chunks, balance=[4, 3])
