@@ -66,6 +66,11 @@ def test_tensor_parallel_and_pipeline_equal_one_process(n):
 
 
 @needs_mpi
+def test_readme_distributed_example_runs():
+    assert_all_ok(mpirun("readme_example.py", 2), 2)
+
+
+@needs_mpi
 def test_a_failing_rank_stops_every_rank():
     result = mpirun("abort.py", 2, timeout=60)
     assert result.returncode != 0
