@@ -66,6 +66,17 @@ def test_tensor_parallel_and_pipeline_equal_one_process(n):
 
 
 @needs_mpi
+def test_checkpoint_by_rank_0_and_resume_under_mpiexec(tmp_path):
+    """4 DDP steps straight == 2 steps, rank-0 checkpoint, fresh objects loaded on every rank, 2 more (bit for bit)."""
+    env_path = str(tmp_path)
+    result = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(WORKERS / "checkpoint.py"), env_path],
+                            env=dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1"), cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert_all_ok(result, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.npz"]
+
+
+@needs_mpi
 def test_readme_distributed_example_runs():
     assert_all_ok(mpirun("readme_example.py", 2), 2)
 

@@ -23,6 +23,7 @@ What is here and where:
     model parallel  ColumnParallelLinear, RowParallelLinear (`tinyopt.distributed.tensor_parallel`),
                     Pipeline (`tinyopt.distributed.pipeline`)
     cost model      the α–β model of ring all-reduce and pipeline bubbles (`tinyopt.distributed.cost_model`)
+    checkpoints     written by rank 0 only, read by every rank (`tinyopt.distributed.checkpoint`)
 
 Importing this module does not import mpi4py (importing mpi4py.MPI initialises MPI); that happens
 in `init_process_group`. `init_process_group` also installs an exception hook: an exception that
