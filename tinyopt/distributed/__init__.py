@@ -28,7 +28,10 @@ What is here and where:
 Importing this module does not import mpi4py (importing mpi4py.MPI initialises MPI); that happens
 in `init_process_group`. `init_process_group` also installs an exception hook: an exception that
 nobody catches on one rank aborts every rank (`MPI_Abort`) instead of leaving the others waiting
-forever in a collective.
+forever in a collective. `sys.exit(code)` is not such an exception (Python hands no hook a
+SystemExit): a rank that exits early leaves the others waiting. Launching with
+`mpiexec -n N python -m mpi4py script.py` covers that case too (mpi4py's runner aborts every rank
+on a non-zero exit).
 """
 from __future__ import annotations
 
