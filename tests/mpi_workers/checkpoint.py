@@ -3,7 +3,6 @@ rank 0 only, fresh model and optimizer loaded from it on every rank, 2 more step
 A write that fails on rank 0 raises on every rank. Prints 'OK rank r'."""
 import os
 import sys
-import tempfile
 
 import numpy as np
 
