@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install tinyopt (editable) and get Fashion-MNIST. Usage: scripts/setup.sh [--test]
-#   --test   also install the test tools (pytest, hypothesis) and the PyTorch oracle (torch==2.13.0)
+#   --test   also install the test tools (pytest, hypothesis), the PyTorch oracle (torch==2.13.0) and MPI
+#            (mpi4py + the mpich wheel, extra "distributed": the multi-rank tests run under mpiexec)
 # Prints the Python interpreter to use on its last line (a .venv is made only where the system
 # Python refuses pip installs, PEP 668).
 set -euo pipefail
@@ -42,7 +43,7 @@ extras=""
 if [ "$with_tests" = 1 ]; then
   # The oracle first, pinned: 2.13.0 is the CPU build these machines hold locally.
   "$py" -m pip install -q "torch==2.13.0" >&2
-  extras="[test,course]"
+  extras="[test,course,distributed]"
 fi
 "$py" -m pip install -q -e ".${extras}" >&2
 echo "$py"

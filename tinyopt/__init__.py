@@ -39,3 +39,6 @@ def __getattr__(name):
     if name in _LAZY:
         return importlib.import_module(f"tinyopt.{name}")
     raise AttributeError(f"module 'tinyopt' has no attribute {name!r}")
+
+# torch.distributed's place: `to.distributed` (MPI, loaded on first use; importing it does not start MPI).
+_LAZY += ("distributed",)

@@ -21,3 +21,7 @@ __all__ = [
     "Parameter", "ReLU", "ReLU6", "Sequential", "ShapeError", "SiLU", "Sigmoid", "SmoothL1Loss", "Softmax",
     "Softplus", "Tanh", "Unflatten", "functional", "init", "utils",
 ]
+from tinyopt.nn.sync_batchnorm import SyncBatchNorm  # noqa: E402
+from tinyopt.nn import parallel  # noqa: E402
+
+__all__ += ["SyncBatchNorm", "parallel"]

@@ -7,3 +7,6 @@ __all__ = [
     "BatchSampler", "ConcatDataset", "DataLoader", "Dataset", "RandomSampler", "Sampler", "SequentialSampler",
     "Subset", "SubsetRandomSampler", "TensorDataset", "default_collate", "random_split",
 ]
+from tinyopt.utils.data.distributed import DistributedSampler  # noqa: E402
+
+__all__ += ["DistributedSampler"]
