@@ -55,3 +55,25 @@ def test_prune_methods_write_table_and_report(run_dir, method, capsys):
         for name in ("sensitivity.png", "sparsity_per_layer.png", "weights_before_after.png"):
             assert (run_dir / "prune-global" / name).stat().st_size > 1000
     assert (run_dir / "checkpoint.npz").read_bytes() == ckpt
+
+
+def test_tour_step_rows(tmp_path):
+    import numpy as np
+
+    from tinyopt import nn
+    from tinyopt.prune.tour import tour_step
+
+    g = np.random.default_rng(0)
+    centers = g.normal(scale=2.0, size=(4, 20))
+
+    def split(m):
+        y = g.integers(0, 4, size=m)
+        return (centers[y] + g.normal(size=(m, 20))).astype(np.float32), y.astype(np.int64)
+
+    model = nn.Sequential(nn.Linear(20, 32, rng=0), nn.ReLU(), nn.Linear(32, 16, rng=1), nn.ReLU(), nn.Linear(16, 4, rng=2))
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    ctx = {"model": model, "data": (split(400), split(50), split(300)), "fast": True, "out": tmp_path}
+    rows = dict(tour_step(ctx))
+    assert set(rows) == {"pruned 50 % channels + shrink", "batch latency dense / shrunk", "prune 90 % + int8 + Huffman"}
+    assert "x fewer" in rows["pruned 50 % channels + shrink"] and (tmp_path / "pruned_int8.npz").is_file()
+    assert all(np.array_equal(model.state_dict()[k], v) for k, v in before.items())
