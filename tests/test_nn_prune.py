@@ -211,3 +211,22 @@ def test_bad_calls_raise_and_change_nothing(rng):
         prune.l1_unstructured(m, "weight", 100)
     np.testing.assert_array_equal(m.weight_mask, mask)
     assert len(m._forward_pre_hooks) == 1 and not isinstance(m._forward_pre_hooks[0], prune.PruningContainer)
+
+
+def test_documented_tie_order_and_remove_keeps_the_parameter_object():
+    m = nn.Linear(4, 2, dtype=np.float64)
+    m.weight.data[...] = [[1, 1, 2, 1], [3, 1, 1, 4]]
+    param = m.weight
+    prune.l1_unstructured(m, "weight", 3)       # five entries tie at |w| = 1: the lowest flat indices go first
+    np.testing.assert_array_equal(m.weight_mask, [[0, 0, 1, 0], [1, 1, 1, 1]])
+    c = nn.Conv2d(1, 3, 1, dtype=np.float64)
+    c.weight.data[...] = np.array([2.0, 1.0, 2.0]).reshape(3, 1, 1, 1)
+    prune.ln_structured(c, "weight", 1, n=1, dim=0)  # channels 0 and 2 tie: the lowest index is kept first
+    np.testing.assert_array_equal(c.weight_mask.reshape(-1), [1, 0, 1])
+    opt = to.optim.SGD(m.parameters(), lr=1.0)
+    assert m.weight_orig is param
+    prune.remove(m, "weight")
+    assert m.weight is param and list(m.state_dict()) == ["bias", "weight"]
+    m(to.tensor(np.ones((1, 4)))).sum().backward()
+    opt.step()                                        # the optimizer built while pruned still updates the weight
+    assert not np.array_equal(m.weight.data, [[0, 0, 2, 0], [3, 1, 1, 4]])
