@@ -73,3 +73,18 @@ def test_compressed_size_and_save_load(rng, tmp_path):
     assert np.abs(dense(x).data - y).max() < 0.05
     assert np.count_nonzero(state["0.weight"]) <= np.count_nonzero(net[0].weight.data)
     assert path.stat().st_size < sizes["int8_bytes"] + 2000
+
+
+@pytest.mark.parametrize("stride,padding,dilation", [(1, 0, 1), (2, 1, 1), (1, 2, 2)])
+def test_sparse_conv2d_equals_masked_conv(rng, stride, padding, dilation):
+    conv = nn.Conv2d(3, 5, 3, stride=stride, padding=padding, dilation=dilation, dtype=np.float64, rng=0)
+    prune.l1_unstructured(conv, "weight", 0.85)
+    net = nn.Sequential(conv, nn.ReLU())
+    sparse = P.to_sparse(net)
+    assert isinstance(sparse[0], P.SparseConv2d) and sparse[0].nnz == conv.weight_mask.sum()
+    x = to.tensor(rng.standard_normal((2, 3, 9, 8)))
+    with to.no_grad():
+        np.testing.assert_allclose(sparse(x).data, net(x).data, rtol=1e-10, atol=1e-12)
+    grouped = nn.Conv2d(4, 4, 3, groups=2)
+    prune.l1_unstructured(grouped, "weight", 0.9)
+    assert isinstance(P.to_sparse(nn.Sequential(grouped))[0], nn.Conv2d)  # left dense
