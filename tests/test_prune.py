@@ -211,6 +211,11 @@ def test_shrink_batchnorm_and_padding_border_note(rng):
     small = P.shrink(pad, x)
     diff = np.abs(small(x).data - pad(x).data)
     assert diff[:, :, 1:-1, 1:-1].max() < 1e-12 and diff.max() > 0
+    # pruning the bias with its channel makes it exact everywhere (ReLU maps 0 to 0)
+    P.prune_bias_with_channels(pad[0])
+    exact = P.shrink(pad, x, fold_bias=False)
+    np.testing.assert_allclose(exact(x).data, pad(x).data, rtol=1e-10, atol=1e-12)
+    assert exact[0].out_channels == 2 and exact[2].in_channels == 2
 
 
 def test_shrink_refuses_non_chains(rng):

@@ -7,7 +7,9 @@ from tinyopt.prune.criteria import (
 )
 from tinyopt.prune.schedule import AGP, AGPCallback, agp_sparsity, iterative_pruning, prune_to, sparsity
 from tinyopt.prune.sensitivity import choose_sparsities, format_table, plot_sensitivity, sensitivity_analysis
-from tinyopt.prune.shrink import count_parameters, dead_channels, make_permanent, shrink, trace_chain
+from tinyopt.prune.shrink import (
+    count_parameters, dead_channels, make_permanent, prune_bias_with_channels, shrink, trace_chain,
+)
 from tinyopt.prune.sparse import SparseConv2d, SparseLinear, to_sparse
 from tinyopt.prune.compression import compressed_size, load_compressed, save_compressed
 
@@ -15,6 +17,6 @@ __all__ = [
     "AGP", "AGPCallback", "SparseConv2d", "SparseLinear", "compressed_size", "load_compressed", "save_compressed", "to_sparse", "activation_entropy", "agp_sparsity", "apoz", "bn_scale", "bypass_scores", "bypassed",
     "channel_norm", "choose_sparsities", "count_parameters", "dead_channels", "default_targets", "format_table",
     "gradient_scores", "han_threshold", "iterative_pruning", "magnitude", "make_permanent", "plot_sensitivity",
-    "prune_channels", "prune_to", "remove_blocks", "sensitivity_analysis", "shrink", "sparsity", "threshold_prune",
+    "prune_bias_with_channels", "prune_channels", "prune_to", "remove_blocks", "sensitivity_analysis", "shrink", "sparsity", "threshold_prune",
     "trace_chain",
 ]

@@ -19,9 +19,9 @@ A Conv2d output channel (Linear neuron) c whose weights are all zero (masked, or
 
    so the smaller model computes what the masked model computes (in eval mode). After a Conv2d
    with zero padding the fold is exact only away from the borders (there the padded zeros, not a_c,
-   meet the kernel); use `fold_bias=False` and prune the bias with its channel if that matters
-   (then the removed channels contribute nothing at all, which equals the masked model only when
-   their biases were pruned too and the layers in between map 0 to 0).
+   meet the kernel); if that matters, prune the bias with its channel (`prune_bias_with_channels`)
+   and use `fold_bias=False` (the removed channels then contribute nothing at all, which equals
+   the masked model when the layers in between map 0 to 0).
 
 The original model is left unchanged; the result has no pruning hooks (masks made permanent).
 Grouped convolutions, layers called twice and non-chain graphs (residual additions) are refused
@@ -219,6 +219,17 @@ def shrink(model, example_input, fold_bias: bool = True):
             q.in_channels = int(unit_keep.sum())
     new.train(was_training)
     return new
+
+
+def prune_bias_with_channels(module):
+    """Mask the bias entries of the output channels whose weights are all zero (custom_from_mask on
+    "bias"), so a removed channel outputs exactly 0: with activations that map 0 to 0 and no BatchNorm
+    in between, `shrink(..., fold_bias=False)` then equals the masked model everywhere, borders of a
+    zero-padded convolution included. Returns the module."""
+    if getattr(module, "bias", None) is None:
+        return module
+    keep = (~dead_channels(module)).astype(np.asarray(module.bias.data).dtype)
+    return torch_prune.custom_from_mask(module, "bias", keep)
 
 
 def count_parameters(model) -> int:
