@@ -6,7 +6,7 @@
 
 magnitude: |w| per layer; global: |w| across layers; taylor: |w·∂L/∂w| across layers (on 1,024
 training images); structured: whole channels/neurons by L1 norm, then `shrink`; entropy: channels
-by the entropy of their activations, then `shrink`; agp: Zhu & Gupta's gradual schedule during the
+by the entropy of their activations (after the layer's ReLU, on 512 training images), then `shrink`; agp: Zhu & Gupta's gradual schedule during the
 fine-tuning (needs --finetune-epochs ≥ 1). The last layer is never pruned structurally (its outputs
 are the classes).
 
@@ -158,8 +158,13 @@ def _apply(method, model, sparsity, x_train, y_train):
             prune.ln_structured(module, name, amount=sparsity, n=1, dim=0)
     elif method == "entropy":
         calib = list(minibatches(x_train[:512], y_train[:512], 256))
+        leaves = [m for m in model.modules() if not m._modules]
         for module, name in _structured_targets(model):
-            scores = P.activation_entropy(model, module, calib)
+            # the entropy of the channel's activation (after the ReLU that follows it, when there is one)
+            after = leaves[leaves.index(module) + 1] if leaves.index(module) + 1 < len(leaves) else module
+            watched = after if type(after).__name__ in ("ReLU", "ReLU6", "LeakyReLU", "GELU", "SiLU", "Tanh",
+                                                        "Sigmoid", "ELU") else module
+            scores = P.activation_entropy(model, watched, calib)
             P.prune_channels(module, scores, sparsity, name=name)
 
 
