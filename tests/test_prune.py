@@ -125,6 +125,9 @@ def test_agp_keras_callback(rng):
     model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[cb])
     targets = P.default_targets(model)
     assert len(targets) == 2 and all(P.sparsity(m, n) == pytest.approx(0.75, abs=0.02) for m, n in targets)
+    assert [t for t, _ in cb.agp.history] == [0, 1, 2, 3]
+    with pytest.raises(ValueError):
+        P.AGPCallback(final_sparsity=0.5, n_steps=0)
 
 
 def test_iterative_and_global_prune_to(rng):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyopt.keras.callbacks import Callback
 from tinyopt.loop import Hooks
 from tinyopt.nn.utils import prune as torch_prune
 from tinyopt.prune.criteria import default_targets
@@ -112,23 +113,22 @@ class AGP(Hooks):
             self.advance()
 
 
-def AGPCallback(*args, **kwargs):  # noqa: N802 - a class factory, Keras' callback naming
-    """A `tinyopt.keras.callbacks.Callback` running `AGP(keras_model, ...)` after every training batch."""
-    from tinyopt.keras.callbacks import Callback
+class AGPCallback(Callback):
+    """Keras callback: `AGP(keras_model, *args, **kwargs)`, advanced after every training batch of `fit`.
+    Its `agp` attribute (created at the start of training) holds the schedule and its history."""
 
-    class _AGPCallback(Callback):
-        def __init__(self):
-            super().__init__()
-            self.agp = None
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        AGP(None, *args, **kwargs)  # validate the schedule now, not when fit starts
+        self._args, self._kwargs = args, kwargs
+        self.agp = None
 
-        def on_train_begin(self, logs=None):
-            if self.agp is None:
-                self.agp = AGP(self.model, *args, **kwargs)
+    def on_train_begin(self, logs=None):
+        if self.agp is None:
+            self.agp = AGP(self.model, *self._args, **self._kwargs)
 
-        def on_train_batch_end(self, batch, logs=None):
-            self.agp.advance()
-
-    return _AGPCallback()
+    def on_train_batch_end(self, batch, logs=None):
+        self.agp.advance()
 
 
 def iterative_pruning(targets, sparsities, finetune, scope: str = "layer", callback=None):
