@@ -77,3 +77,4 @@ def test_tour_step_rows(tmp_path):
     assert set(rows) == {"pruned 50 % channels + shrink", "batch latency dense / shrunk", "prune 90 % + int8 + Huffman"}
     assert "x fewer" in rows["pruned 50 % channels + shrink"] and (tmp_path / "pruned_int8.npz").is_file()
     assert all(np.array_equal(model.state_dict()[k], v) for k, v in before.items())
+    assert [v["variant"] for v in ctx["variants"]] == ["pruned 50 % channels + shrink", "prune 90 % + int8 + Huffman"]

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     from tinyopt.train import DEFAULT_LR, MODELS, OPTIMIZERS, SCHEDULES
 
     parser = _Parser(prog="tinyopt", description="Train, evaluate and explore small networks on Fashion-MNIST.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,eval,tour,verify,quantize,prune}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{train,eval,tour,verify,quantize}", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model, writing metrics.jsonl, checkpoint.npz and plots into --out")
     t.add_argument("--model", choices=MODELS, default="mlp")
@@ -201,7 +201,7 @@ def cmd_eval(args) -> int:
 # here, if it can be imported, provides `tour_step(ctx) -> list[(label, value)]`, called after
 # training with ctx = {"model", "config", "result", "data", "out", "fast"}; its rows are added to
 # the summary table. A module that is not there yet is skipped.
-TOUR_PLUGINS = ("tinyopt.quant.tour", "tinyopt.prune.tour")
+TOUR_PLUGINS = ("tinyopt.quant.tour",)
 
 
 def tour_settings(fast: bool, model=None, epochs=None, train_size=None):

@@ -3,7 +3,9 @@
 90 % of its weights pruned (global magnitude) and fine-tuned as briefly, stored as int8 + Huffman-coded
 gaps (Deep Compression) and evaluated after loading that file back.
 
-`tour_step(ctx)` yields summary rows (label, value). The tour's model itself is not changed.
+`tour_step(ctx)` yields summary rows (label, value) and appends its variants ({"variant", "accuracy",
+"bytes", "latency_ms"}) to ctx["variants"] for the tour's one-page picture. The tour's model itself is
+not changed. (It runs when "tinyopt.prune.tour" is listed in tinyopt.cli.TOUR_PLUGINS.)
 """
 from __future__ import annotations
 
@@ -38,6 +40,9 @@ def tour_step(ctx):
     small = P.shrink(structured, batch)
     small_acc = accuracy(small, x_test, y_test)
     t_dense, t_small = latency(model, batch), latency(small, batch)
+    variants = ctx.setdefault("variants", [])  # the tour's one-page picture: accuracy against size
+    variants.append({"variant": "pruned 50 % channels + shrink", "accuracy": small_acc,
+                     "bytes": 4 * P.count_parameters(small), "latency_ms": 1e3 * t_small})
     yield ("pruned 50 % channels + shrink", f"{P.count_parameters(small):,} parameters "
                                              f"({P.count_parameters(model) / P.count_parameters(small):.1f}x fewer), "
                                              f"accuracy {small_acc:.4f} (dense {dense_acc:.4f})")
@@ -52,5 +57,8 @@ def tour_step(ctx):
     P.save_compressed(sparse, path)
     restored = P.make_permanent(copy.deepcopy(sparse))
     restored.load_state_dict(P.load_compressed(path))
+    restored_acc = accuracy(restored, x_test, y_test)
+    variants.append({"variant": "prune 90 % + int8 + Huffman", "accuracy": restored_acc,
+                     "bytes": int(sizes["huffman_bytes"]), "latency_ms": None})
     yield ("prune 90 % + int8 + Huffman", f"{sizes['huffman_bytes']:,} B ({sizes['ratio']:.1f}x smaller than fp32), "
-                                         f"accuracy {accuracy(restored, x_test, y_test):.4f} ({steps} fine-tuning steps)")
+                                         f"accuracy {restored_acc:.4f} ({steps} fine-tuning steps)")
