@@ -24,10 +24,10 @@
 # model physically smaller (`shrink`) and faster (sparse kernels), and smaller on disk (Deep
 # Compression).  Along the way, the seeds' code is corrected.
 #
-# Plan: (0) the seeds' errata; (1) torch's API on a trained LeNet-300-100; (2) the criteria;
+# Plan: (0) the seeds' errata; (1) torch's API on a trained LeNet-300-100; (2) the weight criteria;
 # (3) one-shot vs iterative vs AGP (the Han et al. table); (4) sensitivity; (5) structured pruning of
-# LeNet-5 + `shrink` + speed-up; (6) the sparse kernel's crossover; (7) Deep Compression;
-# (8) the lottery ticket.
+# LeNet-5 + `shrink` + speed-up, the channel criteria compared, and removing a whole layer; (6) the
+# sparse kernel's crossover; (7) Deep Compression; (8) the lottery ticket.
 
 # %%
 import copy
