@@ -14,9 +14,10 @@ from tinyopt.prune.sparse import SparseConv2d, SparseLinear, to_sparse
 from tinyopt.prune.compression import compressed_size, load_compressed, save_compressed
 
 __all__ = [
-    "AGP", "AGPCallback", "SparseConv2d", "SparseLinear", "compressed_size", "load_compressed", "save_compressed", "to_sparse", "activation_entropy", "agp_sparsity", "apoz", "bn_scale", "bypass_scores", "bypassed",
-    "channel_norm", "choose_sparsities", "count_parameters", "dead_channels", "default_targets", "format_table",
-    "gradient_scores", "han_threshold", "iterative_pruning", "magnitude", "make_permanent", "plot_sensitivity",
-    "prune_bias_with_channels", "prune_channels", "prune_to", "remove_blocks", "sensitivity_analysis", "shrink", "sparsity", "threshold_prune",
-    "trace_chain",
+    "AGP", "AGPCallback", "SparseConv2d", "SparseLinear", "activation_entropy", "agp_sparsity", "apoz",
+    "bn_scale", "bypass_scores", "bypassed", "channel_norm", "choose_sparsities", "compressed_size",
+    "count_parameters", "dead_channels", "default_targets", "format_table", "gradient_scores", "han_threshold",
+    "iterative_pruning", "load_compressed", "magnitude", "make_permanent", "plot_sensitivity",
+    "prune_bias_with_channels", "prune_channels", "prune_to", "remove_blocks", "save_compressed",
+    "sensitivity_analysis", "shrink", "sparsity", "threshold_prune", "to_sparse", "trace_chain",
 ]
