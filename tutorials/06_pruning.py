@@ -290,10 +290,10 @@ plt.close(fig)
 # ## 4. Sensitivity analysis
 #
 # How far can each layer be pruned on its own?  Prune one layer at a time over a sweep of
-# sparsities (Distiller's method), evaluate, plot.  The hidden layers (784 → 300 holds 88 % of the
-# weights) tolerate 80-90 % on their own; the last (100 → 10) is the most sensitive — which is why a
-# global ranking, which prunes each layer as far as its weights allow, beats the same fraction
-# everywhere.
+# sparsities (Distiller's method), evaluate, plot.  The two hidden layers (784 → 300 holds 88 % of
+# the weights) degrade slowly; the last (100 → 10) is the most sensitive, and falls fastest — which
+# is why a global ranking, which prunes each layer as far as its weights allow, beats the same
+# fraction everywhere.
 
 # %%
 x_sens, y_sens = x_val[:1000], y_val[:1000]
@@ -410,11 +410,12 @@ for crit in ("L1 norm", "entropy", "APoZ", "Taylor", "random"):
     print(f"{crit:8s} 50 % of channels removed, no fine-tuning: accuracy {channel_acc[crit]:.4f}")
 
 # %% [markdown]
-# The L1 norm wins here, and every criterion beats chance.  Entropy is measured on each channel's own
-# range, so it is blind to scale: a channel with large outputs and one with tiny outputs of the same
-# shape score alike, although removing the first costs far more.  Measured after the ReLU it still
-# tells apart channels that are mostly zero (low entropy), which is what APoZ measures directly.
-# Fine-tuning closes most of these gaps (section 5's 50 % L1 model recovered to within a point).
+# The weight-based criteria (L1 norm, Taylor) clearly beat random; entropy and APoZ land near random
+# in these runs (a FAST run and a full one): they describe how a channel's output is distributed, not
+# how much the next layer depends on it.  Entropy is measured on each channel's own range, so it is
+# blind to scale: a channel with large outputs and one with tiny outputs of the same shape score alike,
+# although removing the first costs far more.  Fine-tuning closes most of these gaps (section 5's
+# 50 % L1 model recovered to within a point).
 
 # %% [markdown]
 # ### Whole layers
@@ -545,7 +546,7 @@ assert sizes["dense_bytes"] / sizes["huffman_bytes"] >= (20 if FAST else 30)    
 assert compressed_acc >= accuracy(agp_model) - 0.01
 assert chosen["0"] >= chosen["4"]                                                 # first layer most redundant
 assert not prune.is_pruned(small) and prune.is_pruned(structured)
-assert max(channel_acc["L1 norm"], channel_acc["Taylor"]) > channel_acc["random"]      # criteria vs chance
+assert max(channel_acc["L1 norm"], channel_acc["Taylor"]) > channel_acc["random"] + 0.05  # weight criteria vs chance
 assert layer_acc[1] >= layer_acc[0] - 0.03                                        # one block fewer, same accuracy
 for name in ("sensitivity.png", "agp_schedule.png"):
     assert (OUT / name).stat().st_size > 1000
