@@ -7,6 +7,7 @@
     tinyopt eval DIR                              test accuracy and confusion matrix (also confusion.png)
     tinyopt tour [--fast]                         the guided tour: train the default CNN, summary, plots
     tinyopt verify ... / tinyopt quantize ...     provided by tinyopt.verify / tinyopt.quant when installed
+    tinyopt prune DIR --method M --sparsity S     prune, fine-tune, shrink/compress; table + plots (tinyopt.prune.cli)
     tinyopt verify --candidate MODULE:CLASS [--reference adam] [--steps N] [--lr LR] [--option NAME=VALUE]
                                                   check an optimizer class you wrote (tinyopt.optimizer_check)
 
@@ -105,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     tour.add_argument("--model", choices=MODELS, default=None, help="default: lenet5")
     tour.add_argument("--data", type=Path, default=None)
 
-    for name, module in (("verify", "tinyopt.verify"), ("quantize", "tinyopt.quant.cli")):
+    for name, module in (("verify", "tinyopt.verify"), ("quantize", "tinyopt.quant.cli"), ("prune", "tinyopt.prune.cli")):
         extra = " (with --candidate MODULE:CLASS: check an optimizer you wrote)" if name == "verify" else ""
         p = sub.add_parser(name, help=f"run {module}.main (arguments are passed on){extra}", add_help=False)
         p.add_argument("args", nargs=argparse.REMAINDER)
@@ -457,6 +458,8 @@ def main(argv=None) -> int:
             return (course_cli.course_main if argv[0] == "course" else course_cli.check_main)(argv[1:])
         if argv and argv[0] in ("verify", "quantize"):
             return _delegate("tinyopt.verify" if argv[0] == "verify" else "tinyopt.quant.cli", argv[1:])
+        if argv[:1] == ["prune"]:
+            return _delegate("tinyopt.prune.cli", argv[1:])
         parser = build_parser()
         args = parser.parse_args(argv)
         if args.command is None:

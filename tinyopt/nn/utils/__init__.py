@@ -10,3 +10,4 @@ __all__ = [
     "clip_grad_norm", "clip_grad_norm_", "clip_grad_value_", "clip_grads_with_norm_", "get_total_norm",
     "l1_penalty", "l2_penalty", "parameters_to_vector", "vector_to_parameters",
 ]
+from tinyopt.nn.utils import prune  # noqa: E402 - torch.nn.utils.prune
