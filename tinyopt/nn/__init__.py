@@ -21,3 +21,6 @@ __all__ = [
     "Parameter", "ReLU", "ReLU6", "Sequential", "ShapeError", "SiLU", "Sigmoid", "SmoothL1Loss", "Softmax",
     "Softplus", "Tanh", "Unflatten", "functional", "init", "utils",
 ]
+from tinyopt.nn.loss import KLDivLoss  # noqa: E402
+
+__all__ += ["KLDivLoss"]
