@@ -39,6 +39,7 @@ from tinyopt.keras import callbacks as callbacks_module
 from tinyopt.keras import losses as losses_module
 from tinyopt.keras import metrics as metrics_module
 from tinyopt.keras import optimizers as optimizers_module
+from tinyopt.keras import trainable as _trainable
 from tinyopt.keras.layers import InputLayer, Layer
 from tinyopt.loop import (
     Hooks, Meter, ProgressBar, Step, TrainingDiverged, divergence_message, evaluation, learning_rate, minibatches,
@@ -106,6 +107,8 @@ class _FitHooks(Hooks):
 
 class Sequential(Module):
     """A linear stack of Keras layers. `Sequential([layer, ...])` or `add(layer)` one at a time."""
+
+    trainable = _trainable.model_property  # model.trainable = False freezes every layer
 
     def __init__(self, layers=None, name: str = "sequential"):
         super().__init__()
