@@ -315,16 +315,21 @@ print(f"{N_FEW} labelled images: from scratch {scratch_few:.4f}, distilled {kd_f
 # %%
 sweep_T = (1.0, 4.0, 20.0) if FAST else (1.0, 2.0, 4.0, 8.0, 20.0)
 acc_by_T = {T_: (acc_kd if T_ == 4.0 else accuracy(distilled_student(T_, 0.9), x_te, y_te)) for T_ in sweep_T}
-fig, ax = plt.subplots(figsize=(5, 3.5))
-ax.semilogx(list(acc_by_T), list(acc_by_T.values()), "o-", label="distilled student")
-ax.axhline(acc_scratch, color="gray", ls="--", label="from scratch")
-ax.axhline(acc_teacher, color="k", ls=":", label="teacher")
-ax.set_xlabel("temperature T")
-ax.set_ylabel("test accuracy")
-ax.legend()
+sweep_alpha = (0.0, 0.5, 0.9, 1.0)
+acc_by_alpha = {a: (acc_kd if a == 0.9 else accuracy(distilled_student(4.0, a), x_te, y_te)) for a in sweep_alpha}
+fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+ax.semilogx(list(acc_by_T), list(acc_by_T.values()), "o-", label="distilled student (α = 0.9)")
+ax2.plot(list(acc_by_alpha), list(acc_by_alpha.values()), "o-", label="distilled student (T = 4)")
+for a_, xlabel in ((ax, "temperature T"), (ax2, "α (weight of the soft term)")):
+    a_.axhline(acc_scratch, color="gray", ls="--", label="from scratch")
+    a_.axhline(acc_teacher, color="k", ls=":", label="teacher")
+    a_.set_xlabel(xlabel)
+    a_.set_ylabel("test accuracy")
+    a_.legend(fontsize=8)
 fig.tight_layout()
 fig.savefig(OUT / "temperature_sweep.png", dpi=80)
 plt.close(fig)
+print("accuracy by alpha:", {k: round(v, 4) for k, v in acc_by_alpha.items()})
 print("accuracy by T:", {k: round(v, 4) for k, v in acc_by_T.items()})
 
 # %% [markdown]
@@ -498,6 +503,7 @@ assert grad_norms[1][0] / grad_norms[100][0] > 1000                        # KL 
 assert set(seed_errors) == {"fc1", "step", "stacked"}                       # the seed's three errata
 assert big(images).shape == (4, 10) and small(images).shape == (4, 10)      # corrected: 128·8·8 and 64·8·8
 assert acc_teacher > acc_scratch
+assert abs(acc_by_alpha[0.0] - acc_scratch) < 2e-3                          # α = 0 is training on labels alone
 assert kd_few > scratch_few, (kd_few, scratch_few)                          # soft targets: more per example
 assert last_hint < first_hint                                               # the hint is learnt
 assert abs(keras_loss - torch_form) < 1e-4                                 # Keras' α = 1 − kd_loss's α
