@@ -165,9 +165,21 @@ z_s -= z_s.mean(1, keepdims=True)
 z_t -= z_t.mean(1, keepdims=True)
 labels = rng.integers(0, 10, 5)
 T, alpha = 4.0, 0.9
-p_t, log_q = softmax_np(z_t, T), np.log(softmax_np(z_s, T))
-ce = -np.log(softmax_np(z_s))[np.arange(5), labels].mean()
-by_hand = alpha * T * T * (p_t * (np.log(p_t) - log_q)).sum(1).mean() + (1 - alpha) * ce
+
+
+def kd_loss(z_s, z_t, y, T, alpha):
+    """Exercise: the distillation loss of (N, C) logit arrays and (N,) labels, as a float:
+    α · T² · mean_n KL(softmax(z_t/T) ‖ softmax(z_s/T)) + (1 − α) · mean_n CE(z_s, y)."""
+    # BEGIN SOLUTION kd_loss
+    z_s, z_t = np.asarray(z_s, dtype=np.float64), np.asarray(z_t, dtype=np.float64)
+    p_t, log_q = softmax_np(z_t, T), np.log(softmax_np(z_s, T))
+    kl = (p_t * (np.log(p_t) - log_q)).sum(axis=1).mean()
+    ce = -np.log(softmax_np(z_s))[np.arange(len(y)), np.asarray(y)].mean()
+    return float(alpha * T * T * kl + (1 - alpha) * ce)
+    # END SOLUTION
+
+
+by_hand = kd_loss(z_s, z_t, labels, T, alpha)
 by_library = F.kd_loss(to.tensor(z_s), to.tensor(z_t), labels, T=T, alpha=alpha).item()
 print(f"kd_loss by hand {by_hand:.10f}, F.kd_loss {by_library:.10f}")
 
