@@ -18,3 +18,6 @@ __all__ = [
     "History", "Input", "Model", "Sequential", "callbacks", "datasets", "layers", "losses", "metrics", "models",
     "optimizers", "regularizers", "utils", "initializers", "KerasTensor",
 ]
+from tinyopt.keras.distiller import Distiller  # noqa: E402  (the Keras distillation example's model)
+
+__all__ += ["Distiller"]

@@ -39,6 +39,8 @@ from tinyopt import nn
 from tinyopt.functions import cat
 from tinyopt.keras import initializers
 from tinyopt.nn import functional as F
+from tinyopt.keras import trainable as _trainable
+from tinyopt.nn import init
 from tinyopt.nn.module import Module, ShapeError
 from tinyopt.nn.parameter import Parameter
 from tinyopt.random import resolve
@@ -222,6 +224,7 @@ class Layer(Module):
     and `call(x)`; `get_config()` returns their constructor arguments."""
 
     kind = "layer"  # used for automatic names: dense, dense_1, ...
+    trainable = _trainable.layer_property  # layer.trainable = False freezes it (tinyopt.keras.trainable)
 
     def __init__(self, input_shape=None, name=None, rng=None):
         super().__init__()
@@ -244,6 +247,8 @@ class Layer(Module):
         self.output_shape = tuple(self.build(input_shape))
         self.built_input_shape = input_shape
         self.built = True
+        if not self.trainable:
+            _trainable.apply(self)  # weights created after `trainable = False` start frozen
         return self.output_shape
 
     def call(self, x):  # pragma: no cover - interface

@@ -216,3 +216,31 @@ __all__ = [
     "BinaryCrossentropy", "CategoricalCrossentropy", "MeanSquaredError", "SparseCategoricalCrossentropy", "get",
     "integer_labels", "kind",
 ]
+
+
+class KLDivergence:
+    """Keras' KL divergence: ℓ_n = Σ_c y_{n,c} · log(y_{n,c} / ŷ_{n,c}), with y and ŷ clipped to [ε, 1]
+    (ε = 1e-7, Keras' epsilon), the batch loss the mean over samples. Called as loss(y_true, y_pred)
+    with probabilities in both (the Keras distillation example passes softmax(z_t/T), softmax(z_s/T)).
+    It equals `F.kl_div(log ŷ, y, reduction='batchmean')` wherever no clipping happens."""
+
+    def __init__(self, reduction: str = "sum_over_batch_size", epsilon: float = 1e-7):
+        if reduction not in _KERAS_REDUCTIONS:
+            raise ValueError(f"reduction must be one of {sorted(k for k in _KERAS_REDUCTIONS if k)}, got {reduction!r}")
+        self.reduction, self.epsilon = _KERAS_REDUCTIONS[reduction], epsilon
+
+    def __call__(self, y_true, y_pred: Tensor) -> Tensor:
+        y = y_true if isinstance(y_true, Tensor) else Tensor(np.asarray(y_true, dtype=y_pred.dtype))
+        if tuple(y.shape) != tuple(y_pred.shape):
+            raise ValueError(f"KLDivergence needs y_true and y_pred of the same shape, got {tuple(y.shape)} and "
+                             f"{tuple(y_pred.shape)}")
+        y = y.clip(self.epsilon, 1.0)
+        p = y_pred.clip(self.epsilon, 1.0)
+        return F._reduce((y * (y / p).log()).sum(axis=-1), self.reduction)
+
+    def __repr__(self):
+        return "KLDivergence()"
+
+
+NAMES["kl_divergence"] = NAMES["kld"] = NAMES["kullback_leibler_divergence"] = KLDivergence
+__all__ += ["KLDivergence"]

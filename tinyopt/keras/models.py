@@ -61,6 +61,8 @@ from tinyopt.keras import metrics as metrics_module
 from tinyopt.keras import optimizers as optimizers_module
 from tinyopt.keras import layers as layers_module
 from tinyopt.keras.layers import InputLayer, KerasTensor, Layer, positive_int
+from tinyopt.keras import trainable as _trainable
+from tinyopt.keras.layers import InputLayer, Layer
 from tinyopt.loop import (
     Hooks, Meter, ProgressBar, Step, TrainingDiverged, divergence_message, evaluation, learning_rate, minibatches,
     train_epoch, train_step,
@@ -155,6 +157,8 @@ class Model(Module):
     """A Keras model. `Model(inputs, outputs)` builds the functional graph from KerasTensors;
     `Sequential` is the linear special case. Both share compile / fit / evaluate / predict /
     summary / save / get_weights (this class)."""
+
+    trainable = _trainable.model_property  # model.trainable = False freezes every layer
 
     def __init__(self, inputs=None, outputs=None, name: str | None = None):
         super().__init__()

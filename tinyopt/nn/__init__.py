@@ -25,3 +25,6 @@ from tinyopt.nn.sync_batchnorm import SyncBatchNorm  # noqa: E402
 from tinyopt.nn import parallel  # noqa: E402
 
 __all__ += ["SyncBatchNorm", "parallel"]
+from tinyopt.nn.loss import KLDivLoss  # noqa: E402
+
+__all__ += ["KLDivLoss"]

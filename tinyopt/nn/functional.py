@@ -487,3 +487,100 @@ __all__ = [
     "leaky_relu", "linear", "log_softmax", "max_pool2d", "mse_loss", "nll_loss", "normalize", "one_hot", "pad", "relu", "relu6",
     "sigmoid", "silu", "smooth_l1_loss", "softmax", "softplus", "tanh",
 ]
+
+
+# ----------------------------------------------------------------------------- distillation losses
+
+_KL_MEAN_WARNING = (
+    "reduction: 'mean' divides the total loss by both the batch size and the support size."
+    "'batchmean' divides only by the batch size, and aligns with the KL div math definition."
+    "'mean' will be changed to behave the same as 'batchmean' in the next major release."
+)
+
+
+def kl_div(input: Tensor, target, size_average=None, reduce=None, reduction: str = "mean",  # noqa: A002
+           log_target: bool = False) -> Tensor:
+    """Pointwise Kullback-Leibler divergence, torch.nn.functional.kl_div.
+
+    `input` holds log-probabilities log q (e.g. `log_softmax` of a student's logits); `target` holds
+    probabilities p, or log-probabilities log p with `log_target=True` (torch's order: the
+    *target* is the first argument of KL, KL(p ‖ q)). Pointwise:
+
+        log_target=False:  ℓ = p · (log p − log q) = xlogy(p, p) − p · log q   (ℓ = 0 where p = 0)
+        log_target=True:   ℓ = exp(log p) · (log p − log q)
+
+    Reductions: 'none' (ℓ, the broadcast shape), 'sum' (Σ ℓ), 'batchmean' (Σ ℓ / N with N =
+    input.shape[0]: for rows of distributions this is the mean over the batch of KL(p_n ‖ q_n),
+    the KL divergence proper), and the default 'mean' (Σ ℓ / numel, i.e. batchmean / C), which is
+    *not* the KL divergence: it warns, as torch does. Distillation uses 'batchmean'.
+    ∂ℓ/∂log q = −p; a target that requires grad gets ∂ℓ/∂p = log p + 1 − log q.
+    """
+    if size_average is not None or reduce is not None:
+        raise ValueError("size_average and reduce are deprecated in torch and not supported: use reduction=")
+    if reduction not in ("mean", "batchmean", "sum", "none"):
+        raise ValueError(f"{reduction} is not a valid value for reduction: use 'mean', 'batchmean', 'sum' or 'none'")
+    if reduction == "mean":
+        warnings.warn(_KL_MEAN_WARNING, UserWarning, stacklevel=2)
+    t = _operand(target)
+    if isinstance(t, numbers.Number):
+        t = Tensor._wrap(np.asarray(t, dtype=input.dtype))
+    if log_target:
+        loss = t.exp() * (t - input)
+    else:
+        # xlogy(p, p): log is taken of 1 where p = 0, so 0 · log 0 = 0 and its gradient is finite;
+        # a negative p gives NaN, as in torch.
+        safe = where(t.data == 0, 1.0, t)
+        loss = t * safe.log() - t * input
+    if reduction == "batchmean":
+        total = loss.sum()
+        return total / input.shape[0] if input.ndim != 0 else total
+    return _reduce(loss, reduction)
+
+
+def kd_loss(student_logits: Tensor, teacher_logits, target=None, T: float = 4.0, alpha: float = 0.9) -> Tensor:
+    """Knowledge-distillation loss (Hinton, Vinyals & Dean 2015, https://arxiv.org/abs/1503.02531).
+
+    With logits z_s (student) and z_t (teacher) of shape (N, C), temperature T and labels y:
+
+        p^T = softmax(z_t / T),   q^T = softmax(z_s / T)
+        L = α · T² · (1/N) Σ_n KL(p^T_n ‖ q^T_n) + (1 − α) · (1/N) Σ_n CE(z_s,n, y_n)
+
+    (the form most PyTorch code writes, `α·T²·kl_div(log_softmax(z_s/T), softmax(z_t/T),
+    reduction='batchmean') + (1−α)·cross_entropy(z_s, y)`). With `target=None` it is the soft
+    term alone, T² · KL (α is not applied).
+
+    Why T²: ∂KL(p^T ‖ q^T)/∂z_s,i = (1/T)(q^T_i − p^T_i). For T large compared with the logits
+    (and logits of zero mean per row), softmax(z/T)_i ≈ (1 + z_i/T)/C, so the gradient is
+    ≈ (1/(C T²)) (z_s,i − z_t,i): the soft targets' gradients shrink as 1/T². Multiplying by T²
+    keeps their size roughly independent of T, so α means the same thing at every temperature
+    and the soft term does not vanish next to the hard one (Hinton et al., section 2). In the
+    limit it is logit matching: T² · KL → (1/(2C)) Σ_i (z_s,i − z_t,i)² (Hinton et al. 2.1).
+
+    Conventions: here α weights the soft (distillation) term. The Keras example
+    (keras.io/examples/vision/knowledge_distillation) writes α·student_loss + (1−α)·distill_loss
+    with α = 0.1, i.e. its α is this (1 − α); `tinyopt.keras.Distiller` keeps Keras' meaning.
+    KL differs from the cross-entropy −Σ p^T log q^T used in some code only by the teacher's
+    entropy, a constant for the student: same gradients, but KL is 0 when the two agree.
+    The teacher logits are used as given: pass them computed under `no_grad` (as
+    `tinyopt.distill.Distiller` does) or detached, unless the teacher should learn too.
+    The softmaxes are computed as log-softmaxes (KL with log_target=True), so a confident
+    teacher at T = 1 does not underflow to log 0.
+    """
+    if isinstance(T, bool) or not isinstance(T, numbers.Real) or not math.isfinite(T) or T <= 0:
+        raise ValueError(f"temperature T must be a positive finite number, got {T!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+    z_t = _operand(teacher_logits)
+    if student_logits.ndim != 2 or tuple(z_t.shape) != tuple(student_logits.shape):
+        raise ShapeError(f"kd_loss needs student and teacher logits of the same shape (N, C), got student "
+                         f"{tuple(student_logits.shape)} and teacher {tuple(z_t.shape)}")
+    if target is not None:
+        _check_labels(target, tuple(student_logits.shape))
+    soft = kl_div(log_softmax(student_logits / T, dim=1), log_softmax(z_t / T, dim=1), reduction="batchmean",
+                  log_target=True) * float(T * T)
+    if target is None:
+        return soft
+    return soft * float(alpha) + cross_entropy(student_logits, target) * float(1.0 - alpha)
+
+
+__all__ += ["kd_loss", "kl_div"]

@@ -98,3 +98,22 @@ class BCELoss(_Loss):
 
     def forward(self, input, target):  # noqa: A002
         return F.binary_cross_entropy(input, target, weight=self.weight, reduction=self.reduction)
+
+
+class KLDivLoss(Module):
+    """KL(target ‖ input) pointwise, `input` as log-probabilities, `target` as probabilities (or
+    log-probabilities with `log_target=True`); see `F.kl_div`. reduction is 'mean' (the default,
+    which warns: it is not the KL divergence), 'batchmean' (what distillation uses), 'sum' or 'none'."""
+
+    def __init__(self, size_average=None, reduce=None, reduction: str = "mean", log_target: bool = False):
+        _refuse_legacy(size_average, reduce)
+        super().__init__()
+        if reduction not in ("mean", "batchmean", "sum", "none"):
+            raise ValueError(f"reduction must be 'mean', 'batchmean', 'sum' or 'none', got {reduction!r}")
+        self.reduction, self.log_target = reduction, bool(log_target)
+
+    def forward(self, input, target):  # noqa: A002
+        return F.kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
+
+    def extra_repr(self):
+        return f"reduction={self.reduction!r}, log_target={self.log_target}"
