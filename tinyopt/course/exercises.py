@@ -453,6 +453,8 @@ EXERCISES = (
              "s = range / (q_max − q_min), z integer", check_affine_qparams),
     Exercise("05_quantization", "fake_quantize", "fake_quantize", "quantize then dequantize",
              "(clamp(round(x/s) + z) − z) s", check_fake_quantize),
+    Exercise("07_distillation_transfer", "kd_loss", "kd_loss", "the knowledge-distillation loss",
+             "α T² KL(p_t^T ‖ p_s^T) + (1 − α) CE", check_kd_loss),
     Exercise("11_write_your_own_optimizer", "my_adam", "MyAdam", "Adam as an optimizer class",
              "see the Adam algorithm in the lesson", _check_optimizer_class("my_adam", _optim("Adam"), lr=1e-2)),
     Exercise("11_write_your_own_optimizer", "my_sgd", "MySGD", "SGD with momentum as an optimizer class",
