@@ -37,7 +37,7 @@ import time
 
 import numpy as np
 
-from tinyopt.kernels import matmul_int8 as mi
+from tinyopt.kernels import gemm_int8 as mi
 
 
 def timeit(fn, repeats):

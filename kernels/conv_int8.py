@@ -28,8 +28,8 @@ import numpy as np
 from numba import njit, prange
 
 from .backend import dispatch
-from .matmul_int8 import MR, NR, PackedB, _choose, _microkernel, _pack_pair16, matmul_int8_avx2_pairs, matmul_int8_numba, pack_b
-from .requantize import INT32_MAX, INT32_MIN, _requantize_one, requantize_reference
+from .gemm_int8 import MR, NR, PackedB, _choose, _microkernel, _pack_pair16, matmul_int8_avx2_pairs, matmul_int8_numba, pack_b
+from .fixed_point import INT32_MAX, INT32_MIN, _requantize_one, requantize_reference
 
 
 def _pair(v):
@@ -293,9 +293,9 @@ def conv2d_int8_acc_numba(x, w, stride=1, padding=0, pad_value=0, packed_w=None,
     `w_pairs = pack_conv_weight_pairs(w)` to pack once).  Otherwise the im2col path
     (`conv2d_int8_rows_numba`, `packed_w` as there) seen channels first.
 
-    Measured on one thread (ms, direct vs im2col + matmul), despite the ignored positions:
-    LeNet conv1 [256, 1, 28, 28] * [6, 1, 5, 5] pad 2: 1.35 vs 5.96; conv2 [256, 6, 14, 14] *
-    [16, 6, 5, 5]: 1.84 vs 3.09; [64, 32, 16, 16] * [64, 32, 3, 3] pad 1: 5.47 vs 7.13."""
+    The direct kernel is used for every stride-1 shape because it beat im2col + matmul on each
+    shape `benchmarks/bench_quant_lenet.py` measures, despite the ignored positions (it writes
+    no im2col matrix)."""
     _check(x, w)
     n = x.shape[0]
     o, c, kh, kw = w.shape
@@ -324,7 +324,7 @@ conv2d_int8_acc.__doc__ = conv2d_int8_acc_numba.__doc__
 
 def requantize_pool_nchw_reference(acc, offset, m0, shift, zero_point, qmin, qmax, pool=1):
     """Convolution accumulators int32 [N, O, Ho, Wo] (any strides) → int8 [N, O, Ho/k, Wo/k]:
-    per channel o, q = requantize(clamp_int32(acc + offset[o]); M0[o], n[o]) (`kernels.requantize`),
+    per channel o, q = requantize(clamp_int32(acc + offset[o]); M0[o], n[o]) (`kernels.fixed_point`),
     then max over non-overlapping k×k windows (k = `pool`; 1: none).
 
     The fused twin takes the max of the accumulators first and requantizes once per window:
@@ -338,14 +338,14 @@ def requantize_pool_nchw_reference(acc, offset, m0, shift, zero_point, qmin, qma
 @njit(cache=True, parallel=True)
 def _requantize_pool_nchw(acc, k, offset, m0, shift, zero_point, qmin, qmax, out):
     """Per (image, channel) plane: max over each k×k window, then one requantization.  Threads
-    over images.  (Tried and slower here: buffering a row of window maxima to requantize it in a
-    separate loop, and flat indexing with explicit element strides.)"""
+    over images.  (Buffering a row of window maxima to requantize it in a separate loop, and flat
+    indexing with explicit element strides, were tried and were slower.)"""
     n, o_len, hq, wq = out.shape
     for b in prange(n):
         for o in range(o_len):
             off, mo, sh = offset[o], m0[o], shift[o]
             for yq in range(hq):
-                if k == 2:                               # the common 2×2 pool: unrolled, on row views (1.6x faster)
+                if k == 2:                               # the common 2×2 pool: unrolled, on row views
                     r0 = acc[b, o, 2 * yq]
                     r1 = acc[b, o, 2 * yq + 1]
                     for xq in range(wq):

@@ -7,7 +7,7 @@ symmetric per-channel weights W ≈ S_w[o] q_w (Z_w = 0) and output y ≈ S_y (q
             = Σ_k q_x[k] q_w[o, k]  −  Z_x Σ_k q_w[o, k]  +  b_q[o]           (int8 × int8 matmul kernel)
     b_q[o]  = round(b[o] / (S_x S_w[o]))                                      bias in int32, scale S_x S_w[o]
     M[o]    = S_x S_w[o] / S_y  =  M0[o] · 2⁻³¹ · 2⁻ⁿ⁽ᵒ⁾,  M0 ∈ [2³⁰, 2³¹)     fixed-point multiplier
-    q_y[o]  = clamp(Z_y + requantize(acc[o]; M0[o], n[o]), q_lo, q_hi)       `kernels.requantize`
+    q_y[o]  = clamp(Z_y + requantize(acc[o]; M0[o], n[o]), q_lo, q_hi)       `kernels.fixed_point`
 
 A fused ReLU is the clamp's lower bound q_lo = max(q_min, Z_y) (real 0 is the integer Z_y).
 For a convolution, padding uses the value Z_x (real 0), and the sum runs over (c, i, j).
@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from tinyopt.kernels import conv_int8 as KC
-from tinyopt.kernels import matmul_int8 as KM
-from tinyopt.kernels import requantize as KR
+from tinyopt.kernels import gemm_int8 as KM
+from tinyopt.kernels import fixed_point as KR
 from tinyopt.nn import functional as F
 from tinyopt.nn.conv import Conv2d
 from tinyopt.nn.linear import Linear
@@ -75,14 +75,22 @@ def base_layer(module):
 
 
 class QActivation(Tensor):
-    """int8 activations q with their (S, Z); `.data` is S (q − Z) in float32, computed when asked."""
+    """int8 activations q with their (S, Z); `.data` is S (q − Z) in float32, computed when asked.
 
-    def __init__(self, q: np.ndarray, scale: float, zero_point: int):
-        self.q = q
+    A Tensor without a graph (quantized inference records none): its autograd state is set up by
+    Tensor's own hook for subclasses that build `.data` themselves (`_init_graph_fields`); nothing
+    here touches Tensor's fields."""
+
+    def __init__(self, q: np.ndarray | None, scale: float, zero_point: int):
+        self._q = q
         self.scale = float(scale)
         self.zero_point = int(zero_point)
         self._dequantized = None
         self._init_graph_fields()
+
+    @property
+    def q(self) -> np.ndarray:
+        return self._q
 
     @property
     def data(self):
@@ -116,12 +124,8 @@ class ConvQActivation(QActivation):
     commutes with max), k² times fewer requantizations and no int8 intermediate."""
 
     def __init__(self, layer, acc, s_x, z_x):
+        super().__init__(None, layer.scale, layer.zero_point)      # q: requantized on first use
         self._layer, self._acc, self._s_x, self._z_x = layer, acc, s_x, z_x
-        self._q = None
-        self.scale = float(layer.scale)
-        self.zero_point = int(layer.zero_point)
-        self._dequantized = None
-        self._init_graph_fields()
 
     @property
     def q(self):
@@ -222,6 +226,34 @@ class _QuantLayer(Module):
         return self.weight_q.nbytes + bias_bytes + self.weight_q.qparams_nbytes + 16
 
 
+def requantization_steps(layer, raw_acc, x_vals, w_vals, s_x, z_x, o) -> dict:
+    """Every stage of one output element of an integer-only layer (QuantLinear or QuantConv2d):
+    the raw Σ q_x·q_w `raw_acc` of output channel `o`, over the inputs `x_vals` and weights `w_vals`
+    it summed, through offset, fixed-point requantization and clamp, with the float reference.
+    Shared by both layers' `explain()` (printed by `format_steps`)."""
+    offset, m0, n, b_q = layer.requant_params(s_x, z_x)
+    m0_o, n_o = int(m0[o] if m0.size > 1 else m0[0]), int(n[o] if n.size > 1 else n[0])
+    total = raw_acc + int(offset[o])
+    left, right = max(-n_o, 0), max(n_o, 0)
+    x = int(np.clip(total << left, INT32_MIN, INT32_MAX))
+    y = int(KR.srdhm_reference(np.int64(x), np.int64(m0_o)))
+    z = int(KR.rounding_divide_by_pot_reference(np.int64(y), right))
+    q = int(np.clip(z + layer.zero_point, layer.out_qmin, layer.out_qmax))
+    m_real = s_x * layer.w_scale[o] / layer.scale
+    float_acc = float(np.dot(x_vals.astype(np.int64) - z_x, w_vals.reshape(-1).astype(np.int64)))
+    real_out = float_acc * s_x * layer.w_scale[o] + (0.0 if layer.bias is None else layer.bias[o])
+    simulated = int(np.clip(np.rint(real_out / layer.scale) + layer.zero_point, layer.out_qmin, layer.out_qmax))
+    return {
+        "output_channel": o, "input_scale": s_x, "input_zero_point": z_x, "weight_scale": float(layer.w_scale[o]),
+        "sum_qx_qw": raw_acc, "minus_zx_sum_qw": int(-z_x * layer.w_sum[o]), "bias_int32": int(b_q[o]),
+        "accumulator": total, "M": float(m_real), "M0": m0_o, "shift": n_o,
+        "M0_as_fraction": m0_o / 2**31, "after_left_shift": x, "after_srdhm": y, "after_rounding_shift": z,
+        "output_zero_point": layer.zero_point, "clamp": (layer.out_qmin, layer.out_qmax), "q_out": q,
+        "real_out": (q - layer.zero_point) * layer.scale,
+        "float_reference": real_out, "float_simulation_q": simulated,
+    }
+
+
 class QuantLinear(_QuantLayer):
     """Integer-only Linear (+ fused ReLU): int8 in, int8 weights, int32 accumulation, int8 out."""
 
@@ -252,30 +284,7 @@ class QuantLinear(_QuantLayer):
         of every stage (also printed nicely by `format_steps`)."""
         acc, q_x, s_x, z_x = self.accumulate(x)
         row, o = index
-        return self._steps(int(acc[row, o]), q_x[row], self.w_int8[o], s_x, z_x, o)
-
-    def _steps(self, raw_acc, x_vals, w_vals, s_x, z_x, o):
-        offset, m0, n, b_q = self.requant_params(s_x, z_x)
-        m0_o, n_o = int(m0[o] if m0.size > 1 else m0[0]), int(n[o] if n.size > 1 else n[0])
-        total = raw_acc + int(offset[o])
-        left, right = max(-n_o, 0), max(n_o, 0)
-        x = int(np.clip(total << left, INT32_MIN, INT32_MAX))
-        y = int(KR.srdhm_reference(np.int64(x), np.int64(m0_o)))
-        z = int(KR.rounding_divide_by_pot_reference(np.int64(y), right))
-        q = int(np.clip(z + self.zero_point, self.out_qmin, self.out_qmax))
-        m_real = s_x * self.w_scale[o] / self.scale
-        float_acc = float(np.dot(x_vals.astype(np.int64) - z_x, w_vals.reshape(-1).astype(np.int64)))
-        real_out = float_acc * s_x * self.w_scale[o] + (0.0 if self.bias is None else self.bias[o])
-        simulated = int(np.clip(np.rint(real_out / self.scale) + self.zero_point, self.out_qmin, self.out_qmax))
-        return {
-            "output_channel": o, "input_scale": s_x, "input_zero_point": z_x, "weight_scale": float(self.w_scale[o]),
-            "sum_qx_qw": raw_acc, "minus_zx_sum_qw": int(-z_x * self.w_sum[o]), "bias_int32": int(b_q[o]),
-            "accumulator": total, "M": float(m_real), "M0": m0_o, "shift": n_o,
-            "M0_as_fraction": m0_o / 2**31, "after_left_shift": x, "after_srdhm": y, "after_rounding_shift": z,
-            "output_zero_point": self.zero_point, "clamp": (self.out_qmin, self.out_qmax), "q_out": q,
-            "real_out": (q - self.zero_point) * self.scale,
-            "float_reference": real_out, "float_simulation_q": simulated,
-        }
+        return requantization_steps(self, int(acc[row, o]), q_x[row], self.w_int8[o], s_x, z_x, o)
 
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, weight={self.weight_q.qdtype.name}, "
@@ -332,7 +341,7 @@ class QuantConv2d(_QuantLayer):
         kh, kw = self.kernel_size
         padded = np.pad(q_x[b], ((0, 0), (ph, ph), (pw, pw)), constant_values=z_x)
         patch = padded[:, yy * sh:yy * sh + kh, xx * sw:xx * sw + kw]
-        return QuantLinear._steps(self, int(acc[b, o, yy, xx]), patch.reshape(-1), self.w_int8[o], s_x, z_x, o)
+        return requantization_steps(self, int(acc[b, o, yy, xx]), patch.reshape(-1), self.w_int8[o], s_x, z_x, o)
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={tuple(self.kernel_size)}, stride={self.stride}, "

@@ -209,38 +209,40 @@ def _targets(model: Module, qconfig, types=QUANTIZABLE):
 # ----------------------------------------------------------------------------- fusion
 
 
-def fold_conv_bn(conv: Conv2d, bn) -> Conv2d:
-    """A new Conv2d equal to bn(conv(x)) in evaluation mode (running statistics):
+def _fold_bn(layer, bn, out_features: int):
+    """A copy of `layer` (Conv2d or Linear, weight [O, ...]) equal to bn(layer(x)) in evaluation
+    mode, the running statistics folded into the weight and bias:
 
         γ̂[o] = γ[o] / √(σ²[o] + ε)
         W'[o] = W[o] · γ̂[o]                 b'[o] = (b[o] − μ[o]) · γ̂[o] + β[o]
-    """
+
+    computed in float64, stored in the layer's dtype.  All checks come first: `layer` is never
+    changed, and a raise returns nothing."""
     if bn.running_mean is None:
         raise QuantizationError(f"cannot fold {bn!r}: it keeps no running statistics (track_running_stats=False)")
-    if bn.num_features != conv.out_channels:
-        raise QuantizationError(f"cannot fold {bn!r} into {conv!r}: {bn.num_features} features vs {conv.out_channels} channels")
+    if bn.num_features != out_features:
+        raise QuantizationError(f"cannot fold {bn!r} into {layer!r}: {bn.num_features} features vs "
+                                f"{out_features} output channels")
     gamma = bn.weight.data if bn.weight is not None else np.ones(bn.num_features, np.float32)
     beta = bn.bias.data if bn.bias is not None else np.zeros(bn.num_features, np.float32)
     g_hat = gamma.astype(np.float64) / np.sqrt(bn.running_var.astype(np.float64) + bn.eps)
-    bias = conv.bias.data.astype(np.float64) if conv.bias is not None else np.zeros(conv.out_channels)
-    fused = copy.deepcopy(conv)
-    fused.weight = Parameter((conv.weight.data.astype(np.float64) * g_hat[:, None, None, None]).astype(conv.weight.dtype))
-    fused.bias = Parameter(((bias - bn.running_mean) * g_hat + beta).astype(conv.weight.dtype))
+    bias = layer.bias.data.astype(np.float64) if layer.bias is not None else np.zeros(out_features)
+    w = layer.weight.data
+    per_row = g_hat.reshape((-1,) + (1,) * (w.ndim - 1))
+    fused = copy.deepcopy(layer)
+    fused.weight = Parameter((w.astype(np.float64) * per_row).astype(w.dtype))
+    fused.bias = Parameter(((bias - bn.running_mean) * g_hat + beta).astype(w.dtype))
     return fused
+
+
+def fold_conv_bn(conv: Conv2d, bn) -> Conv2d:
+    """A new Conv2d equal to bn(conv(x)) in evaluation mode (see `_fold_bn` for the formula)."""
+    return _fold_bn(conv, bn, conv.out_channels)
 
 
 def fold_linear_bn(linear: Linear, bn) -> Linear:
     """Linear followed by BatchNorm1d, folded the same way (row o of W scaled by γ̂[o])."""
-    if bn.running_mean is None:
-        raise QuantizationError(f"cannot fold {bn!r}: it keeps no running statistics")
-    gamma = bn.weight.data if bn.weight is not None else np.ones(bn.num_features, np.float32)
-    beta = bn.bias.data if bn.bias is not None else np.zeros(bn.num_features, np.float32)
-    g_hat = gamma.astype(np.float64) / np.sqrt(bn.running_var.astype(np.float64) + bn.eps)
-    bias = linear.bias.data.astype(np.float64) if linear.bias is not None else np.zeros(linear.out_features)
-    fused = copy.deepcopy(linear)
-    fused.weight = Parameter((linear.weight.data * g_hat[:, None]).astype(linear.weight.dtype))
-    fused.bias = Parameter(((bias - bn.running_mean) * g_hat + beta).astype(linear.weight.dtype))
-    return fused
+    return _fold_bn(linear, bn, linear.out_features)
 
 
 def _fuse_group(mods):

@@ -44,8 +44,8 @@ MAX_K = (2**31 - 1) // 16384  # largest K whose worst-case sum (K · (−128)·(
 # Micro-kernel tile (rows × columns of C held in registers) and cache blocking.
 MR, NR = 6, 16
 KC = 1024           # k values per block: a 6×KC strip of A (12 KB) in L1, a KC×16 panel of B (32 KB) in L1/L2;
-                    # measured single-thread at n = 1024: KC 128/256/512/1024 → 42/52/61/65 G int8 MAC/s
-                    # (fewer C-tile loads and stores per multiply-add as KC grows)
+                    # a larger KC means fewer C-tile loads and stores per multiply-add (the best of
+                    # 128..1024 in `benchmarks/bench_int8.py`)
 MC = MR * 12        # rows per block: an MC×KC block of A (144 KB as int16) stays in L2
 
 
@@ -313,8 +313,7 @@ def pack_b(b: np.ndarray) -> PackedB:
 
 
 # Below this many multiply-adds one thread is faster (thread start-up and, on a shared 2-core
-# machine, contention cost more than they save).  Measured on a quiet 2-core machine: LeNet's
-# conv2 (25600 × 150 × 16 = 61 M padded MACs) 0.91 ms on one thread, 0.47 ms on two.
+# machine, contention cost more than they save); LeNet's conv2 (61 M padded MACs) is above it.
 PARALLEL_MIN_MACS = 32 * 2**20
 
 
