@@ -45,7 +45,7 @@ from tinyopt.quant.modules import (
     QuantLinear, QuantMaxPool2d, QuantReLU, activation_qparams, base_layer,
 )
 from tinyopt.quant.observer import (
-    MinMaxObserver, MovingAverageMinMaxObserver, PerChannelMinMaxObserver,
+    MinMaxObserver, MovingAverageMinMaxObserver, NonFiniteBatch, PerChannelMinMaxObserver,
 )
 from tinyopt.tensor import Tensor
 
@@ -353,7 +353,10 @@ class ObservedLayer(Module):
         return base_layer(self.module)[0]
 
     def forward(self, x):
-        x = self.input_quant(x)
+        try:
+            x = self.input_quant(x)
+        except NonFiniteBatch as e:
+            raise NonFiniteBatch(f"layer {self.layer_name!r}, input observer: {e}") from None
         layer = self.layer
         if self.qat:
             w = self.weight_quant(layer.weight)
@@ -365,7 +368,10 @@ class ObservedLayer(Module):
             y = layer(x)
         if self.relu:
             y = F.relu(y)
-        return self.output_quant(y)
+        try:
+            return self.output_quant(y)
+        except NonFiniteBatch as e:
+            raise NonFiniteBatch(f"layer {self.layer_name!r}, output observer: {e}") from None
 
     def extra_repr(self):
         return f"{self.layer_name!r}, qat={self.qat}"
@@ -409,15 +415,15 @@ def prepare_qat(model: Module, qconfig=None, inplace: bool = False) -> Module:
 def _quantize_weight(name, layer, weight_quant, qat):
     """(w_q int array, per-channel scales, qdtype) from the weight observer (run on W now in PTQ)."""
     obs = _observer_of(weight_quant)
+    w = layer.weight.data
+    _check_finite_weight(name, w)
     if not qat or not obs.has_observed():
-        obs(layer.weight.data)
+        obs = copy.deepcopy(obs)           # observe W on a copy: a convert() that raises later changes nothing
+        obs(w)
     scale, zp = obs.calculate_qparams()
     if np.any(zp != 0):
         raise QuantizationError(f"layer {name!r}: integer-only layers need symmetric weights (zero point 0); "
                                 f"use qscheme='per_channel_symmetric' or 'per_tensor_symmetric' for weights")
-    w = layer.weight.data
-    if not np.all(np.isfinite(w)):
-        raise QuantizationError(f"layer {name!r}: the weight contains NaN or Inf")
     shape = [-1] + [1] * (w.ndim - 1)
     scale = np.broadcast_to(scale, (w.shape[0],)) if scale.size == 1 else scale
     w_q = quantize_array(w, scale.reshape(shape), 0, obs.quant_min, obs.quant_max).astype(np.int8)
@@ -425,6 +431,16 @@ def _quantize_weight(name, layer, weight_quant, qat):
     if qd.bits > 8:
         raise QuantizationError(f"layer {name!r}: weights of {qd.name} do not fit the int8 kernel")
     return w_q, np.asarray(scale, np.float32).copy(), qd
+
+
+def _check_finite_weight(name, w, param="weight"):
+    """QuantizationError naming the layer and the parameter when it holds NaN or ±∞."""
+    if not np.all(np.isfinite(w)):
+        first = tuple(int(i) for i in np.argwhere(~np.isfinite(w))[0])
+        raise QuantizationError(
+            f"layer {name!r}: the {param} contains NaN or Inf ({int(np.isnan(w).sum())} NaN, {int(np.isinf(w).sum())} "
+            f"±Inf; first at index {first}: {w[first]}); no finite scale represents it. Retrain or repair the "
+            "weights before quantizing")
 
 
 def _check_observed(name, obs, what):
@@ -444,6 +460,8 @@ def _convert_layer(wrapper: ObservedLayer):
     in_obs, out_obs = _observer_of(wrapper.input_quant), _observer_of(wrapper.output_quant)
     _check_observed(name, in_obs, "input")
     _check_observed(name, out_obs, "output")
+    if layer.bias is not None:
+        _check_finite_weight(name, layer.bias.data, "bias")
     w_q, w_scale, qd = _quantize_weight(name, layer, wrapper.weight_quant, wrapper.qat)
     in_qp, out_qp = activation_qparams(in_obs), activation_qparams(out_obs)
     bias = None if layer.bias is None else layer.bias.data
@@ -512,6 +530,9 @@ def quantize_dynamic(model: Module, qconfig_spec=None, dtype="qint8", weight_bit
         targets = [(n, mod) for n, mod in m.named_modules() if isinstance(mod, (Linear, Conv2d)) and selected(n, mod)]
         for n, mod in targets:
             _check_supported(n, mod)
+            _check_finite_weight(n, mod.weight.data)
+            if mod.bias is not None:
+                _check_finite_weight(n, mod.bias.data, "bias")
         return targets
 
     if not plan(model):
