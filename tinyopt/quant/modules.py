@@ -26,6 +26,7 @@ import numpy as np
 
 from tinyopt.kernels import conv_int8 as KC
 from tinyopt.kernels import gemm_int8 as KM
+from tinyopt.kernels import gemm_u8s8 as KU
 from tinyopt.kernels import fixed_point as KR
 from tinyopt.nn import functional as F
 from tinyopt.nn.conv import Conv2d
@@ -171,6 +172,27 @@ def quantize_input(x, scale, zero_point, qmin=-128, qmax=127):
     return quantize_array(arr, scale, zero_point, qmin, qmax).astype(np.int8), scale, zero_point
 
 
+def int8_times_weight(q_x: np.ndarray, qmin: int, qmax: int, packed_w) -> np.ndarray:
+    """Σ_k q_x[i, k] · W[o, k] (int32, exact) for int8 activations known to lie in [qmin, qmax], by the
+    u8 × s8 kernel (`kernels.gemm_u8s8`): u = q_x − qmin ∈ [0, qmax − qmin] is unsigned, and
+
+        Σ_k q_x w = Σ_k u w + qmin · Σ_k w
+
+    When the activation range spans at most 128 values (7 bits: `reduce_range=True` in the qconfig,
+    like torch's) u ≤ 127 and `vpmaddubsw` is exact on any AVX2 CPU; a full 8-bit range uses VNNI
+    where the CPU has it, else the exact int16 kernel.  The quantization config chooses: nothing
+    else does."""
+    q = np.ascontiguousarray(q_x)
+    if qmin == -128:
+        u = q.view(np.uint8) ^ np.uint8(0x80)                     # q + 128: flip the sign bit
+    else:
+        u = (q.astype(np.int16) - np.int16(qmin)).astype(np.uint8)
+    raw = KU.matmul_u8s8(u, packed_w, seven_bit=qmax - qmin <= 127)
+    if qmin:
+        raw += (qmin * packed_w.col_sum).astype(np.int32)
+    return raw
+
+
 # ----------------------------------------------------------------------------- integer-only layers
 
 
@@ -261,7 +283,7 @@ class QuantLinear(_QuantLayer):
         super().__init__()
         self._setup(w_q, w_scale, weight_qdtype, bias, in_qparams, out_qparams, relu, name)
         self.in_features, self.out_features = w_q.shape[1], w_q.shape[0]
-        self.packed_w = KM.pack_b(np.ascontiguousarray(self.w_int8.T))
+        self.packed_w = KU.pack_b_u8s8(np.ascontiguousarray(self.w_int8.T))
 
     def accumulate(self, x):
         q_x, s_x, z_x = quantize_input(x, self.input_scale, self.input_zero_point, self.input_qmin, self.input_qmax)
@@ -269,7 +291,7 @@ class QuantLinear(_QuantLayer):
             raise ShapeError(f"QuantLinear {self.name!r} expects input of shape (*, {self.in_features}), "
                              f"got input of shape {tuple(q_x.shape)}")
         lead = q_x.shape[:-1]
-        acc = KM.matmul_int8(np.ascontiguousarray(q_x.reshape(-1, self.in_features)), self.packed_w)
+        acc = int8_times_weight(q_x.reshape(-1, self.in_features), self.input_qmin, self.input_qmax, self.packed_w)
         return acc.reshape(lead + (self.out_features,)), q_x, s_x, z_x
 
     def forward(self, x):
@@ -376,19 +398,19 @@ class _DynamicMixin:
     acc as in the static layers, output in float: y = S_x S_w[o] (acc[o]) + b[o]."""
 
     @staticmethod
-    def batch_qparams(arr):
+    def batch_qparams(arr, qmin=-128, qmax=127):
         from tinyopt.quant.affine import choose_qparams
 
         if not np.all(np.isfinite(arr)):
             raise ValueError("cannot quantize an input that contains NaN or Inf")
-        s, z = choose_qparams(arr.min(), arr.max(), -128, 127)
+        s, z = choose_qparams(arr.min(), arr.max(), qmin, qmax)
         return float(s), int(z)
 
 
 class DynamicQuantLinear(Module, _DynamicMixin):
     """Linear with int8 weights; activations quantized per batch; float output (torch's dynamic Linear)."""
 
-    def __init__(self, w_q, w_scale, weight_qdtype, bias, name=""):
+    def __init__(self, w_q, w_scale, weight_qdtype, bias, name="", reduce_range: bool = False):
         super().__init__()
         self.name = name
         self.weight_q = QTensor(w_q, w_scale, np.zeros(w_scale.size, np.int64), weight_qdtype, axis=0)
@@ -397,16 +419,27 @@ class DynamicQuantLinear(Module, _DynamicMixin):
         self.bias = None if bias is None else np.asarray(bias, np.float32)
         self.w_sum = self.w_int8.astype(np.int64).sum(axis=1)
         self.in_features, self.out_features = w_q.shape[1], w_q.shape[0]
-        self.packed_w = KM.pack_b(np.ascontiguousarray(self.w_int8.T))
+        self.packed_w = KU.pack_b_u8s8(np.ascontiguousarray(self.w_int8.T))
+        self.reduce_range = bool(reduce_range)
 
     def forward(self, x):
+        """Per batch: (S_x, Z_x) from min and max; q_u = clamp(round(x/S_x) + Z_u, 0, q_hi) as uint8,
+        with q_hi = 255 (Z_u = Z_x + 128: the int8 affine grid, shifted) or 127 with `reduce_range`
+        (torch's x86 default, 7 bits: the `vpmaddubsw` kernel is then exact without VNNI);
+        acc[o] = Σ_k (q_u − Z_u) W[o, k] in int32, y = S_x S_w[o] acc[o] + b[o]."""
         arr = x.data if isinstance(x, Tensor) else np.asarray(x)
         if arr.shape[-1] != self.in_features:
             raise ShapeError(f"DynamicQuantLinear {self.name!r} expects input of shape (*, {self.in_features}), "
                              f"got input of shape {tuple(arr.shape)}")
-        s_x, z_x = self.batch_qparams(arr)
-        q_x = quantize_array(arr, s_x, z_x, -128, 127).astype(np.int8).reshape(-1, self.in_features)
-        acc = KM.matmul_int8(q_x, self.packed_w).astype(np.int64) - z_x * self.w_sum
+        if self.reduce_range:
+            s_x, z_u = self.batch_qparams(arr, 0, 127)
+            q_hi = 127
+        else:
+            s_x, z_x = self.batch_qparams(arr)
+            z_u, q_hi = z_x + 128, 255
+        q_u = quantize_array(arr, s_x, z_u, 0, q_hi).astype(np.uint8).reshape(-1, self.in_features)
+        acc = KU.matmul_u8s8(q_u, self.packed_w, seven_bit=self.reduce_range)
+        acc -= (z_u * self.w_sum).astype(np.int32)            # exact in int32: |Σ (q_u − Z_u) w| < 2³¹ by K's bound
         y = acc.astype(np.float32) * (np.float32(s_x) * self.w_scale)
         if self.bias is not None:
             y = y + self.bias
@@ -416,7 +449,8 @@ class DynamicQuantLinear(Module, _DynamicMixin):
         return self.weight_q.nbytes + (0 if self.bias is None else 4 * self.bias.size) + self.weight_q.qparams_nbytes
 
     def extra_repr(self):
-        return f"in_features={self.in_features}, out_features={self.out_features}, weight={self.weight_q.qdtype.name}, dynamic"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, weight={self.weight_q.qdtype.name}, "
+                f"dynamic{', reduce_range' if self.reduce_range else ''}")
 
 
 class DynamicQuantConv2d(Module, _DynamicMixin):

@@ -85,21 +85,27 @@ def _activation_range(bits: int):
     return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
 
-def get_default_qconfig(weight_bits: int = 8, activation_bits: int = 8, activation_observer=MinMaxObserver) -> QConfig:
+def get_default_qconfig(weight_bits: int = 8, activation_bits: int = 8, activation_observer=MinMaxObserver,
+                        reduce_range: bool = False) -> QConfig:
     """Static PTQ: activations int8 per-tensor affine (MinMaxObserver), weights per-channel symmetric
-    with `weight_bits` bits (8, 4 or 2; stored packed below 8)."""
+    with `weight_bits` bits (8, 4 or 2; stored packed below 8).
+
+    `reduce_range=True` (torch's name and x86 default) quantizes activations to 7 bits ([−64, 63]):
+    half the resolution, and in exchange the integer layers' u8 × s8 products run on `vpmaddubsw`,
+    exact on any AVX2 CPU (`kernels.gemm_u8s8`); on a CPU with VNNI both ranges are equally fast."""
     wd, wmin, wmax = _weight_range(weight_bits)
-    amin, amax = _activation_range(activation_bits)
+    amin, amax = _activation_range(min(activation_bits, 7) if reduce_range else activation_bits)
     return QConfig(
         activation=with_args(activation_observer, dtype="qint8", qscheme="per_tensor_affine", quant_min=amin, quant_max=amax),
         weight=with_args(PerChannelMinMaxObserver, dtype=wd, qscheme="per_channel_symmetric", quant_min=wmin, quant_max=wmax),
     )
 
 
-def get_default_qat_qconfig(weight_bits: int = 8, activation_bits: int = 8) -> QConfig:
-    """QAT: FakeQuantize on activations (moving-average min/max) and weights (per-channel symmetric)."""
+def get_default_qat_qconfig(weight_bits: int = 8, activation_bits: int = 8, reduce_range: bool = False) -> QConfig:
+    """QAT: FakeQuantize on activations (moving-average min/max) and weights (per-channel symmetric);
+    `reduce_range` as in `get_default_qconfig`."""
     wd, wmin, wmax = _weight_range(weight_bits)
-    amin, amax = _activation_range(activation_bits)
+    amin, amax = _activation_range(min(activation_bits, 7) if reduce_range else activation_bits)
     return QConfig(
         activation=with_args(FakeQuantize, observer=MovingAverageMinMaxObserver, dtype="qint8",
                              qscheme="per_tensor_affine", quant_min=amin, quant_max=amax),
@@ -510,9 +516,12 @@ def convert(model: Module, inplace: bool = False, float_logits: bool = True) -> 
 # ----------------------------------------------------------------------------- dynamic quantization
 
 
-def quantize_dynamic(model: Module, qconfig_spec=None, dtype="qint8", weight_bits: int = 8, inplace: bool = False):
+def quantize_dynamic(model: Module, qconfig_spec=None, dtype="qint8", weight_bits: int = 8, inplace: bool = False,
+                     reduce_range: bool = False):
     """torch.ao.quantization.quantize_dynamic: Linear (and here Conv2d) layers get int8 weights
     (per-channel symmetric) now and quantize their input per batch at run time; outputs are float.
+    `reduce_range=True`: Linear inputs are quantized to 7 bits (torch's x86 default), which makes
+    the `vpmaddubsw` kernel exact on AVX2 CPUs without VNNI (see `DynamicQuantLinear`).
 
     `qconfig_spec`: a set of layer types (default {Linear}) or of module names."""
     if as_qdtype(dtype).name != "qint8":
@@ -550,7 +559,7 @@ def quantize_dynamic(model: Module, qconfig_spec=None, dtype="qint8", weight_bit
         if isinstance(mod, Conv2d):
             q = DynamicQuantConv2d(w_q, scale, as_qdtype(wd), bias, tuple(mod.stride), _conv_padding(mod), name=n)
         else:
-            q = DynamicQuantLinear(w_q, scale, as_qdtype(wd), bias, name=n)
+            q = DynamicQuantLinear(w_q, scale, as_qdtype(wd), bias, name=n, reduce_range=reduce_range)
         built.append((n, q))
     if any(n == "" for n, _ in built):
         return built[0][1]
