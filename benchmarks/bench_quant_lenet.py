@@ -128,7 +128,7 @@ def main(argv=None):
         for name, conv in (("conv1", q.features[0]), ("conv2", q.features[3])):
             def accumulate(a=a, z=z, conv=conv):
                 return KC.conv2d_int8_acc(a, conv.w_int8, conv.stride, conv.padding, z, packed_w=conv.packed_w,
-                                          w_pairs=conv.w_pairs)
+                                          w_pairs=conv.w_pairs, w_quads=conv.w_quads)
             acc = accumulate()
             s_x = conv.input_scale
             print(f"  {name} accumulators    {median_ms(accumulate, args.repeats):7.2f}")

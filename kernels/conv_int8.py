@@ -24,12 +24,15 @@ What a quantized layer runs (`conv2d_int8_acc`, then `requantize_pool_nchw`):
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from numba import njit, prange
 
 from .backend import dispatch
 from .gemm_int8 import MR, NR, PackedB, _choose, _microkernel, _pack_pair16, matmul_int8_avx2_pairs, matmul_int8_numba, pack_b
 from .fixed_point import INT32_MAX, INT32_MIN, _requantize_one, requantize_reference
+from .gemm_u8s8 import _mk_vnni256_sw, _pack_quad16, available_kernels
 
 
 def _pair(v):
@@ -282,12 +285,62 @@ def _conv_s1_avx2(xflat, n, c, hp, wp, kh, kw, w_pairs, npos, out):
                              (b * op + strip * MR) * npos + q0, npos, kp2)
 
 
-def conv2d_int8_acc_reference(x, w, stride=1, padding=0, pad_value=0, packed_w=None, w_pairs=None):
+def pack_conv_weight_quads(w: np.ndarray) -> np.ndarray:
+    """W [O, C, kh, kw] int8 → int8 [Op, Kq·4]: rows o of W flattened over k, zero-padded to Op (a
+    multiple of 6) and to a multiple of 4 taps (VNNI takes k in quads).  The weight operand of
+    `_conv_s1_vnni`; pack once per layer."""
+    o = w.shape[0]
+    k = w[0].size
+    out = np.zeros((-(-o // MR) * MR, -(-k // 4) * 4), np.int8)
+    out[:o, :k] = w.reshape(o, k)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _conv_s1_vnni(xu, n, c, hp, wp, kh, kw, w_quads, init, npos, out):
+    """`_conv_s1_avx2` with VNNI's `vpdpbusd` (AVX-VNNI, 256-bit): the input shifted to unsigned
+    (u = x + 128, the pad value too) is the unsigned operand, packed four taps at a time
+
+        panel[p, 4c + h] = ũ_b[q0 + c + t_{4p+h}]          (16 positions c, 4 taps h)
+
+    and the weight quads (int8, broadcast) the signed one, so one instruction does 4 taps × 8
+    positions.  Σ_k u·w = acc + 128 Σ_k w, so each image's accumulators start at init[o] =
+    −128 Σ_k W[o, k] (written just before use, while they are in cache) and end holding the exact
+    acc.  `out` int32 [N, Op, npos] may be uninitialised.  Threads over images."""
+    op, kp = w_quads.shape
+    kq = kp // 4
+    taps = _tap_offsets(c, kh, kw, hp, wp, kp)   # taps past c·kh·kw are padding (weight 0)
+    a_flat = w_quads.ravel().view(np.int32)
+    out_flat = out.ravel()
+    image = c * hp * wp
+    n_strips = op // MR
+    for b in prange(n):
+        for o in range(op):
+            out[b, o, :] = init[o]
+        panel = np.empty(kq * 4 * NR, np.uint8)
+        for q0 in range(0, npos, NR):
+            src = b * image + q0
+            for p in range(kq):
+                _pack_quad16(xu, src + taps[4 * p], src + taps[4 * p + 1], src + taps[4 * p + 2], src + taps[4 * p + 3],
+                             panel, p * 4 * NR)
+            for strip in range(n_strips):
+                _mk_vnni256_sw(a_flat, strip * MR * kq, kq, panel, 0, out_flat,
+                               (b * op + strip * MR) * npos + q0, npos, kq)
+
+
+def _use_vnni_conv() -> bool:
+    """The VNNI direct convolution when the CPU has AVX-VNNI (or AVX-512 VNNI with VL) and no
+    environment variable forces another kernel (TINYOPT_INT8_KERNEL, TINYOPT_U8S8_KERNEL)."""
+    forced = os.environ.get("TINYOPT_U8S8_KERNEL", "").strip().lower()
+    return _choose() == "avx2" and "vnni256" in available_kernels() and forced in ("", "vnni256", "vnni512")
+
+
+def conv2d_int8_acc_reference(x, w, stride=1, padding=0, pad_value=0, packed_w=None, w_pairs=None, w_quads=None):
     """The int32 accumulators channels first, [N, O, Ho, Wo] (= `conv2d_int8_reference`)."""
     return conv2d_int8_reference(x, w, stride, padding, pad_value)
 
 
-def conv2d_int8_acc_numba(x, w, stride=1, padding=0, pad_value=0, packed_w=None, w_pairs=None):
+def conv2d_int8_acc_numba(x, w, stride=1, padding=0, pad_value=0, packed_w=None, w_pairs=None, w_quads=None):
     """`conv2d_int8_acc_reference` by Numba; the result may be a strided view [N, O, Ho, Wo] of a
     padded buffer (no copy).  Stride 1 on an AVX2 CPU: `_conv_s1_avx2` (pass
     `w_pairs = pack_conv_weight_pairs(w)` to pack once).  Otherwise the im2col path
@@ -300,6 +353,17 @@ def conv2d_int8_acc_numba(x, w, stride=1, padding=0, pad_value=0, packed_w=None,
     n = x.shape[0]
     o, c, kh, kw = w.shape
     ho, wo = conv_output_size(x.shape[2], x.shape[3], kh, kw, stride, padding)
+    if _pair(stride) == (1, 1) and ho > 0 and wo > 0 and _use_vnni_conv():
+        xp = _pad(x, padding, pad_value)
+        hp, wp = xp.shape[2], xp.shape[3]
+        quads = w_quads if w_quads is not None else pack_conv_weight_quads(w)
+        npos = -(-(ho * wp) // NR) * NR
+        xu = np.zeros(xp.size + npos - ho * wp + kw, np.uint8)     # spare bytes as in the AVX2 path below
+        np.bitwise_xor(xp.reshape(-1).view(np.uint8), np.uint8(0x80), out=xu[:xp.size])   # u = x + 128
+        init = -128 * quads.astype(np.int32).sum(axis=1)
+        out = np.empty((n, quads.shape[0], npos), np.int32)
+        _conv_s1_vnni(xu, n, c, hp, wp, kh, kw, quads, init, npos, out)
+        return out[:, :o, :ho * wp].reshape(n, o, ho, wp)[:, :, :, :wo]
     if _pair(stride) == (1, 1) and _choose() == "avx2" and ho > 0 and wo > 0:
         xp = _pad(x, padding, pad_value)
         hp, wp = xp.shape[2], xp.shape[3]

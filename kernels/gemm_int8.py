@@ -21,9 +21,11 @@ Three implementations, tested bit-exact against each other:
   The micro-kernel keeps a 6×16 int32 tile of C in 12 ymm registers while it walks K.
   Chosen at run time when the host CPU has AVX2; `TINYOPT_INT8_KERNEL=portable` forces the
   portable kernel (and `NUMBA_DISABLE_JIT=1` always uses it, since an LLVM intrinsic cannot run
-  as Python).  CPUs with AVX-512 VNNI / AVX-VNNI have `vpdpbusd`/`vpdpwssd`, which fuse the
-  multiply and the add; no kernel uses them yet (the development machine has AVX2 only, so such a
-  kernel could not be tested bit-exact here) — `int8_kernel_info()` reports what was detected.
+  as Python).  `int8_kernel_info()` reports what was detected.
+
+This is the general exact path for two signed operands.  The quantized layers use the u8 × s8
+kernels of `gemm_u8s8` (activations made unsigned): `vpmaddubsw` for 7-bit activations and
+VNNI's `vpdpbusd` where the CPU has it, with this kernel as their full-range fallback.
 
 `pack_b(b)` packs B once (a layer's weight) so repeated products skip that work; every
 function accepting `b` accepts a `PackedB` as well.

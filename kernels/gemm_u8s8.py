@@ -138,8 +138,10 @@ def matmul_u8s8_reference(a: np.ndarray, b, seven_bit: bool = False) -> np.ndarr
 # ----------------------------------------------------------------------------- micro-kernels (LLVM IR)
 
 
-def _make_microkernel(kind: str):
-    """The 6 × NR micro-kernel for `kind` in ('maddubs', 'vnni256', 'vnni512'), a Numba intrinsic:
+def _make_microkernel(kind: str, signed_broadcast: bool = False):
+    """The 6 × NR micro-kernel for `kind` in ('maddubs', 'vnni256', 'vnni512'), a Numba intrinsic
+    (`signed_broadcast=True`, VNNI only: the broadcast quads are the *signed* operand and the panel
+    the unsigned one — the convolution's layout, weights broadcast over input positions):
 
     _mk(a_quads, a_off, a_stride, b_pack, b_off, c, c_off, c_stride, nquads):
         for p in range(nquads):                              # four k values per step
@@ -209,6 +211,8 @@ def _make_microkernel(kind: str):
                     if kind == "maddubs":
                         pairs = builder.call(ubsw, [builder.bitcast(splat, vi8), builder.bitcast(b_vec[h], vi8)])
                         new.append(builder.add(acc[2 * r + h], builder.call(wd, [pairs, ones])))
+                    elif signed_broadcast:
+                        new.append(builder.call(dp, [acc[2 * r + h], b_vec[h], splat]))
                     else:
                         new.append(builder.call(dp, [acc[2 * r + h], splat, b_vec[h]]))
             p_next = builder.add(p, const(1))
@@ -240,6 +244,43 @@ def _make_microkernel(kind: str):
 _mk_maddubs = _make_microkernel("maddubs")      # nothing is emitted until a driver compiles
 _mk_vnni256 = _make_microkernel("vnni256")
 _mk_vnni512 = _make_microkernel("vnni512")
+_mk_vnni256_sw = _make_microkernel("vnni256", signed_broadcast=True)    # used by conv_int8
+
+
+def _make_pack_quad16():
+    """_pack_quad16(x, s0, s1, s2, s3, out, d): out[d + 4c + h] = x[s_h + c] for c < 16, h < 4 — four
+    runs of 16 bytes interleaved into one 64-byte row of a quad panel (the layout in the module
+    docstring).  Four 16-byte loads, three shuffles, one store, as LLVM IR."""
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def _pack_quad16(typingctx, x, s0, s1, s2, s3, out, d):
+        sig = types.void(x, s0, s1, s2, s3, out, d)
+
+        def codegen(context, builder, signature, args):
+            x_v, s0_v, s1_v, s2_v, s3_v, out_v, d_v = args
+            x_ptr = cgutils.create_struct_proxy(signature.args[0])(context, builder, value=x_v).data
+            o_ptr = cgutils.create_struct_proxy(signature.args[5])(context, builder, value=out_v).data
+            i8, i32 = ir.IntType(8), ir.IntType(32)
+            v16, v64 = ir.VectorType(i8, 16), ir.VectorType(i8, 64)
+            rows = [builder.load(builder.bitcast(builder.gep(x_ptr, [s]), v16.as_pointer()), align=1)
+                    for s in (s0_v, s1_v, s2_v, s3_v)]
+            cat = lambda lo, hi, n: builder.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(i32, n), list(range(n))))  # noqa: E731
+            lo, hi = cat(rows[0], rows[1], 32), cat(rows[2], rows[3], 32)
+            mask = [h * 16 + c for c in range(16) for h in range(4)]
+            inter = builder.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(i32, 64), mask))
+            builder.store(inter, builder.bitcast(builder.gep(o_ptr, [d_v]), v64.as_pointer()), align=1)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return _pack_quad16
+
+
+_pack_quad16 = _make_pack_quad16()
 
 
 # The drivers: GotoBLAS loops around a micro-kernel (as `gemm_int8._driver`), one per kernel since

@@ -150,3 +150,27 @@ def test_dynamic_linear_u8_path_matches_reference_and_float(reduce_range):
     tol = 0.08 if reduce_range else 0.04
     np.testing.assert_allclose(fast, model(x).data, atol=tol * np.abs(model(x).data).max())
     assert ("reduce_range" in repr(dyn)) == reduce_range
+
+
+# ----------------------------------------------------------------------------- the VNNI direct convolution
+
+
+@pytest.mark.parametrize("forced", ["", "int16"])
+@pytest.mark.parametrize("shape", [(2, 1, 28, 28, 6, 5, 2, -3), (3, 6, 14, 14, 16, 5, 0, 7), (2, 32, 9, 9, 20, 3, 1, -128),
+                                   (1, 3, 7, 9, 5, 3, 1, 127), (4, 2, 5, 5, 7, 1, 0, 0), (2, 5, 8, 6, 13, 3, 2, -60)])
+def test_stride1_conv_bit_exact_on_either_kernel(monkeypatch, forced, shape):
+    """'' is the default (VNNI where the CPU has it), 'int16' forces the vpmaddwd direct kernel."""
+    from tinyopt.kernels import conv_int8 as KC
+
+    monkeypatch.setenv("TINYOPT_U8S8_KERNEL", forced)
+    n, c, h, w, o, k, pad, z = shape
+    rng = np.random.default_rng(sum(shape) + 300)
+    x = rng.integers(-128, 128, (n, c, h, w)).astype(np.int8)
+    wt = rng.integers(-128, 128, (o, c, k, k)).astype(np.int8)
+    x[0, 0, 0, :3] = -128                                   # the extremes, once each
+    wt[0, 0, 0, 0] = -128
+    expected = KC.conv2d_int8_acc_reference(x, wt, 1, pad, z)
+    got = KC.conv2d_int8_acc_numba(x, wt, 1, pad, z, w_pairs=KC.pack_conv_weight_pairs(wt),
+                                   w_quads=KC.pack_conv_weight_quads(wt))
+    np.testing.assert_array_equal(got, expected)
+    assert KC._use_vnni_conv() == (forced == "" and "vnni256" in U.available_kernels())

@@ -35,7 +35,10 @@ def test_public_int8_kernels_import_as_functions():
     from tinyopt.kernels import (conv2d_int8, conv2d_int8_acc, matmul_int8, max_pool2d_int8, pack_b, quantize_multiplier,
                                  requantize)
 
-    for fn in (conv2d_int8, conv2d_int8_acc, matmul_int8, max_pool2d_int8, pack_b, quantize_multiplier, requantize):
+    from tinyopt.kernels import matmul_u8s8, pack_b_u8s8
+
+    for fn in (conv2d_int8, conv2d_int8_acc, matmul_int8, matmul_u8s8, max_pool2d_int8, pack_b, pack_b_u8s8,
+               quantize_multiplier, requantize):
         assert callable(fn) and not isinstance(fn, type(np))
     rng = np.random.default_rng(0)
     a = rng.integers(-128, 128, (7, 33)).astype(np.int8)

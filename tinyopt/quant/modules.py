@@ -324,6 +324,7 @@ class QuantConv2d(_QuantLayer):
         self.kernel_size = w_q.shape[2:]
         self.packed_w = KC.pack_conv_weight(self.w_int8)
         self.w_pairs = KC.pack_conv_weight_pairs(self.w_int8)
+        self.w_quads = KC.pack_conv_weight_quads(self.w_int8)
 
     def accumulate(self, x):
         q_x, s_x, z_x = self._input(x)
@@ -338,7 +339,7 @@ class QuantConv2d(_QuantLayer):
             return Tensor(np.ascontiguousarray((np.maximum(y, 0) if self.relu else y).transpose(0, 3, 1, 2)))
         q_x, s_x, z_x = self._input(x)
         acc = KC.conv2d_int8_acc(np.ascontiguousarray(q_x), self.w_int8, self.stride, self.padding, pad_value=z_x,
-                                 packed_w=self.packed_w, w_pairs=self.w_pairs)   # int32 [N, O, Ho, Wo]
+                                 packed_w=self.packed_w, w_pairs=self.w_pairs, w_quads=self.w_quads)  # int32 [N, O, Ho, Wo]
         return ConvQActivation(self, acc, s_x, z_x)
 
     def requantize_acc(self, acc, s_x, z_x, pool=1):
@@ -468,6 +469,7 @@ class DynamicQuantConv2d(Module, _DynamicMixin):
         self.in_channels = w_q.shape[1]
         self.packed_w = KC.pack_conv_weight(self.w_int8)
         self.w_pairs = KC.pack_conv_weight_pairs(self.w_int8)
+        self.w_quads = KC.pack_conv_weight_quads(self.w_int8)
 
     def forward(self, x):
         arr = x.data if isinstance(x, Tensor) else np.asarray(x)
@@ -477,7 +479,7 @@ class DynamicQuantConv2d(Module, _DynamicMixin):
         s_x, z_x = self.batch_qparams(arr)
         q_x = quantize_array(arr, s_x, z_x, -128, 127).astype(np.int8)
         acc = KC.conv2d_int8_acc(q_x, self.w_int8, self.stride, self.padding, pad_value=z_x, packed_w=self.packed_w,
-                                 w_pairs=self.w_pairs)                                    # int32 [N, O, Ho, Wo]
+                                 w_pairs=self.w_pairs, w_quads=self.w_quads)                                    # int32 [N, O, Ho, Wo]
         per_channel = (-1, 1, 1)
         y = ((acc - (z_x * self.w_sum).reshape(per_channel)).astype(np.float32)
              * (np.float32(s_x) * self.w_scale).reshape(per_channel))
