@@ -174,3 +174,41 @@ def test_stride1_conv_bit_exact_on_either_kernel(monkeypatch, forced, shape):
                                    w_quads=KC.pack_conv_weight_quads(wt))
     np.testing.assert_array_equal(got, expected)
     assert KC._use_vnni_conv() == (forced == "" and "vnni256" in U.available_kernels())
+
+
+# ----------------------------------------------------------------------------- the float ends (kernels.affine_u8)
+
+
+@pytest.mark.parametrize("qmax,scale,zp", [(255, 0.02, 128), (127, 0.05, 3), (255, 1.0, 0), (127, 0.5, 127)])
+def test_quantize_u8_twins_agree_including_ties_and_clamps(qmax, scale, zp):
+    from tinyopt.kernels import affine_u8 as KA
+
+    rng = np.random.default_rng(qmax + zp)
+    x = (rng.standard_normal((33, 17)) * 3).astype(np.float32)
+    x[0, :6] = np.array([0.5, 1.5, 2.5, -0.5, 1e9, -1e9], np.float32) * np.float32(scale)   # ties to even, clamps
+    np.testing.assert_array_equal(KA.quantize_u8_numba(x, scale, zp, qmax), KA.quantize_u8_reference(x, scale, zp, qmax))
+
+
+@pytest.mark.parametrize("bias", [None, "random"])
+@pytest.mark.parametrize("zp", [0, 77, 255])
+def test_dequantize_acc_twins_agree(bias, zp):
+    from tinyopt.kernels import affine_u8 as KA
+
+    rng = np.random.default_rng(zp)
+    acc = rng.integers(-2**24, 2**24, (9, 14)).astype(np.int32)
+    w_sum = rng.integers(-5000, 5000, 14)
+    scale = rng.uniform(1e-5, 1e-3, 14).astype(np.float32)
+    b = rng.standard_normal(14).astype(np.float32) if bias else None
+    np.testing.assert_array_equal(KA.dequantize_acc_numba(acc, zp, w_sum, scale, b),
+                                  KA.dequantize_acc_reference(acc, zp, w_sum, scale, b))
+
+
+@pytest.mark.parametrize("bad", [None, np.nan, np.inf, -np.inf])
+def test_minmax_finite_twins_agree(bad):
+    from tinyopt.kernels import affine_u8 as KA
+
+    x = np.random.default_rng(1).standard_normal((5, 7)).astype(np.float32)
+    if bad is not None:
+        x[2, 3] = bad
+    assert KA.minmax_finite_numba(x) == KA.minmax_finite_reference(x)
+    assert KA.minmax_finite_numba(np.zeros((0, 3), np.float32)) == (0.0, 0.0, True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyopt.kernels import affine_u8 as KA
 from tinyopt.kernels import conv_int8 as KC
 from tinyopt.kernels import gemm_int8 as KM
 from tinyopt.kernels import gemm_u8s8 as KU
@@ -432,18 +433,22 @@ class DynamicQuantLinear(Module, _DynamicMixin):
         if arr.shape[-1] != self.in_features:
             raise ShapeError(f"DynamicQuantLinear {self.name!r} expects input of shape (*, {self.in_features}), "
                              f"got input of shape {tuple(arr.shape)}")
+        from tinyopt.quant.affine import choose_qparams
+
+        lo, hi, finite = KA.minmax_finite(arr)                  # one pass (kernels.affine_u8)
+        if not finite:
+            raise ValueError(f"DynamicQuantLinear {self.name!r}: cannot quantize an input that contains NaN or Inf")
         if self.reduce_range:
-            s_x, z_u = self.batch_qparams(arr, 0, 127)
+            s_x, z_u = choose_qparams(lo, hi, 0, 127)
             q_hi = 127
         else:
-            s_x, z_x = self.batch_qparams(arr)
+            s_x, z_x = choose_qparams(lo, hi, -128, 127)
             z_u, q_hi = z_x + 128, 255
-        q_u = quantize_array(arr, s_x, z_u, 0, q_hi).astype(np.uint8).reshape(-1, self.in_features)
+        s_x, z_u = float(s_x), int(z_u)
+        q_u = KA.quantize_u8(arr.reshape(-1, self.in_features), s_x, z_u, q_hi)
         acc = KU.matmul_u8s8(q_u, self.packed_w, seven_bit=self.reduce_range)
-        acc -= (z_u * self.w_sum).astype(np.int32)            # exact in int32: |Σ (q_u − Z_u) w| < 2³¹ by K's bound
-        y = acc.astype(np.float32) * (np.float32(s_x) * self.w_scale)
-        if self.bias is not None:
-            y = y + self.bias
+        # exact in int32 (|Σ (q_u − Z_u) w| < 2³¹ by K's bound), then y = S_x S_w[o] · acc + b, one pass
+        y = KA.dequantize_acc(acc, z_u, self.w_sum, np.float32(s_x) * self.w_scale, self.bias)
         return Tensor(y.reshape(arr.shape[:-1] + (self.out_features,)))
 
     def weight_nbytes(self):
