@@ -76,7 +76,7 @@ def main(argv=None):
 
     print(f"u8s8 kernels: {mu.u8s8_kernel_info()}; threads {args.threads}; "
           f"load average {os.getloadavg()[0]:.1f} (other jobs running if > 0)")
-    header = f"{'n':>5} {'what':<40} {'wall ms':>9} {'cpu ms':>9} {'f32/this':>9} {'fbgemm/this':>12}"
+    header = (f"{'n':>5} {'what':<44} {'wall ms':>9} {'cpu ms':>9}   f32/this wall  cpu   fbgemm/this wall  cpu")
     rng = np.random.default_rng(0)
     for n in args.sizes:
         a = rng.integers(-128, 128, (n, n), dtype=np.int8)
@@ -125,8 +125,9 @@ def main(argv=None):
         fb = times.get("torch dynamic int8 Linear (fbgemm)")
         print(header)
         for name, (wall, cpu) in times.items():
-            vs_fb = f"{fb[0] / wall:>6.2f} wall" if fb else "-"
-            print(f"{n:>5} {name:<40} {wall * 1e3:>9.2f} {cpu * 1e3:>9.2f} {base[0] / wall:>9.2f} {vs_fb:>12}")
+            vs_fb = f"{fb[0] / wall:>16.2f} {fb[1] / cpu:>5.2f}" if fb else f"{'-':>16} {'-':>5}"
+            print(f"{n:>5} {name:<44} {wall * 1e3:>9.2f} {cpu * 1e3:>9.2f} {base[0] / wall:>14.2f} {base[1] / cpu:>5.2f} "
+                  f"{vs_fb}")
         print(f"      (load average now {os.getloadavg()[0]:.1f})")
 
 
