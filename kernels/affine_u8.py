@@ -5,8 +5,8 @@
     y[i, j] = float32(acc[i, j] − Z · Σ_k W[j, k]) · s[j] + b[j]               `dequantize_acc`
 
 (products and sums in float32, each rounded, as NumPy does them: the twins agree bit for bit).
-The NumPy references take several passes over the data, with int64 temporaries; the Numba
-twins take one each.
+The NumPy references of the last two take several passes over the data, with temporaries; the
+Numba twins take one each.
 """
 from __future__ import annotations
 
@@ -16,31 +16,16 @@ from numba import njit
 from .backend import dispatch
 
 
-def minmax_finite_reference(x):
+def minmax_finite(x):
+    """(min, max, all finite) in two vectorised NumPy passes: min and max propagate NaN, and ±∞ shows
+    as an infinite min or max, so no separate isfinite pass is needed.  (Plain NumPy, no twin: a
+    Numba loop cannot vectorise a float min/max reduction without fastmath, and was slower.)"""
     x = np.asarray(x, np.float32)
-    finite = bool(np.all(np.isfinite(x)))
-    if not finite or x.size == 0:
-        return 0.0, 0.0, finite
-    return float(x.min()), float(x.max()), finite
-
-
-@njit(cache=True)
-def _minmax_finite(flat):
-    lo, hi = np.inf, -np.inf
-    for v in flat:
-        if not np.isfinite(v):
-            return 0.0, 0.0, False
-        lo = min(lo, v)
-        hi = max(hi, v)
-    return lo, hi, True
-
-
-def minmax_finite_numba(x):
-    x = np.ascontiguousarray(x, np.float32)
     if x.size == 0:
         return 0.0, 0.0, True
-    lo, hi, finite = _minmax_finite(x.reshape(-1))
-    return float(lo), float(hi), bool(finite)
+    lo, hi = float(x.min()), float(x.max())
+    finite = bool(np.isfinite(lo) and np.isfinite(hi))
+    return (lo, hi, True) if finite else (0.0, 0.0, False)
 
 
 def quantize_u8_reference(x, scale, zero_point, qmax=255):
@@ -90,7 +75,6 @@ def dequantize_acc_numba(acc, zero_point, w_sum, scale, bias=None):
     return out
 
 
-minmax_finite = dispatch(minmax_finite_reference, minmax_finite_numba)
 quantize_u8 = dispatch(quantize_u8_reference, quantize_u8_numba)
 quantize_u8.__doc__ = quantize_u8_reference.__doc__
 dequantize_acc = dispatch(dequantize_acc_reference, dequantize_acc_numba)
