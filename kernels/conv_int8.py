@@ -438,3 +438,90 @@ def requantize_pool_nchw_numba(acc, offset, m0, shift, zero_point, qmin, qmax, p
 
 requantize_pool_nchw = dispatch(requantize_pool_nchw_reference, requantize_pool_nchw_numba)
 requantize_pool_nchw.__doc__ = requantize_pool_nchw_reference.__doc__
+
+
+# ----------------------------------------------------------------------------- convolution + requantize + max pool, fused
+
+
+def conv2d_requant_pool_reference(x, w, padding, pad_value, offset, m0, shift, zero_point, qmin, qmax, pool=1,
+                                  w_quads=None):
+    """A stride-1 quantized convolution's int8 output in one call: `requantize_pool_nchw` of
+    `conv2d_int8_acc` (int8 [N, O, Ho/k, Wo/k]; k = `pool`, 1: no pooling).  `w_quads` is accepted
+    for parity with the Numba twin and ignored."""
+    acc = conv2d_int8_acc_reference(x, w, 1, padding, pad_value)
+    return requantize_pool_nchw_reference(acc, offset, m0, shift, zero_point, qmin, qmax, pool)
+
+
+@njit(cache=True, parallel=True)
+def _conv_s1_vnni_requant_pool(xu, n, c, hp, wp, kh, kw, w_quads, init, npos, offset, m0, shift, zero_point, qmin,
+                               qmax, k, out):
+    """`_conv_s1_vnni` for one image at a time into a per-thread buffer [Op, npos] that stays in
+    cache, then, while it is there, the max over each k×k window and one requantization per window
+    (`_requantize_pool_nchw`'s arithmetic), written int8 to out [N, O, Ho/k, Wo/k].  The int32
+    accumulators never go to memory as a whole."""
+    op, kp = w_quads.shape
+    kq = kp // 4
+    taps = _tap_offsets(c, kh, kw, hp, wp, kp)
+    a_flat = w_quads.ravel().view(np.int32)
+    image = c * hp * wp
+    n_strips = op // MR
+    o_len, hq, wq = out.shape[1], out.shape[2], out.shape[3]
+    for b in prange(n):
+        acc = np.empty((op, npos), np.int32)
+        for o in range(op):
+            acc[o, :] = init[o]
+        acc_flat = acc.ravel()
+        panel = np.empty(kq * 4 * NR, np.uint8)
+        for q0 in range(0, npos, NR):
+            src = b * image + q0
+            for p in range(kq):
+                _pack_quad16(xu, src + taps[4 * p], src + taps[4 * p + 1], src + taps[4 * p + 2], src + taps[4 * p + 3],
+                             panel, p * 4 * NR)
+            for strip in range(n_strips):
+                _mk_vnni256_sw(a_flat, strip * MR * kq, kq, panel, 0, acc_flat, strip * MR * npos + q0, npos, kq)
+        best = np.empty(hq * wq, np.int64)
+        for o in range(o_len):
+            row = acc[o]
+            for yq in range(hq):                     # the window maxima of channel o, in order
+                for xq in range(wq):
+                    base = yq * k * wp + xq * k
+                    m = row[base]
+                    for i in range(k):
+                        for j in range(k):
+                            v = row[base + i * wp + j]
+                            m = v if v > m else m
+                    best[yq * wq + xq] = m
+            off, mo, sh = offset[o], m0[o], shift[o]
+            dst = out[b, o].ravel()
+            for t in range(hq * wq):                 # a plain loop over a contiguous buffer: vectorised
+                total = min(max(best[t] + off, INT32_MIN), INT32_MAX)
+                dst[t] = _requantize_one(total, mo, sh, zero_point, qmin, qmax)
+
+
+def conv2d_requant_pool_numba(x, w, padding, pad_value, offset, m0, shift, zero_point, qmin, qmax, pool=1,
+                              w_quads=None):
+    """The fused kernel where the CPU has VNNI (`_conv_s1_vnni_requant_pool`), else the two steps
+    (`conv2d_int8_acc_numba`, `requantize_pool_nchw_numba`)."""
+    _check(x, w)
+    n = x.shape[0]
+    o, c, kh, kw = w.shape
+    ho, wo = conv_output_size(x.shape[2], x.shape[3], kh, kw, 1, padding)
+    if not (_use_vnni_conv() and ho > 0 and wo > 0):
+        acc = conv2d_int8_acc_numba(x, w, 1, padding, pad_value)
+        return requantize_pool_nchw_numba(acc, offset, m0, shift, zero_point, qmin, qmax, pool)
+    xp = _pad(x, padding, pad_value)
+    hp, wp = xp.shape[2], xp.shape[3]
+    quads = w_quads if w_quads is not None else pack_conv_weight_quads(w)
+    npos = -(-(ho * wp) // NR) * NR
+    xu = np.zeros(xp.size + npos - ho * wp + kw, np.uint8)
+    np.bitwise_xor(xp.reshape(-1).view(np.uint8), np.uint8(0x80), out=xu[:xp.size])
+    init = -128 * quads.astype(np.int32).sum(axis=1)
+    as_channels = lambda v: np.ascontiguousarray(np.broadcast_to(np.asarray(v, np.int64).reshape(-1), (o,)))  # noqa: E731
+    out = np.empty((n, o, ho // pool, wo // pool), np.int8)
+    _conv_s1_vnni_requant_pool(xu, n, c, hp, wp, kh, kw, quads, init, npos, as_channels(offset), as_channels(m0),
+                               as_channels(shift), int(zero_point), int(qmin), int(qmax), int(pool), out)
+    return out
+
+
+conv2d_requant_pool = dispatch(conv2d_requant_pool_reference, conv2d_requant_pool_numba)
+conv2d_requant_pool.__doc__ = conv2d_requant_pool_reference.__doc__

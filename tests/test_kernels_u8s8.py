@@ -213,3 +213,24 @@ def test_minmax_finite_names_non_finite_inputs(bad):
     finite = bool(np.all(np.isfinite(x)))
     assert KA.minmax_finite(x) == ((float(x.min()), float(x.max()), True) if finite else (0.0, 0.0, False))
     assert KA.minmax_finite(np.zeros((0, 3), np.float32)) == (0.0, 0.0, True)
+
+
+@pytest.mark.parametrize("forced", ["", "int16"])
+@pytest.mark.parametrize("shape", [(2, 1, 28, 28, 6, 5, 2, -3, 2), (3, 6, 14, 14, 16, 5, 0, 7, 2), (2, 5, 9, 9, 13, 3, 1, -128, 1),
+                                   (1, 3, 12, 12, 7, 3, 0, 5, 3), (2, 2, 7, 7, 4, 3, 1, 0, 2)])
+def test_fused_conv_requantize_pool_twins_agree(monkeypatch, forced, shape):
+    from tinyopt.kernels import conv_int8 as KC
+    from tinyopt.kernels import fixed_point as FP
+
+    monkeypatch.setenv("TINYOPT_U8S8_KERNEL", forced)
+    n, c, h, w, o, k, pad, z, pool = shape
+    rng = np.random.default_rng(sum(shape))
+    x = rng.integers(-128, 128, (n, c, h, w)).astype(np.int8)
+    wt = rng.integers(-128, 128, (o, c, k, k)).astype(np.int8)
+    offset = rng.integers(-5000, 5000, o)
+    m0, shift = FP.quantize_multiplier(rng.uniform(1e-4, 1e-2, o))
+    for zp, lo, hi in ((3, -20, 127), (-128, -128, 127), (0, 0, 100)):
+        expected = KC.conv2d_requant_pool_reference(x, wt, pad, z, offset, m0, shift, zp, lo, hi, pool)
+        got = KC.conv2d_requant_pool_numba(x, wt, pad, z, offset, m0, shift, zp, lo, hi, pool,
+                                           w_quads=KC.pack_conv_weight_quads(wt))
+        np.testing.assert_array_equal(got, expected)

@@ -118,33 +118,41 @@ class QActivation(Tensor):
 
 
 class ConvQActivation(QActivation):
-    """A QuantConv2d's output before requantization: its int32 accumulators [N, O, Ho, Wo].
+    """A QuantConv2d's output, computed when first used: int8 [N, O, Ho, Wo] from its int8 input.
 
-    `.q` (int8 [N, O, Ho, Wo]) is requantized on first use.  A following `QuantMaxPool2d` with
-    non-overlapping k×k windows instead calls `pooled(k)`, which takes the max of the accumulators
-    and requantizes once per window — the same integers (requantization is non-decreasing, so it
-    commutes with max), k² times fewer requantizations and no int8 intermediate."""
+    `.q` runs the convolution (int32 accumulators) and requantizes.  A following `QuantMaxPool2d`
+    with non-overlapping k×k windows instead calls `pooled(k)`, which takes the max of the
+    accumulators and requantizes once per window — the same integers (requantization is
+    non-decreasing, so it commutes with max), k² times fewer requantizations and no int8
+    intermediate; for a stride-1 convolution on a VNNI CPU the convolution, the max and the
+    requantization run image by image in one kernel (`kernels.conv_int8.conv2d_requant_pool`)."""
 
-    def __init__(self, layer, acc, s_x, z_x):
-        super().__init__(None, layer.scale, layer.zero_point)      # q: requantized on first use
-        self._layer, self._acc, self._s_x, self._z_x = layer, acc, s_x, z_x
+    def __init__(self, layer, q_x, s_x, z_x):
+        super().__init__(None, layer.scale, layer.zero_point)      # q: computed on first use
+        self._layer, self._q_x, self._s_x, self._z_x = layer, q_x, s_x, z_x
 
     @property
     def q(self):
         if self._q is None:
-            self._q = self._layer.requantize_acc(self._acc, self._s_x, self._z_x)
-            self._acc = None
+            acc = self._layer.conv_acc(self._q_x, self._z_x)
+            self._q = self._layer.requantize_acc(acc, self._s_x, self._z_x)
+            self._q_x = None
         return self._q
 
     def pooled(self, k: int) -> QActivation:
         if self._q is not None:
             return QActivation(KC.max_pool2d_int8(self._q, k), self.scale, self.zero_point)
-        q = self._layer.requantize_acc(self._acc, self._s_x, self._z_x, pool=k)
+        q = self._layer.conv_requantize_pool(self._q_x, self._s_x, self._z_x, k)
         return QActivation(q, self.scale, self.zero_point)
 
     @property
     def shape(self):
-        return self._acc.shape if self._q is None else self._q.shape
+        if self._q is not None:
+            return self._q.shape
+        kh, kw = self._layer.kernel_size
+        ho, wo = KC.conv_output_size(self._q_x.shape[2], self._q_x.shape[3], kh, kw, self._layer.stride,
+                                     self._layer.padding)
+        return (self._q_x.shape[0], self._layer.out_channels, ho, wo)
 
     @property
     def ndim(self):
@@ -339,9 +347,20 @@ class QuantConv2d(_QuantLayer):
             y = self._float_from_acc(acc, s_x, z_x)
             return Tensor(np.ascontiguousarray((np.maximum(y, 0) if self.relu else y).transpose(0, 3, 1, 2)))
         q_x, s_x, z_x = self._input(x)
-        acc = KC.conv2d_int8_acc(np.ascontiguousarray(q_x), self.w_int8, self.stride, self.padding, pad_value=z_x,
-                                 packed_w=self.packed_w, w_pairs=self.w_pairs, w_quads=self.w_quads)  # int32 [N, O, Ho, Wo]
-        return ConvQActivation(self, acc, s_x, z_x)
+        return ConvQActivation(self, np.ascontiguousarray(q_x), s_x, z_x)
+
+    def conv_acc(self, q_x, z_x):
+        """The int32 accumulators [N, O, Ho, Wo] (padding with Z_x, the integer for real 0)."""
+        return KC.conv2d_int8_acc(q_x, self.w_int8, self.stride, self.padding, pad_value=z_x,
+                                  packed_w=self.packed_w, w_pairs=self.w_pairs, w_quads=self.w_quads)
+
+    def conv_requantize_pool(self, q_x, s_x, z_x, pool):
+        """int8 [N, O, Ho/pool, Wo/pool]: convolution, k×k max and requantization (fused for stride 1)."""
+        if tuple(self.stride) != (1, 1):
+            return self.requantize_acc(self.conv_acc(q_x, z_x), s_x, z_x, pool=pool)
+        offset, m0, n, _ = self.requant_params(s_x, z_x)
+        return KC.conv2d_requant_pool(q_x, self.w_int8, self.padding, z_x, offset, m0, n, self.zero_point,
+                                      self.out_qmin, self.out_qmax, pool, w_quads=self.w_quads)
 
     def requantize_acc(self, acc, s_x, z_x, pool=1):
         """int32 accumulators [N, O, Ho, Wo] → int8 [N, O, Ho/pool, Wo/pool] (requantize, then max
