@@ -31,7 +31,6 @@ import numpy as np
 
 import tinyopt as to
 from tinyopt.autograd.function import no_grad
-from tinyopt.kernels import conv_int8 as KC
 from tinyopt.models import LeNet5
 from tinyopt.quant import quantize as QZ
 from tinyopt.quant.modules import QActivation, quantize_input
@@ -40,15 +39,16 @@ from tinyopt.tensor import Tensor
 
 
 def median_ms(fn, repeats):
-    """Median wall ms after one warm-up and a short idle pause (so the spinning worker threads of
-    the previous measurement — OpenBLAS's, OpenMP's — have gone to sleep and do not compete)."""
+    """Median CPU ms (this process's threads) after one warm-up and a short idle pause (so the
+    spinning worker threads of the previous measurement — OpenBLAS's, OpenMP's — have gone to
+    sleep).  CPU time, not wall time: on a shared machine wall time counts other jobs' load."""
     time.sleep(0.3)
     fn()
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(time.process_time() - t0)
     return 1e3 * statistics.median(times)
 
 
@@ -126,22 +126,21 @@ def main(argv=None):
         print(f"  {'variant':<34} {'wall ms':>8} {'cpu ms':>8} {'fp32/this (wall)':>17} {'(cpu)':>6}")
         for name, (wall, cpu) in times.items():
             print(f"  {name:<34} {wall:8.2f} {cpu:8.2f} {fp32[0] / wall:16.2f}x {fp32[1] / cpu:5.2f}x")
-        print("int8 stages:")
+        print("int8 stages (CPU ms):")
         conv1 = q.features[0]
         stage = median_ms(lambda: quantize_input(Tensor(x), conv1.input_scale, conv1.input_zero_point,
                                                  conv1.input_qmin, conv1.input_qmax), args.repeats)
-        print(f"  quantize input        {stage:7.2f}")
+        print(f"  quantize input                    {stage:7.2f}")
         a, z = quantize_input(Tensor(x), conv1.input_scale, conv1.input_zero_point)[0], conv1.input_zero_point
         for name, conv in (("conv1", q.features[0]), ("conv2", q.features[3])):
-            def accumulate(a=a, z=z, conv=conv):
-                return KC.conv2d_int8_acc(a, conv.w_int8, conv.stride, conv.padding, z, packed_w=conv.packed_w,
-                                          w_pairs=conv.w_pairs, w_quads=conv.w_quads)
-            acc = accumulate()
             s_x = conv.input_scale
-            print(f"  {name} accumulators    {median_ms(accumulate, args.repeats):7.2f}")
-            print(f"  {name} requant+pool    "
+            acc = conv.conv_acc(a, z)
+            print(f"  {name} accumulators alone          {median_ms(lambda: conv.conv_acc(a, z), args.repeats):7.2f}")
+            print(f"  {name} requant+pool alone          "
                   f"{median_ms(lambda: conv.requantize_acc(acc, s_x, z, pool=2), args.repeats):7.2f}")
-            a, z = conv.requantize_acc(acc, s_x, z, pool=2), conv.zero_point
+            fused = median_ms(lambda: conv.conv_requantize_pool(a, s_x, z, 2), args.repeats)
+            print(f"  {name} as the model runs it        {fused:7.2f}   (fused on a VNNI CPU)")
+            a, z = conv.conv_requantize_pool(a, s_x, z, 2), conv.zero_point
         h0 = q.classifier[0](QActivation(a, q.features[3].scale, z))
 
         def linears():
@@ -149,7 +148,7 @@ def main(argv=None):
             for i in (1, 3, 5):
                 h = q.classifier[i](h)
             return h
-        print(f"  3 Linear layers       {median_ms(linears, args.repeats):7.2f}")
+        print(f"  3 Linear layers                   {median_ms(linears, args.repeats):7.2f}")
 
 
 if __name__ == "__main__":
