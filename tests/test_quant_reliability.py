@@ -1,7 +1,5 @@
 """Bad input to the quantization API (issue 10): each class tried with several inputs, asserting the
 error and that nothing changed — arguments, observers' statistics, models and their weights."""
-import copy
-
 import numpy as np
 import pytest
 

@@ -26,7 +26,6 @@ import numpy as np
 
 from tinyopt.kernels import affine_u8 as KA
 from tinyopt.kernels import conv_int8 as KC
-from tinyopt.kernels import gemm_int8 as KM
 from tinyopt.kernels import gemm_u8s8 as KU
 from tinyopt.kernels import fixed_point as KR
 from tinyopt.nn import functional as F
