@@ -12,8 +12,13 @@ row of C·kh·kw input values, and `matmul_int8` multiplies those rows by Wᵀ [
 im2col and of the matmul kernel); `conv2d_int8_numba` runs the Numba im2col and `matmul_int8_numba`.
 Groups and dilation are not supported.
 
-What a quantized layer runs (`conv2d_int8_acc`, then `requantize_pool_nchw`):
+What a quantized layer runs (`conv2d_int8_acc`, then `requantize_pool_nchw`; for a stride-1
+convolution followed by a max pool, `conv2d_requant_pool`, which does both):
 
+- stride 1 with VNNI (AVX-VNNI or AVX-512 VNNI+VL): `_conv_s1_vnni`, the same scheme with
+  `vpdpbusd` on four taps at a time, the input shifted to unsigned (`gemm_u8s8`'s operand types);
+  `_conv_s1_vnni_requant_pool` also max-pools and requantizes each image while its accumulators
+  are in cache;
 - stride 1 with AVX2: `_conv_s1_avx2`, the matmul's 6×16 micro-kernel with the *weight* as the
   6-row operand and 16 output positions per column panel, each panel packed into L1 straight
   from the padded input (no im2col matrix in memory); accumulators come out channels first.
