@@ -333,6 +333,24 @@ def _conv_s1_vnni(xu, n, c, hp, wp, kh, kw, w_quads, init, npos, out):
                                (b * op + strip * MR) * npos + q0, npos, kq)
 
 
+def _padded_u8(x, padding, pad_value, ho, kw):
+    """The VNNI kernels' input: X̃ + 128 as uint8 (padded with pad_value + 128), flattened, with
+    spare bytes at the end for the ignored positions of the last image (as in the AVX2 path).
+    Returns (flat, Hp, Wp, npos); one fill of the border and one shifted copy (no np.pad)."""
+    n, c, h, w = x.shape
+    ph, pw = _pair(padding)
+    hp, wp = h + 2 * ph, w + 2 * pw
+    npos = -(-(ho * wp) // NR) * NR
+    size = n * c * hp * wp
+    flat = np.empty(size + npos - ho * wp + kw, np.uint8)
+    flat[size:] = 0
+    img = flat[:size].reshape(n, c, hp, wp)
+    if ph or pw:
+        img[...] = np.uint8((int(pad_value) + 128) & 0xFF)
+    np.bitwise_xor(x.view(np.uint8), np.uint8(0x80), out=img[:, :, ph:ph + h, pw:pw + w])   # u = x + 128
+    return flat, hp, wp, npos
+
+
 def _use_vnni_conv() -> bool:
     """The VNNI direct convolution when the CPU has AVX-VNNI (or AVX-512 VNNI with VL) and no
     environment variable forces another kernel (TINYOPT_INT8_KERNEL, TINYOPT_U8S8_KERNEL)."""
@@ -359,12 +377,8 @@ def conv2d_int8_acc_numba(x, w, stride=1, padding=0, pad_value=0, packed_w=None,
     o, c, kh, kw = w.shape
     ho, wo = conv_output_size(x.shape[2], x.shape[3], kh, kw, stride, padding)
     if _pair(stride) == (1, 1) and ho > 0 and wo > 0 and _use_vnni_conv():
-        xp = _pad(x, padding, pad_value)
-        hp, wp = xp.shape[2], xp.shape[3]
         quads = w_quads if w_quads is not None else pack_conv_weight_quads(w)
-        npos = -(-(ho * wp) // NR) * NR
-        xu = np.zeros(xp.size + npos - ho * wp + kw, np.uint8)     # spare bytes as in the AVX2 path below
-        np.bitwise_xor(xp.reshape(-1).view(np.uint8), np.uint8(0x80), out=xu[:xp.size])   # u = x + 128
+        xu, hp, wp, npos = _padded_u8(x, padding, pad_value, ho, kw)
         init = -128 * quads.astype(np.int32).sum(axis=1)
         out = np.empty((n, quads.shape[0], npos), np.int32)
         _conv_s1_vnni(xu, n, c, hp, wp, kh, kw, quads, init, npos, out)
@@ -488,6 +502,11 @@ def _conv_s1_vnni_requant_pool(xu, n, c, hp, wp, kh, kw, w_quads, init, npos, of
         for o in range(o_len):
             row = acc[o]
             for yq in range(hq):                     # the window maxima of channel o, in order
+                if k == 2:                           # the common 2×2 pool, unrolled
+                    for xq in range(wq):
+                        base = 2 * (yq * wp + xq)
+                        best[yq * wq + xq] = max(max(row[base], row[base + 1]), max(row[base + wp], row[base + wp + 1]))
+                    continue
                 for xq in range(wq):
                     base = yq * k * wp + xq * k
                     m = row[base]
@@ -514,12 +533,8 @@ def conv2d_requant_pool_numba(x, w, padding, pad_value, offset, m0, shift, zero_
     if not (_use_vnni_conv() and ho > 0 and wo > 0):
         acc = conv2d_int8_acc_numba(x, w, 1, padding, pad_value)
         return requantize_pool_nchw_numba(acc, offset, m0, shift, zero_point, qmin, qmax, pool)
-    xp = _pad(x, padding, pad_value)
-    hp, wp = xp.shape[2], xp.shape[3]
     quads = w_quads if w_quads is not None else pack_conv_weight_quads(w)
-    npos = -(-(ho * wp) // NR) * NR
-    xu = np.zeros(xp.size + npos - ho * wp + kw, np.uint8)
-    np.bitwise_xor(xp.reshape(-1).view(np.uint8), np.uint8(0x80), out=xu[:xp.size])
+    xu, hp, wp, npos = _padded_u8(x, padding, pad_value, ho, kw)
     init = -128 * quads.astype(np.int32).sum(axis=1)
     as_channels = lambda v: np.ascontiguousarray(np.broadcast_to(np.asarray(v, np.int64).reshape(-1), (o,)))  # noqa: E731
     out = np.empty((n, o, ho // pool, wo // pool), np.int8)
