@@ -13,38 +13,24 @@ the int8 ranges come from 512 calibration images either way).  In one process, o
   requantize + ReLU + 2×2 max pool, the Linear layers;
 - PyTorch fp32 LeNet-5 with the same weights (when torch is importable).
 
-Times are medians of `--repeats` wall-clock runs after one warm-up; ratio = fp32 / int8.  Run on a
-quiet machine: wall time counts other processes' load.
-
-Measured on the development machine (2 cores, AVX2), batch 256, trained tour checkpoint, wall ms:
-
-    threads (Numba / OpenBLAS)   fp32    static int8   ratio
-    1 / 1                        15.8        7.5        2.1x
-    2 / 2 (default)              14.2        4.6        3.1x
-
-    int8 stage (wall ms)               before: im2col path     after, 1 thread
-    quantize input                       0.4                     0.4
-    conv1 (pad, im2col, matmul)         10.1                     1.5
-    conv1 requantize, transpose, pool    6.6 (unfused)           2.1 (fused)
-    conv2 (im2col, matmul)               6.0                     1.8
-    conv2 requantize, transpose, pool    1.4 (unfused)           0.9 (fused)
-    3 Linear layers                      0.6                     0.6
-    whole model                         26.7                     7.5
-
-(before: one thread except conv1's matmul, which used two; the whole int8 model then took
-26.7 ms against fp32's 14.4.)
+The whole-model variants (fp32, static int8, static int8 with 7-bit activations
+`reduce_range=True`, torch fp32) alternate in rounds, so a change of machine load hits them
+alike; the table gives median wall and CPU time (all threads of this process) and the ratio
+fp32 / variant.  The per-stage times are medians of `--repeats` wall-clock runs.  The machine's
+load average is printed: with other jobs running, trust the CPU times more.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
 import time
 
 import numpy as np
 
+import tinyopt as to
 from tinyopt.autograd.function import no_grad
-from tinyopt.kernels import conv_int8 as KC
 from tinyopt.models import LeNet5
 from tinyopt.quant import quantize as QZ
 from tinyopt.quant.modules import QActivation, quantize_input
@@ -53,16 +39,32 @@ from tinyopt.tensor import Tensor
 
 
 def median_ms(fn, repeats):
-    """Median wall ms after one warm-up and a short idle pause (so the spinning worker threads of
-    the previous measurement — OpenBLAS's, OpenMP's — have gone to sleep and do not compete)."""
+    """Median CPU ms (this process's threads) after one warm-up and a short idle pause (so the
+    spinning worker threads of the previous measurement — OpenBLAS's, OpenMP's — have gone to
+    sleep).  CPU time, not wall time: on a shared machine wall time counts other jobs' load."""
     time.sleep(0.3)
     fn()
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(time.process_time() - t0)
     return 1e3 * statistics.median(times)
+
+
+def alternate(fns: dict, rounds: int) -> dict:
+    """{name: (median wall ms, median CPU ms)}: a warm-up each, then `rounds` rounds of one run each."""
+    for fn in fns.values():
+        fn()
+    wall = {k: [] for k in fns}
+    cpu = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            fn()
+            wall[name].append(1e3 * (time.perf_counter() - t0))
+            cpu[name].append(1e3 * (time.process_time() - c0))
+    return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
 
 
 def load_model(run, rng):
@@ -98,43 +100,47 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--run", default=None, help="a training run folder with a LeNet-5 checkpoint")
     args = p.parse_args(argv)
+    to.tune_malloc()  # as the CLI does: reuse freed pages across steps
     import numba
 
     rng = np.random.default_rng(0)
     model, calib, test = load_model(args.run, rng)
     x = test[:args.batch]
     q = calibrate(copy.deepcopy(model), QZ.default_qconfig, calib)
-    print(f"batch {args.batch}, Numba threads {numba.get_num_threads()}, median of {args.repeats} (wall ms)")
+    q7 = calibrate(copy.deepcopy(model), QZ.get_default_qconfig(reduce_range=True), calib)
+    print(f"batch {args.batch}, Numba threads {numba.get_num_threads()}, OpenBLAS "
+          f"{os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, load average {os.getloadavg()[0]:.1f}; "
+          f"median of {args.repeats} alternating rounds")
     with no_grad():
-        fp32 = median_ms(lambda: model(Tensor(x)), args.repeats)
-        int8 = median_ms(lambda: q(Tensor(x)), args.repeats)
-        print(f"  tinyopt fp32          {fp32:7.2f}")
-        print(f"  tinyopt static int8   {int8:7.2f}   ratio {fp32 / int8:.2f}x")
+        variants = {"tinyopt fp32": lambda: model(Tensor(x)), "tinyopt static int8": lambda: q(Tensor(x)),
+                    "tinyopt static int8, 7-bit act.": lambda: q7(Tensor(x))}
         try:
             import torch
 
             net, xt = torch_lenet(model), torch.from_numpy(x)
-            with torch.no_grad():
-                t = median_ms(lambda: net(xt), args.repeats)
-            print(f"  torch fp32            {t:7.2f}   (torch threads {torch.get_num_threads()})")
+            variants[f"torch fp32 ({torch.get_num_threads()} threads)"] = lambda: net(xt)
         except ImportError:
-            pass
-        print("int8 stages:")
+            torch = None
+        times = alternate(variants, args.repeats)
+        fp32 = times["tinyopt fp32"]
+        print(f"  {'variant':<34} {'wall ms':>8} {'cpu ms':>8} {'fp32/this (wall)':>17} {'(cpu)':>6}")
+        for name, (wall, cpu) in times.items():
+            print(f"  {name:<34} {wall:8.2f} {cpu:8.2f} {fp32[0] / wall:16.2f}x {fp32[1] / cpu:5.2f}x")
+        print("int8 stages (CPU ms):")
         conv1 = q.features[0]
         stage = median_ms(lambda: quantize_input(Tensor(x), conv1.input_scale, conv1.input_zero_point,
                                                  conv1.input_qmin, conv1.input_qmax), args.repeats)
-        print(f"  quantize input        {stage:7.2f}")
+        print(f"  quantize input                    {stage:7.2f}")
         a, z = quantize_input(Tensor(x), conv1.input_scale, conv1.input_zero_point)[0], conv1.input_zero_point
         for name, conv in (("conv1", q.features[0]), ("conv2", q.features[3])):
-            def accumulate(a=a, z=z, conv=conv):
-                return KC.conv2d_int8_acc(a, conv.w_int8, conv.stride, conv.padding, z, packed_w=conv.packed_w,
-                                          w_pairs=conv.w_pairs)
-            acc = accumulate()
             s_x = conv.input_scale
-            print(f"  {name} accumulators    {median_ms(accumulate, args.repeats):7.2f}")
-            print(f"  {name} requant+pool    "
+            acc = conv.conv_acc(a, z)
+            print(f"  {name} accumulators alone          {median_ms(lambda: conv.conv_acc(a, z), args.repeats):7.2f}")
+            print(f"  {name} requant+pool alone          "
                   f"{median_ms(lambda: conv.requantize_acc(acc, s_x, z, pool=2), args.repeats):7.2f}")
-            a, z = conv.requantize_acc(acc, s_x, z, pool=2), conv.zero_point
+            fused = median_ms(lambda: conv.conv_requantize_pool(a, s_x, z, 2), args.repeats)
+            print(f"  {name} as the model runs it        {fused:7.2f}   (fused on a VNNI CPU)")
+            a, z = conv.conv_requantize_pool(a, s_x, z, 2), conv.zero_point
         h0 = q.classifier[0](QActivation(a, q.features[3].scale, z))
 
         def linears():
@@ -142,7 +148,7 @@ def main(argv=None):
             for i in (1, 3, 5):
                 h = q.classifier[i](h)
             return h
-        print(f"  3 Linear layers       {median_ms(linears, args.repeats):7.2f}")
+        print(f"  3 Linear layers                   {median_ms(linears, args.repeats):7.2f}")
 
 
 if __name__ == "__main__":

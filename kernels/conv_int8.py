@@ -12,8 +12,13 @@ row of C·kh·kw input values, and `matmul_int8` multiplies those rows by Wᵀ [
 im2col and of the matmul kernel); `conv2d_int8_numba` runs the Numba im2col and `matmul_int8_numba`.
 Groups and dilation are not supported.
 
-What a quantized layer runs (`conv2d_int8_acc`, then `requantize_pool_nchw`):
+What a quantized layer runs (`conv2d_int8_acc`, then `requantize_pool_nchw`; for a stride-1
+convolution followed by a max pool, `conv2d_requant_pool`, which does both):
 
+- stride 1 with VNNI (AVX-VNNI or AVX-512 VNNI+VL): `_conv_s1_vnni`, the same scheme with
+  `vpdpbusd` on four taps at a time, the input shifted to unsigned (`gemm_u8s8`'s operand types);
+  `_conv_s1_vnni_requant_pool` also max-pools and requantizes each image while its accumulators
+  are in cache;
 - stride 1 with AVX2: `_conv_s1_avx2`, the matmul's 6×16 micro-kernel with the *weight* as the
   6-row operand and 16 output positions per column panel, each panel packed into L1 straight
   from the padded input (no im2col matrix in memory); accumulators come out channels first.
@@ -24,12 +29,15 @@ What a quantized layer runs (`conv2d_int8_acc`, then `requantize_pool_nchw`):
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from numba import njit, prange
 
 from .backend import dispatch
-from .matmul_int8 import MR, NR, PackedB, _choose, _microkernel, _pack_pair16, matmul_int8_avx2_pairs, matmul_int8_numba, pack_b
-from .requantize import INT32_MAX, INT32_MIN, _requantize_one, requantize_reference
+from .gemm_int8 import MR, NR, PackedB, _choose, _microkernel, _pack_pair16, matmul_int8_avx2_pairs, matmul_int8_numba, pack_b
+from .fixed_point import INT32_MAX, INT32_MIN, _requantize_one, requantize_reference
+from .gemm_u8s8 import _mk_vnni256_sw, _pack_quad16, available_kernels
 
 
 def _pair(v):
@@ -282,24 +290,99 @@ def _conv_s1_avx2(xflat, n, c, hp, wp, kh, kw, w_pairs, npos, out):
                              (b * op + strip * MR) * npos + q0, npos, kp2)
 
 
-def conv2d_int8_acc_reference(x, w, stride=1, padding=0, pad_value=0, packed_w=None, w_pairs=None):
+def pack_conv_weight_quads(w: np.ndarray) -> np.ndarray:
+    """W [O, C, kh, kw] int8 → int8 [Op, Kq·4]: rows o of W flattened over k, zero-padded to Op (a
+    multiple of 6) and to a multiple of 4 taps (VNNI takes k in quads).  The weight operand of
+    `_conv_s1_vnni`; pack once per layer."""
+    o = w.shape[0]
+    k = w[0].size
+    out = np.zeros((-(-o // MR) * MR, -(-k // 4) * 4), np.int8)
+    out[:o, :k] = w.reshape(o, k)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _conv_s1_vnni(xu, n, c, hp, wp, kh, kw, w_quads, init, npos, out):
+    """`_conv_s1_avx2` with VNNI's `vpdpbusd` (AVX-VNNI, 256-bit): the input shifted to unsigned
+    (u = x + 128, the pad value too) is the unsigned operand, packed four taps at a time
+
+        panel[p, 4c + h] = ũ_b[q0 + c + t_{4p+h}]          (16 positions c, 4 taps h)
+
+    and the weight quads (int8, broadcast) the signed one, so one instruction does 4 taps × 8
+    positions.  Σ_k u·w = acc + 128 Σ_k w, so each image's accumulators start at init[o] =
+    −128 Σ_k W[o, k] (written just before use, while they are in cache) and end holding the exact
+    acc.  `out` int32 [N, Op, npos] may be uninitialised.  Threads over images."""
+    op, kp = w_quads.shape
+    kq = kp // 4
+    taps = _tap_offsets(c, kh, kw, hp, wp, kp)   # taps past c·kh·kw are padding (weight 0)
+    a_flat = w_quads.ravel().view(np.int32)
+    out_flat = out.ravel()
+    image = c * hp * wp
+    n_strips = op // MR
+    for b in prange(n):
+        for o in range(op):
+            out[b, o, :] = init[o]
+        panel = np.empty(kq * 4 * NR, np.uint8)
+        for q0 in range(0, npos, NR):
+            src = b * image + q0
+            for p in range(kq):
+                _pack_quad16(xu, src + taps[4 * p], src + taps[4 * p + 1], src + taps[4 * p + 2], src + taps[4 * p + 3],
+                             panel, p * 4 * NR)
+            for strip in range(n_strips):
+                _mk_vnni256_sw(a_flat, strip * MR * kq, kq, panel, 0, out_flat,
+                               (b * op + strip * MR) * npos + q0, npos, kq)
+
+
+def _padded_u8(x, padding, pad_value, ho, kw):
+    """The VNNI kernels' input: X̃ + 128 as uint8 (padded with pad_value + 128), flattened, with
+    spare bytes at the end for the ignored positions of the last image (as in the AVX2 path).
+    Returns (flat, Hp, Wp, npos); one fill of the border and one shifted copy (no np.pad)."""
+    n, c, h, w = x.shape
+    ph, pw = _pair(padding)
+    hp, wp = h + 2 * ph, w + 2 * pw
+    npos = -(-(ho * wp) // NR) * NR
+    size = n * c * hp * wp
+    flat = np.empty(size + npos - ho * wp + kw, np.uint8)
+    flat[size:] = 0
+    img = flat[:size].reshape(n, c, hp, wp)
+    if ph or pw:
+        img[...] = np.uint8((int(pad_value) + 128) & 0xFF)
+    np.bitwise_xor(x.view(np.uint8), np.uint8(0x80), out=img[:, :, ph:ph + h, pw:pw + w])   # u = x + 128
+    return flat, hp, wp, npos
+
+
+def _use_vnni_conv() -> bool:
+    """The VNNI direct convolution when the CPU has AVX-VNNI (or AVX-512 VNNI with VL) and no
+    environment variable forces another kernel (TINYOPT_INT8_KERNEL, TINYOPT_U8S8_KERNEL)."""
+    forced = os.environ.get("TINYOPT_U8S8_KERNEL", "").strip().lower()
+    return _choose() == "avx2" and "vnni256" in available_kernels() and forced in ("", "vnni256", "vnni512")
+
+
+def conv2d_int8_acc_reference(x, w, stride=1, padding=0, pad_value=0, packed_w=None, w_pairs=None, w_quads=None):
     """The int32 accumulators channels first, [N, O, Ho, Wo] (= `conv2d_int8_reference`)."""
     return conv2d_int8_reference(x, w, stride, padding, pad_value)
 
 
-def conv2d_int8_acc_numba(x, w, stride=1, padding=0, pad_value=0, packed_w=None, w_pairs=None):
+def conv2d_int8_acc_numba(x, w, stride=1, padding=0, pad_value=0, packed_w=None, w_pairs=None, w_quads=None):
     """`conv2d_int8_acc_reference` by Numba; the result may be a strided view [N, O, Ho, Wo] of a
     padded buffer (no copy).  Stride 1 on an AVX2 CPU: `_conv_s1_avx2` (pass
     `w_pairs = pack_conv_weight_pairs(w)` to pack once).  Otherwise the im2col path
     (`conv2d_int8_rows_numba`, `packed_w` as there) seen channels first.
 
-    Measured on one thread (ms, direct vs im2col + matmul), despite the ignored positions:
-    LeNet conv1 [256, 1, 28, 28] * [6, 1, 5, 5] pad 2: 1.35 vs 5.96; conv2 [256, 6, 14, 14] *
-    [16, 6, 5, 5]: 1.84 vs 3.09; [64, 32, 16, 16] * [64, 32, 3, 3] pad 1: 5.47 vs 7.13."""
+    The direct kernel is used for every stride-1 shape because it beat im2col + matmul on each
+    shape `benchmarks/bench_quant_lenet.py` measures, despite the ignored positions (it writes
+    no im2col matrix)."""
     _check(x, w)
     n = x.shape[0]
     o, c, kh, kw = w.shape
     ho, wo = conv_output_size(x.shape[2], x.shape[3], kh, kw, stride, padding)
+    if _pair(stride) == (1, 1) and ho > 0 and wo > 0 and _use_vnni_conv():
+        quads = w_quads if w_quads is not None else pack_conv_weight_quads(w)
+        xu, hp, wp, npos = _padded_u8(x, padding, pad_value, ho, kw)
+        init = -128 * quads.astype(np.int32).sum(axis=1)
+        out = np.empty((n, quads.shape[0], npos), np.int32)
+        _conv_s1_vnni(xu, n, c, hp, wp, kh, kw, quads, init, npos, out)
+        return out[:, :o, :ho * wp].reshape(n, o, ho, wp)[:, :, :, :wo]
     if _pair(stride) == (1, 1) and _choose() == "avx2" and ho > 0 and wo > 0:
         xp = _pad(x, padding, pad_value)
         hp, wp = xp.shape[2], xp.shape[3]
@@ -324,7 +407,7 @@ conv2d_int8_acc.__doc__ = conv2d_int8_acc_numba.__doc__
 
 def requantize_pool_nchw_reference(acc, offset, m0, shift, zero_point, qmin, qmax, pool=1):
     """Convolution accumulators int32 [N, O, Ho, Wo] (any strides) → int8 [N, O, Ho/k, Wo/k]:
-    per channel o, q = requantize(clamp_int32(acc + offset[o]); M0[o], n[o]) (`kernels.requantize`),
+    per channel o, q = requantize(clamp_int32(acc + offset[o]); M0[o], n[o]) (`kernels.fixed_point`),
     then max over non-overlapping k×k windows (k = `pool`; 1: none).
 
     The fused twin takes the max of the accumulators first and requantizes once per window:
@@ -338,14 +421,14 @@ def requantize_pool_nchw_reference(acc, offset, m0, shift, zero_point, qmin, qma
 @njit(cache=True, parallel=True)
 def _requantize_pool_nchw(acc, k, offset, m0, shift, zero_point, qmin, qmax, out):
     """Per (image, channel) plane: max over each k×k window, then one requantization.  Threads
-    over images.  (Tried and slower here: buffering a row of window maxima to requantize it in a
-    separate loop, and flat indexing with explicit element strides.)"""
+    over images.  (Buffering a row of window maxima to requantize it in a separate loop, and flat
+    indexing with explicit element strides, were tried and were slower.)"""
     n, o_len, hq, wq = out.shape
     for b in prange(n):
         for o in range(o_len):
             off, mo, sh = offset[o], m0[o], shift[o]
             for yq in range(hq):
-                if k == 2:                               # the common 2×2 pool: unrolled, on row views (1.6x faster)
+                if k == 2:                               # the common 2×2 pool: unrolled, on row views
                     r0 = acc[b, o, 2 * yq]
                     r1 = acc[b, o, 2 * yq + 1]
                     for xq in range(wq):
@@ -374,3 +457,91 @@ def requantize_pool_nchw_numba(acc, offset, m0, shift, zero_point, qmin, qmax, p
 
 requantize_pool_nchw = dispatch(requantize_pool_nchw_reference, requantize_pool_nchw_numba)
 requantize_pool_nchw.__doc__ = requantize_pool_nchw_reference.__doc__
+
+
+# ----------------------------------------------------------------------------- convolution + requantize + max pool, fused
+
+
+def conv2d_requant_pool_reference(x, w, padding, pad_value, offset, m0, shift, zero_point, qmin, qmax, pool=1,
+                                  w_quads=None):
+    """A stride-1 quantized convolution's int8 output in one call: `requantize_pool_nchw` of
+    `conv2d_int8_acc` (int8 [N, O, Ho/k, Wo/k]; k = `pool`, 1: no pooling).  `w_quads` is accepted
+    for parity with the Numba twin and ignored."""
+    acc = conv2d_int8_acc_reference(x, w, 1, padding, pad_value)
+    return requantize_pool_nchw_reference(acc, offset, m0, shift, zero_point, qmin, qmax, pool)
+
+
+@njit(cache=True, parallel=True)
+def _conv_s1_vnni_requant_pool(xu, n, c, hp, wp, kh, kw, w_quads, init, npos, offset, m0, shift, zero_point, qmin,
+                               qmax, k, out):
+    """`_conv_s1_vnni` for one image at a time into a per-thread buffer [Op, npos] that stays in
+    cache, then, while it is there, the max over each k×k window and one requantization per window
+    (`_requantize_pool_nchw`'s arithmetic), written int8 to out [N, O, Ho/k, Wo/k].  The int32
+    accumulators never go to memory as a whole."""
+    op, kp = w_quads.shape
+    kq = kp // 4
+    taps = _tap_offsets(c, kh, kw, hp, wp, kp)
+    a_flat = w_quads.ravel().view(np.int32)
+    image = c * hp * wp
+    n_strips = op // MR
+    o_len, hq, wq = out.shape[1], out.shape[2], out.shape[3]
+    for b in prange(n):
+        acc = np.empty((op, npos), np.int32)
+        for o in range(op):
+            acc[o, :] = init[o]
+        acc_flat = acc.ravel()
+        panel = np.empty(kq * 4 * NR, np.uint8)
+        for q0 in range(0, npos, NR):
+            src = b * image + q0
+            for p in range(kq):
+                _pack_quad16(xu, src + taps[4 * p], src + taps[4 * p + 1], src + taps[4 * p + 2], src + taps[4 * p + 3],
+                             panel, p * 4 * NR)
+            for strip in range(n_strips):
+                _mk_vnni256_sw(a_flat, strip * MR * kq, kq, panel, 0, acc_flat, strip * MR * npos + q0, npos, kq)
+        best = np.empty(hq * wq, np.int64)
+        for o in range(o_len):
+            row = acc[o]
+            for yq in range(hq):                     # the window maxima of channel o, in order
+                if k == 2:                           # the common 2×2 pool, unrolled
+                    for xq in range(wq):
+                        base = 2 * (yq * wp + xq)
+                        best[yq * wq + xq] = max(max(row[base], row[base + 1]), max(row[base + wp], row[base + wp + 1]))
+                    continue
+                for xq in range(wq):
+                    base = yq * k * wp + xq * k
+                    m = row[base]
+                    for i in range(k):
+                        for j in range(k):
+                            v = row[base + i * wp + j]
+                            m = v if v > m else m
+                    best[yq * wq + xq] = m
+            off, mo, sh = offset[o], m0[o], shift[o]
+            dst = out[b, o].ravel()
+            for t in range(hq * wq):                 # a plain loop over a contiguous buffer: vectorised
+                total = min(max(best[t] + off, INT32_MIN), INT32_MAX)
+                dst[t] = _requantize_one(total, mo, sh, zero_point, qmin, qmax)
+
+
+def conv2d_requant_pool_numba(x, w, padding, pad_value, offset, m0, shift, zero_point, qmin, qmax, pool=1,
+                              w_quads=None):
+    """The fused kernel where the CPU has VNNI (`_conv_s1_vnni_requant_pool`), else the two steps
+    (`conv2d_int8_acc_numba`, `requantize_pool_nchw_numba`)."""
+    _check(x, w)
+    n = x.shape[0]
+    o, c, kh, kw = w.shape
+    ho, wo = conv_output_size(x.shape[2], x.shape[3], kh, kw, 1, padding)
+    if not (_use_vnni_conv() and ho > 0 and wo > 0):
+        acc = conv2d_int8_acc_numba(x, w, 1, padding, pad_value)
+        return requantize_pool_nchw_numba(acc, offset, m0, shift, zero_point, qmin, qmax, pool)
+    quads = w_quads if w_quads is not None else pack_conv_weight_quads(w)
+    xu, hp, wp, npos = _padded_u8(x, padding, pad_value, ho, kw)
+    init = -128 * quads.astype(np.int32).sum(axis=1)
+    as_channels = lambda v: np.ascontiguousarray(np.broadcast_to(np.asarray(v, np.int64).reshape(-1), (o,)))  # noqa: E731
+    out = np.empty((n, o, ho // pool, wo // pool), np.int8)
+    _conv_s1_vnni_requant_pool(xu, n, c, hp, wp, kh, kw, quads, init, npos, as_channels(offset), as_channels(m0),
+                               as_channels(shift), int(zero_point), int(qmin), int(qmax), int(pool), out)
+    return out
+
+
+conv2d_requant_pool = dispatch(conv2d_requant_pool_reference, conv2d_requant_pool_numba)
+conv2d_requant_pool.__doc__ = conv2d_requant_pool_reference.__doc__

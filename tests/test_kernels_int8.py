@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from tinyopt.kernels import conv_int8, matmul_int8 as mi, requantize as rq
+from tinyopt.kernels import conv_int8, fixed_point as rq, gemm_int8 as mi
 
 HAS_AVX2 = mi._host_has_avx2()
 FAST_KERNELS = [mi.matmul_int8_portable] + ([mi.matmul_int8_avx2] if HAS_AVX2 else [])

@@ -40,7 +40,7 @@ import numpy as np
 
 import tinyopt as to
 from tinyopt import nn, quant as Q
-from tinyopt.kernels import matmul_int8 as KM, requantize as KR
+from tinyopt.kernels import fixed_point as KR, gemm_int8 as KM
 
 FAST = bool(os.environ.get("CI") or os.environ.get("TINYOPT_FAST"))
 OUT = Path(os.environ.get("TINYOPT_OUTPUT_DIR", "runs/tutorials")) / "05_quantization"

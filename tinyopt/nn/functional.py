@@ -15,8 +15,10 @@ import numpy as np
 from tinyopt import dtypes
 from tinyopt.errors import ShapeError
 from tinyopt.ops import conv_pool as CP
+from tinyopt.ops import dims as D
 from tinyopt.ops import elementwise as E
 from tinyopt.ops import nn as NN
+from tinyopt.ops import quant as QO
 from tinyopt.ops import resample as RS
 from tinyopt.ops import shape as S
 from tinyopt.random import resolve
@@ -481,11 +483,43 @@ def binary_cross_entropy(input: Tensor, target, weight=None, reduction: str = "m
     return _reduce(loss, reduction)
 
 
+def fake_quantize_per_tensor_affine(input: Tensor, scale: float, zero_point: int, quant_min: int,  # noqa: A002
+                                    quant_max: int) -> Tensor:
+    """x̂ = S (clamp(round(x/S) + Z, q_min, q_max) − Z), gradient 1 where representable, else 0 (the
+    straight-through estimator, `tinyopt.ops.quant`). Like `torch.fake_quantize_per_tensor_affine`;
+    ValueError for q_min > q_max, Z outside [q_min, q_max], or S not finite and > 0."""
+    scale = float(np.asarray(scale, np.float64).reshape(-1)[0]) if np.size(scale) == 1 else scale
+    if np.size(scale) != 1 or np.size(zero_point) != 1:
+        raise ValueError("fake_quantize_per_tensor_affine: scale and zero_point must be scalars; "
+                         "use fake_quantize_per_channel_affine for one per channel")
+    zero_point = np.asarray(zero_point).reshape(-1)[0]
+    QO.check_fake_quant_args(scale, zero_point, quant_min, quant_max, "fake_quantize_per_tensor_affine")
+    return QO.FakeQuantizeAffine.apply(input, np.float32(scale), int(zero_point), int(quant_min), int(quant_max))
+
+
+def fake_quantize_per_channel_affine(input: Tensor, scale, zero_point, axis: int, quant_min: int,  # noqa: A002
+                                     quant_max: int) -> Tensor:
+    """`fake_quantize_per_tensor_affine` with one (S_c, Z_c) per slice along `axis`. Like
+    `torch.fake_quantize_per_channel_affine`; `axis` out of range is an IndexError, as in torch."""
+    arr = input.data if isinstance(input, Tensor) else np.asarray(input)
+    axis = D.normalize_dim(axis, arr.ndim, "fake_quantize_per_channel_affine")
+    scale = np.asarray(scale.data if isinstance(scale, Tensor) else scale, np.float32).reshape(-1)
+    zero_point = np.asarray(zero_point.data if isinstance(zero_point, Tensor) else zero_point).reshape(-1)
+    if scale.size != arr.shape[axis] or zero_point.size != arr.shape[axis]:
+        raise ValueError(f"fake_quantize_per_channel_affine: axis {axis} of the input {arr.shape} has "
+                         f"{arr.shape[axis]} channels, but {scale.size} scales and {zero_point.size} zero points")
+    QO.check_fake_quant_args(scale, zero_point, quant_min, quant_max, "fake_quantize_per_channel_affine")
+    shape = QO.channel_shape(arr.ndim, axis)
+    return QO.FakeQuantizeAffine.apply(input, scale.reshape(shape), zero_point.astype(np.int64).reshape(shape),
+                                       int(quant_min), int(quant_max))
+
+
 __all__ = [
     "adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "binary_cross_entropy", "binary_cross_entropy_with_logits",
     "conv2d", "cosine_similarity", "cross_entropy", "dropout", "elu", "gelu", "hardtanh", "interpolate", "l1_loss", "layer_norm",
     "leaky_relu", "linear", "log_softmax", "max_pool2d", "mse_loss", "nll_loss", "normalize", "one_hot", "pad", "relu", "relu6",
     "sigmoid", "silu", "smooth_l1_loss", "softmax", "softplus", "tanh",
+    "fake_quantize_per_channel_affine", "fake_quantize_per_tensor_affine",
 ]
 
 

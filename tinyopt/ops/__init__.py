@@ -11,11 +11,13 @@ Users call them through `Tensor` methods and `tinyopt.nn.functional`, never dire
     conv_pool    conv2d, max/avg/adaptive pooling, and their geometry checks
     resample     interpolate (nearest, bilinear)
     dims         the one dim-normalising helper every dim argument goes through
+    quant        fake quantization (straight-through estimator) for quantization-aware training
     distributed  differentiable collectives (all-reduce, tensor-parallel copy/reduce/gather/scatter)
 """
 from tinyopt.ops import conv_pool, dims, elementwise, linalg, nn, reduce, resample, shape
+from tinyopt.ops import quant
 
-__all__ = ["conv_pool", "dims", "elementwise", "linalg", "nn", "reduce", "resample", "shape"]
+__all__ = ["conv_pool", "dims", "elementwise", "linalg", "nn", "reduce", "resample", "shape", "quant"]
 from tinyopt.ops import distributed  # noqa: E402
 
 __all__ += ["distributed"]

@@ -2,7 +2,8 @@
 
 See `tinyopt.quant.affine` for the math (r = S (q − Z)), `tinyopt.quant.observer` for how (S, Z)
 are chosen, `tinyopt.quant.fake_quantize` for the straight-through estimator, and
-`tinyopt.kernels.matmul_int8` / `tinyopt.kernels.requantize` for the integer-only kernels.
+`tinyopt.kernels.matmul_int8` / `tinyopt.kernels.requantize` (modules `gemm_int8`, `fixed_point`)
+for the integer-only kernels.
 """
 from tinyopt.quant.affine import (
     QDTYPES, QDtype, QTensor, as_qdtype, choose_qparams, dequantize, pack_bits, qint2, qint4, qint8, qint32,

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tinyopt.ops.dims import normalize_dim
+
 
 @dataclass(frozen=True)
 class QDtype:
@@ -98,14 +100,30 @@ def as_qdtype(dtype) -> QDtype:
 # ----------------------------------------------------------------------------- bit packing
 
 
-def pack_bits(values: np.ndarray, bits: int) -> np.ndarray:
-    """Pack integers (already in the `bits`-bit range) into uint8 bytes, 8/bits values per byte.
+def pack_bits(values: np.ndarray, bits: int, signed: bool | None = None) -> np.ndarray:
+    """Pack integers of the `bits`-bit range into uint8 bytes, 8/bits values per byte.
 
+    The range is [−2^(bits−1), 2^(bits−1) − 1] with `signed=True`, [0, 2^bits − 1] with False;
+    None (default) accepts either one (all values in one of them).  A value outside is a
+    ValueError naming it: masking it to `bits` bits would silently store another number.
     The flat array is padded with zeros to a multiple of 8/bits; `unpack_bits` needs the count."""
     if bits not in (1, 2, 4):
         raise ValueError(f"pack_bits packs 1, 2 or 4 bits per value, got {bits}")
+    values = np.asarray(values)
+    if values.dtype.kind not in "iub":
+        raise TypeError(f"pack_bits packs integers, got {values.dtype}")
+    flat = values.reshape(-1).astype(np.int64)
+    ranges = {True: (-(1 << (bits - 1)), (1 << (bits - 1)) - 1), False: (0, (1 << bits) - 1)}
+    allowed = [ranges[signed]] if signed is not None else [ranges[True], ranges[False]]
+    if flat.size and not any(lo <= flat.min() and flat.max() <= hi for lo, hi in allowed):
+        lo, hi = allowed[0] if len(allowed) == 1 else (ranges[True][0], ranges[False][1])
+        bad = flat[(flat < lo) | (flat > hi)]
+        bad = bad if bad.size else flat[[int(np.argmin(flat)), int(np.argmax(flat))]]
+        which = {True: "signed ", False: "unsigned ", None: ""}[signed]
+        raise ValueError(f"pack_bits: values {bad[:4].tolist()} do not fit {bits} {which}bits "
+                         f"({' or '.join(f'[{a}, {b}]' for a, b in allowed)}); quantize or clamp them first")
     per_byte = 8 // bits
-    flat = np.asarray(values).reshape(-1).astype(np.int64) & ((1 << bits) - 1)   # two's complement field
+    flat = flat & ((1 << bits) - 1)                                                 # two's complement field
     pad = (-flat.size) % per_byte
     flat = np.concatenate([flat, np.zeros(pad, np.int64)]).reshape(-1, per_byte)
     shifts = np.arange(per_byte, dtype=np.int64) * bits
@@ -143,7 +161,7 @@ class QTensor:
         self.scale = np.asarray(scale, np.float32) if axis is not None else np.float32(scale)
         self.zero_point = np.asarray(zero_point, np.int64) if axis is not None else int(zero_point)
         if self.qdtype.packed:
-            self.storage = pack_bits(q, self.qdtype.bits)
+            self.storage = pack_bits(q, self.qdtype.bits, self.qdtype.signed)
         else:
             self.storage = np.ascontiguousarray(q, dtype=self.qdtype.container)
 
@@ -270,7 +288,7 @@ def quantize_per_channel(x, scales, zero_points, axis: int, dtype="qint8") -> QT
     Like `torch.quantize_per_channel(x, scales, zero_points, axis, dtype)`."""
     qd = as_qdtype(dtype)
     arr = _as_float_array(x)
-    axis = int(axis) % arr.ndim
+    axis = normalize_dim(axis, arr.ndim, "quantize_per_channel")
     scales = np.asarray(scales, np.float32).reshape(-1)
     zero_points = np.asarray(zero_points, np.int64).reshape(-1)
     if scales.size != arr.shape[axis] or zero_points.size != arr.shape[axis]:

@@ -7,7 +7,7 @@ symmetric per-channel weights W ≈ S_w[o] q_w (Z_w = 0) and output y ≈ S_y (q
             = Σ_k q_x[k] q_w[o, k]  −  Z_x Σ_k q_w[o, k]  +  b_q[o]           (int8 × int8 matmul kernel)
     b_q[o]  = round(b[o] / (S_x S_w[o]))                                      bias in int32, scale S_x S_w[o]
     M[o]    = S_x S_w[o] / S_y  =  M0[o] · 2⁻³¹ · 2⁻ⁿ⁽ᵒ⁾,  M0 ∈ [2³⁰, 2³¹)     fixed-point multiplier
-    q_y[o]  = clamp(Z_y + requantize(acc[o]; M0[o], n[o]), q_lo, q_hi)       `kernels.requantize`
+    q_y[o]  = clamp(Z_y + requantize(acc[o]; M0[o], n[o]), q_lo, q_hi)       `kernels.fixed_point`
 
 A fused ReLU is the clamp's lower bound q_lo = max(q_min, Z_y) (real 0 is the integer Z_y).
 For a convolution, padding uses the value Z_x (real 0), and the sum runs over (c, i, j).
@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyopt.kernels import affine_u8 as KA
 from tinyopt.kernels import conv_int8 as KC
-from tinyopt.kernels import matmul_int8 as KM
-from tinyopt.kernels import requantize as KR
+from tinyopt.kernels import gemm_u8s8 as KU
+from tinyopt.kernels import fixed_point as KR
 from tinyopt.nn import functional as F
 from tinyopt.nn.conv import Conv2d
 from tinyopt.nn.linear import Linear
@@ -75,14 +76,22 @@ def base_layer(module):
 
 
 class QActivation(Tensor):
-    """int8 activations q with their (S, Z); `.data` is S (q − Z) in float32, computed when asked."""
+    """int8 activations q with their (S, Z); `.data` is S (q − Z) in float32, computed when asked.
 
-    def __init__(self, q: np.ndarray, scale: float, zero_point: int):
-        self.q = q
+    A Tensor without a graph (quantized inference records none): its autograd state is set up by
+    Tensor's own hook for subclasses that build `.data` themselves (`_init_graph_fields`); nothing
+    here touches Tensor's fields."""
+
+    def __init__(self, q: np.ndarray | None, scale: float, zero_point: int):
+        self._q = q
         self.scale = float(scale)
         self.zero_point = int(zero_point)
         self._dequantized = None
         self._init_graph_fields()
+
+    @property
+    def q(self) -> np.ndarray:
+        return self._q
 
     @property
     def data(self):
@@ -108,37 +117,41 @@ class QActivation(Tensor):
 
 
 class ConvQActivation(QActivation):
-    """A QuantConv2d's output before requantization: its int32 accumulators [N, O, Ho, Wo].
+    """A QuantConv2d's output, computed when first used: int8 [N, O, Ho, Wo] from its int8 input.
 
-    `.q` (int8 [N, O, Ho, Wo]) is requantized on first use.  A following `QuantMaxPool2d` with
-    non-overlapping k×k windows instead calls `pooled(k)`, which takes the max of the accumulators
-    and requantizes once per window — the same integers (requantization is non-decreasing, so it
-    commutes with max), k² times fewer requantizations and no int8 intermediate."""
+    `.q` runs the convolution (int32 accumulators) and requantizes.  A following `QuantMaxPool2d`
+    with non-overlapping k×k windows instead calls `pooled(k)`, which takes the max of the
+    accumulators and requantizes once per window — the same integers (requantization is
+    non-decreasing, so it commutes with max), k² times fewer requantizations and no int8
+    intermediate; for a stride-1 convolution on a VNNI CPU the convolution, the max and the
+    requantization run image by image in one kernel (`kernels.conv_int8.conv2d_requant_pool`)."""
 
-    def __init__(self, layer, acc, s_x, z_x):
-        self._layer, self._acc, self._s_x, self._z_x = layer, acc, s_x, z_x
-        self._q = None
-        self.scale = float(layer.scale)
-        self.zero_point = int(layer.zero_point)
-        self._dequantized = None
-        self._init_graph_fields()
+    def __init__(self, layer, q_x, s_x, z_x):
+        super().__init__(None, layer.scale, layer.zero_point)      # q: computed on first use
+        self._layer, self._q_x, self._s_x, self._z_x = layer, q_x, s_x, z_x
 
     @property
     def q(self):
         if self._q is None:
-            self._q = self._layer.requantize_acc(self._acc, self._s_x, self._z_x)
-            self._acc = None
+            acc = self._layer.conv_acc(self._q_x, self._z_x)
+            self._q = self._layer.requantize_acc(acc, self._s_x, self._z_x)
+            self._q_x = None
         return self._q
 
     def pooled(self, k: int) -> QActivation:
         if self._q is not None:
             return QActivation(KC.max_pool2d_int8(self._q, k), self.scale, self.zero_point)
-        q = self._layer.requantize_acc(self._acc, self._s_x, self._z_x, pool=k)
+        q = self._layer.conv_requantize_pool(self._q_x, self._s_x, self._z_x, k)
         return QActivation(q, self.scale, self.zero_point)
 
     @property
     def shape(self):
-        return self._acc.shape if self._q is None else self._q.shape
+        if self._q is not None:
+            return self._q.shape
+        kh, kw = self._layer.kernel_size
+        ho, wo = KC.conv_output_size(self._q_x.shape[2], self._q_x.shape[3], kh, kw, self._layer.stride,
+                                     self._layer.padding)
+        return (self._q_x.shape[0], self._layer.out_channels, ho, wo)
 
     @property
     def ndim(self):
@@ -165,6 +178,27 @@ def quantize_input(x, scale, zero_point, qmin=-128, qmax=127):
     if not np.all(np.isfinite(arr)):
         raise ValueError("cannot quantize an input that contains NaN or Inf")
     return quantize_array(arr, scale, zero_point, qmin, qmax).astype(np.int8), scale, zero_point
+
+
+def int8_times_weight(q_x: np.ndarray, qmin: int, qmax: int, packed_w) -> np.ndarray:
+    """Σ_k q_x[i, k] · W[o, k] (int32, exact) for int8 activations known to lie in [qmin, qmax], by the
+    u8 × s8 kernel (`kernels.gemm_u8s8`): u = q_x − qmin ∈ [0, qmax − qmin] is unsigned, and
+
+        Σ_k q_x w = Σ_k u w + qmin · Σ_k w
+
+    When the activation range spans at most 128 values (7 bits: `reduce_range=True` in the qconfig,
+    like torch's) u ≤ 127 and `vpmaddubsw` is exact on any AVX2 CPU; a full 8-bit range uses VNNI
+    where the CPU has it, else the exact int16 kernel.  The quantization config chooses: nothing
+    else does."""
+    q = np.ascontiguousarray(q_x)
+    if qmin == -128:
+        u = q.view(np.uint8) ^ np.uint8(0x80)                     # q + 128: flip the sign bit
+    else:
+        u = (q.astype(np.int16) - np.int16(qmin)).astype(np.uint8)
+    raw = KU.matmul_u8s8(u, packed_w, seven_bit=qmax - qmin <= 127)
+    if qmin:
+        raw += (qmin * packed_w.col_sum).astype(np.int32)
+    return raw
 
 
 # ----------------------------------------------------------------------------- integer-only layers
@@ -222,6 +256,34 @@ class _QuantLayer(Module):
         return self.weight_q.nbytes + bias_bytes + self.weight_q.qparams_nbytes + 16
 
 
+def requantization_steps(layer, raw_acc, x_vals, w_vals, s_x, z_x, o) -> dict:
+    """Every stage of one output element of an integer-only layer (QuantLinear or QuantConv2d):
+    the raw Σ q_x·q_w `raw_acc` of output channel `o`, over the inputs `x_vals` and weights `w_vals`
+    it summed, through offset, fixed-point requantization and clamp, with the float reference.
+    Shared by both layers' `explain()` (printed by `format_steps`)."""
+    offset, m0, n, b_q = layer.requant_params(s_x, z_x)
+    m0_o, n_o = int(m0[o] if m0.size > 1 else m0[0]), int(n[o] if n.size > 1 else n[0])
+    total = raw_acc + int(offset[o])
+    left, right = max(-n_o, 0), max(n_o, 0)
+    x = int(np.clip(total << left, INT32_MIN, INT32_MAX))
+    y = int(KR.srdhm_reference(np.int64(x), np.int64(m0_o)))
+    z = int(KR.rounding_divide_by_pot_reference(np.int64(y), right))
+    q = int(np.clip(z + layer.zero_point, layer.out_qmin, layer.out_qmax))
+    m_real = s_x * layer.w_scale[o] / layer.scale
+    float_acc = float(np.dot(x_vals.astype(np.int64) - z_x, w_vals.reshape(-1).astype(np.int64)))
+    real_out = float_acc * s_x * layer.w_scale[o] + (0.0 if layer.bias is None else layer.bias[o])
+    simulated = int(np.clip(np.rint(real_out / layer.scale) + layer.zero_point, layer.out_qmin, layer.out_qmax))
+    return {
+        "output_channel": o, "input_scale": s_x, "input_zero_point": z_x, "weight_scale": float(layer.w_scale[o]),
+        "sum_qx_qw": raw_acc, "minus_zx_sum_qw": int(-z_x * layer.w_sum[o]), "bias_int32": int(b_q[o]),
+        "accumulator": total, "M": float(m_real), "M0": m0_o, "shift": n_o,
+        "M0_as_fraction": m0_o / 2**31, "after_left_shift": x, "after_srdhm": y, "after_rounding_shift": z,
+        "output_zero_point": layer.zero_point, "clamp": (layer.out_qmin, layer.out_qmax), "q_out": q,
+        "real_out": (q - layer.zero_point) * layer.scale,
+        "float_reference": real_out, "float_simulation_q": simulated,
+    }
+
+
 class QuantLinear(_QuantLayer):
     """Integer-only Linear (+ fused ReLU): int8 in, int8 weights, int32 accumulation, int8 out."""
 
@@ -229,7 +291,7 @@ class QuantLinear(_QuantLayer):
         super().__init__()
         self._setup(w_q, w_scale, weight_qdtype, bias, in_qparams, out_qparams, relu, name)
         self.in_features, self.out_features = w_q.shape[1], w_q.shape[0]
-        self.packed_w = KM.pack_b(np.ascontiguousarray(self.w_int8.T))
+        self.packed_w = KU.pack_b_u8s8(np.ascontiguousarray(self.w_int8.T))
 
     def accumulate(self, x):
         q_x, s_x, z_x = quantize_input(x, self.input_scale, self.input_zero_point, self.input_qmin, self.input_qmax)
@@ -237,7 +299,7 @@ class QuantLinear(_QuantLayer):
             raise ShapeError(f"QuantLinear {self.name!r} expects input of shape (*, {self.in_features}), "
                              f"got input of shape {tuple(q_x.shape)}")
         lead = q_x.shape[:-1]
-        acc = KM.matmul_int8(np.ascontiguousarray(q_x.reshape(-1, self.in_features)), self.packed_w)
+        acc = int8_times_weight(q_x.reshape(-1, self.in_features), self.input_qmin, self.input_qmax, self.packed_w)
         return acc.reshape(lead + (self.out_features,)), q_x, s_x, z_x
 
     def forward(self, x):
@@ -252,30 +314,7 @@ class QuantLinear(_QuantLayer):
         of every stage (also printed nicely by `format_steps`)."""
         acc, q_x, s_x, z_x = self.accumulate(x)
         row, o = index
-        return self._steps(int(acc[row, o]), q_x[row], self.w_int8[o], s_x, z_x, o)
-
-    def _steps(self, raw_acc, x_vals, w_vals, s_x, z_x, o):
-        offset, m0, n, b_q = self.requant_params(s_x, z_x)
-        m0_o, n_o = int(m0[o] if m0.size > 1 else m0[0]), int(n[o] if n.size > 1 else n[0])
-        total = raw_acc + int(offset[o])
-        left, right = max(-n_o, 0), max(n_o, 0)
-        x = int(np.clip(total << left, INT32_MIN, INT32_MAX))
-        y = int(KR.srdhm_reference(np.int64(x), np.int64(m0_o)))
-        z = int(KR.rounding_divide_by_pot_reference(np.int64(y), right))
-        q = int(np.clip(z + self.zero_point, self.out_qmin, self.out_qmax))
-        m_real = s_x * self.w_scale[o] / self.scale
-        float_acc = float(np.dot(x_vals.astype(np.int64) - z_x, w_vals.reshape(-1).astype(np.int64)))
-        real_out = float_acc * s_x * self.w_scale[o] + (0.0 if self.bias is None else self.bias[o])
-        simulated = int(np.clip(np.rint(real_out / self.scale) + self.zero_point, self.out_qmin, self.out_qmax))
-        return {
-            "output_channel": o, "input_scale": s_x, "input_zero_point": z_x, "weight_scale": float(self.w_scale[o]),
-            "sum_qx_qw": raw_acc, "minus_zx_sum_qw": int(-z_x * self.w_sum[o]), "bias_int32": int(b_q[o]),
-            "accumulator": total, "M": float(m_real), "M0": m0_o, "shift": n_o,
-            "M0_as_fraction": m0_o / 2**31, "after_left_shift": x, "after_srdhm": y, "after_rounding_shift": z,
-            "output_zero_point": self.zero_point, "clamp": (self.out_qmin, self.out_qmax), "q_out": q,
-            "real_out": (q - self.zero_point) * self.scale,
-            "float_reference": real_out, "float_simulation_q": simulated,
-        }
+        return requantization_steps(self, int(acc[row, o]), q_x[row], self.w_int8[o], s_x, z_x, o)
 
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, weight={self.weight_q.qdtype.name}, "
@@ -293,6 +332,7 @@ class QuantConv2d(_QuantLayer):
         self.kernel_size = w_q.shape[2:]
         self.packed_w = KC.pack_conv_weight(self.w_int8)
         self.w_pairs = KC.pack_conv_weight_pairs(self.w_int8)
+        self.w_quads = KC.pack_conv_weight_quads(self.w_int8)
 
     def accumulate(self, x):
         q_x, s_x, z_x = self._input(x)
@@ -306,9 +346,20 @@ class QuantConv2d(_QuantLayer):
             y = self._float_from_acc(acc, s_x, z_x)
             return Tensor(np.ascontiguousarray((np.maximum(y, 0) if self.relu else y).transpose(0, 3, 1, 2)))
         q_x, s_x, z_x = self._input(x)
-        acc = KC.conv2d_int8_acc(np.ascontiguousarray(q_x), self.w_int8, self.stride, self.padding, pad_value=z_x,
-                                 packed_w=self.packed_w, w_pairs=self.w_pairs)   # int32 [N, O, Ho, Wo]
-        return ConvQActivation(self, acc, s_x, z_x)
+        return ConvQActivation(self, np.ascontiguousarray(q_x), s_x, z_x)
+
+    def conv_acc(self, q_x, z_x):
+        """The int32 accumulators [N, O, Ho, Wo] (padding with Z_x, the integer for real 0)."""
+        return KC.conv2d_int8_acc(q_x, self.w_int8, self.stride, self.padding, pad_value=z_x,
+                                  packed_w=self.packed_w, w_pairs=self.w_pairs, w_quads=self.w_quads)
+
+    def conv_requantize_pool(self, q_x, s_x, z_x, pool):
+        """int8 [N, O, Ho/pool, Wo/pool]: convolution, k×k max and requantization (fused for stride 1)."""
+        if tuple(self.stride) != (1, 1):
+            return self.requantize_acc(self.conv_acc(q_x, z_x), s_x, z_x, pool=pool)
+        offset, m0, n, _ = self.requant_params(s_x, z_x)
+        return KC.conv2d_requant_pool(q_x, self.w_int8, self.padding, z_x, offset, m0, n, self.zero_point,
+                                      self.out_qmin, self.out_qmax, pool, w_quads=self.w_quads)
 
     def requantize_acc(self, acc, s_x, z_x, pool=1):
         """int32 accumulators [N, O, Ho, Wo] → int8 [N, O, Ho/pool, Wo/pool] (requantize, then max
@@ -332,7 +383,7 @@ class QuantConv2d(_QuantLayer):
         kh, kw = self.kernel_size
         padded = np.pad(q_x[b], ((0, 0), (ph, ph), (pw, pw)), constant_values=z_x)
         patch = padded[:, yy * sh:yy * sh + kh, xx * sw:xx * sw + kw]
-        return QuantLinear._steps(self, int(acc[b, o, yy, xx]), patch.reshape(-1), self.w_int8[o], s_x, z_x, o)
+        return requantization_steps(self, int(acc[b, o, yy, xx]), patch.reshape(-1), self.w_int8[o], s_x, z_x, o)
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={tuple(self.kernel_size)}, stride={self.stride}, "
@@ -367,19 +418,19 @@ class _DynamicMixin:
     acc as in the static layers, output in float: y = S_x S_w[o] (acc[o]) + b[o]."""
 
     @staticmethod
-    def batch_qparams(arr):
+    def batch_qparams(arr, qmin=-128, qmax=127):
         from tinyopt.quant.affine import choose_qparams
 
         if not np.all(np.isfinite(arr)):
             raise ValueError("cannot quantize an input that contains NaN or Inf")
-        s, z = choose_qparams(arr.min(), arr.max(), -128, 127)
+        s, z = choose_qparams(arr.min(), arr.max(), qmin, qmax)
         return float(s), int(z)
 
 
 class DynamicQuantLinear(Module, _DynamicMixin):
     """Linear with int8 weights; activations quantized per batch; float output (torch's dynamic Linear)."""
 
-    def __init__(self, w_q, w_scale, weight_qdtype, bias, name=""):
+    def __init__(self, w_q, w_scale, weight_qdtype, bias, name="", reduce_range: bool = False):
         super().__init__()
         self.name = name
         self.weight_q = QTensor(w_q, w_scale, np.zeros(w_scale.size, np.int64), weight_qdtype, axis=0)
@@ -388,26 +439,42 @@ class DynamicQuantLinear(Module, _DynamicMixin):
         self.bias = None if bias is None else np.asarray(bias, np.float32)
         self.w_sum = self.w_int8.astype(np.int64).sum(axis=1)
         self.in_features, self.out_features = w_q.shape[1], w_q.shape[0]
-        self.packed_w = KM.pack_b(np.ascontiguousarray(self.w_int8.T))
+        self.packed_w = KU.pack_b_u8s8(np.ascontiguousarray(self.w_int8.T))
+        self.reduce_range = bool(reduce_range)
 
     def forward(self, x):
+        """Per batch: (S_x, Z_x) from min and max; q_u = clamp(round(x/S_x) + Z_u, 0, q_hi) as uint8,
+        with q_hi = 255 (Z_u = Z_x + 128: the int8 affine grid, shifted) or 127 with `reduce_range`
+        (torch's x86 default, 7 bits: the `vpmaddubsw` kernel is then exact without VNNI);
+        acc[o] = Σ_k (q_u − Z_u) W[o, k] in int32, y = S_x S_w[o] acc[o] + b[o]."""
         arr = x.data if isinstance(x, Tensor) else np.asarray(x)
         if arr.shape[-1] != self.in_features:
             raise ShapeError(f"DynamicQuantLinear {self.name!r} expects input of shape (*, {self.in_features}), "
                              f"got input of shape {tuple(arr.shape)}")
-        s_x, z_x = self.batch_qparams(arr)
-        q_x = quantize_array(arr, s_x, z_x, -128, 127).astype(np.int8).reshape(-1, self.in_features)
-        acc = KM.matmul_int8(q_x, self.packed_w).astype(np.int64) - z_x * self.w_sum
-        y = acc.astype(np.float32) * (np.float32(s_x) * self.w_scale)
-        if self.bias is not None:
-            y = y + self.bias
+        from tinyopt.quant.affine import choose_qparams
+
+        lo, hi, finite = KA.minmax_finite(arr)                  # one pass (kernels.affine_u8)
+        if not finite:
+            raise ValueError(f"DynamicQuantLinear {self.name!r}: cannot quantize an input that contains NaN or Inf")
+        if self.reduce_range:
+            s_x, z_u = choose_qparams(lo, hi, 0, 127)
+            q_hi = 127
+        else:
+            s_x, z_x = choose_qparams(lo, hi, -128, 127)
+            z_u, q_hi = z_x + 128, 255
+        s_x, z_u = float(s_x), int(z_u)
+        q_u = KA.quantize_u8(arr.reshape(-1, self.in_features), s_x, z_u, q_hi)
+        acc = KU.matmul_u8s8(q_u, self.packed_w, seven_bit=self.reduce_range)
+        # exact in int32 (|Σ (q_u − Z_u) w| < 2³¹ by K's bound), then y = S_x S_w[o] · acc + b, one pass
+        y = KA.dequantize_acc(acc, z_u, self.w_sum, np.float32(s_x) * self.w_scale, self.bias)
         return Tensor(y.reshape(arr.shape[:-1] + (self.out_features,)))
 
     def weight_nbytes(self):
         return self.weight_q.nbytes + (0 if self.bias is None else 4 * self.bias.size) + self.weight_q.qparams_nbytes
 
     def extra_repr(self):
-        return f"in_features={self.in_features}, out_features={self.out_features}, weight={self.weight_q.qdtype.name}, dynamic"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, weight={self.weight_q.qdtype.name}, "
+                f"dynamic{', reduce_range' if self.reduce_range else ''}")
 
 
 class DynamicQuantConv2d(Module, _DynamicMixin):
@@ -425,6 +492,7 @@ class DynamicQuantConv2d(Module, _DynamicMixin):
         self.in_channels = w_q.shape[1]
         self.packed_w = KC.pack_conv_weight(self.w_int8)
         self.w_pairs = KC.pack_conv_weight_pairs(self.w_int8)
+        self.w_quads = KC.pack_conv_weight_quads(self.w_int8)
 
     def forward(self, x):
         arr = x.data if isinstance(x, Tensor) else np.asarray(x)
@@ -434,7 +502,7 @@ class DynamicQuantConv2d(Module, _DynamicMixin):
         s_x, z_x = self.batch_qparams(arr)
         q_x = quantize_array(arr, s_x, z_x, -128, 127).astype(np.int8)
         acc = KC.conv2d_int8_acc(q_x, self.w_int8, self.stride, self.padding, pad_value=z_x, packed_w=self.packed_w,
-                                 w_pairs=self.w_pairs)                                    # int32 [N, O, Ho, Wo]
+                                 w_pairs=self.w_pairs, w_quads=self.w_quads)                                    # int32 [N, O, Ho, Wo]
         per_channel = (-1, 1, 1)
         y = ((acc - (z_x * self.w_sum).reshape(per_channel)).astype(np.float32)
              * (np.float32(s_x) * self.w_scale).reshape(per_channel))

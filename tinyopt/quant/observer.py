@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyopt.ops.dims import normalize_dim
+
 from tinyopt.nn.module import Module
 from tinyopt.quant.affine import EPS, as_qdtype, choose_qparams, quint8
 
@@ -70,6 +72,25 @@ def _as_array(x) -> np.ndarray:
     from tinyopt.tensor import Tensor
 
     return np.asarray(x.data if isinstance(x, Tensor) else x)
+
+
+class NonFiniteBatch(ValueError):
+    """An observer was given a batch holding NaN or ±∞; its statistics were left unchanged."""
+
+
+def finite_batch(x, who: str) -> np.ndarray:
+    """x as float32, or `NonFiniteBatch` naming how many NaN and ±∞ it holds and where the first is.
+    A non-finite value has no place on a grid of finite step; recorded, it would turn min/max
+    into NaN/±∞ and the observer would later look as if it had seen no data at all."""
+    arr = _as_array(x).astype(np.float32, copy=False)
+    if arr.size and not np.all(np.isfinite(arr)):
+        nan, inf = int(np.isnan(arr).sum()), int(np.isinf(arr).sum())
+        first = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise NonFiniteBatch(
+            f"{who}: the batch (shape {arr.shape}) holds {nan} NaN and {inf} ±Inf values (first at index "
+            f"{first}: {arr[first]}); nothing was recorded. Calibrate with finite inputs (check the data and "
+            "the float model's outputs)")
+    return arr
 
 
 class ObserverBase(Module):
@@ -130,10 +151,9 @@ class MinMaxObserver(ObserverBase):
         self.register_buffer("max_val", np.float32(-np.inf))
 
     def forward(self, x):
-        arr = _as_array(x)
+        arr = finite_batch(x, type(self).__name__)
         if arr.size == 0:
             return x
-        arr = arr.astype(np.float32, copy=False)
         self.min_val = np.minimum(np.float32(arr.min()), self.min_val)
         self.max_val = np.maximum(np.float32(arr.max()), self.max_val)
         return x
@@ -156,10 +176,9 @@ class MovingAverageMinMaxObserver(MinMaxObserver):
         self.averaging_constant = averaging_constant
 
     def forward(self, x):
-        arr = _as_array(x)
+        arr = finite_batch(x, type(self).__name__)
         if arr.size == 0:
             return x
-        arr = arr.astype(np.float32, copy=False)
         cur_min, cur_max = np.float32(arr.min()), np.float32(arr.max())
         if not self.has_observed():
             self.min_val, self.max_val = cur_min, cur_max
@@ -187,10 +206,11 @@ class PerChannelMinMaxObserver(ObserverBase):
         return self.min_val.size > 0
 
     def forward(self, x):
-        arr = _as_array(x)
+        arr = finite_batch(x, type(self).__name__)
         if arr.size == 0:
             return x
-        y = np.moveaxis(arr.astype(np.float32, copy=False), self.ch_axis, 0).reshape(arr.shape[self.ch_axis], -1)
+        axis = normalize_dim(self.ch_axis, arr.ndim, f"{type(self).__name__}(ch_axis={self.ch_axis})")
+        y = np.moveaxis(arr, axis, 0).reshape(arr.shape[axis], -1)
         cur_min, cur_max = y.min(axis=1), y.max(axis=1)
         if not self.has_observed():
             self.min_val, self.max_val = cur_min, cur_max
@@ -236,7 +256,7 @@ class PercentileObserver(ObserverBase):
         self.register_buffer("max_val", np.float32(-np.inf))
 
     def forward(self, x):
-        arr = _as_array(x).astype(np.float32, copy=False).reshape(-1)
+        arr = finite_batch(x, type(self).__name__).reshape(-1)
         if arr.size == 0:
             return x
         lo, hi = np.float32(min(arr.min(), self.min_val)), np.float32(max(arr.max(), self.max_val))

@@ -45,7 +45,7 @@ from tinyopt.quant.modules import (
     QuantLinear, QuantMaxPool2d, QuantReLU, activation_qparams, base_layer,
 )
 from tinyopt.quant.observer import (
-    MinMaxObserver, MovingAverageMinMaxObserver, PerChannelMinMaxObserver,
+    MinMaxObserver, MovingAverageMinMaxObserver, NonFiniteBatch, PerChannelMinMaxObserver,
 )
 from tinyopt.tensor import Tensor
 
@@ -85,21 +85,27 @@ def _activation_range(bits: int):
     return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
 
-def get_default_qconfig(weight_bits: int = 8, activation_bits: int = 8, activation_observer=MinMaxObserver) -> QConfig:
+def get_default_qconfig(weight_bits: int = 8, activation_bits: int = 8, activation_observer=MinMaxObserver,
+                        reduce_range: bool = False) -> QConfig:
     """Static PTQ: activations int8 per-tensor affine (MinMaxObserver), weights per-channel symmetric
-    with `weight_bits` bits (8, 4 or 2; stored packed below 8)."""
+    with `weight_bits` bits (8, 4 or 2; stored packed below 8).
+
+    `reduce_range=True` (torch's name and x86 default) quantizes activations to 7 bits ([−64, 63]):
+    half the resolution, and in exchange the integer layers' u8 × s8 products run on `vpmaddubsw`,
+    exact on any AVX2 CPU (`kernels.gemm_u8s8`); on a CPU with VNNI both ranges are equally fast."""
     wd, wmin, wmax = _weight_range(weight_bits)
-    amin, amax = _activation_range(activation_bits)
+    amin, amax = _activation_range(min(activation_bits, 7) if reduce_range else activation_bits)
     return QConfig(
         activation=with_args(activation_observer, dtype="qint8", qscheme="per_tensor_affine", quant_min=amin, quant_max=amax),
         weight=with_args(PerChannelMinMaxObserver, dtype=wd, qscheme="per_channel_symmetric", quant_min=wmin, quant_max=wmax),
     )
 
 
-def get_default_qat_qconfig(weight_bits: int = 8, activation_bits: int = 8) -> QConfig:
-    """QAT: FakeQuantize on activations (moving-average min/max) and weights (per-channel symmetric)."""
+def get_default_qat_qconfig(weight_bits: int = 8, activation_bits: int = 8, reduce_range: bool = False) -> QConfig:
+    """QAT: FakeQuantize on activations (moving-average min/max) and weights (per-channel symmetric);
+    `reduce_range` as in `get_default_qconfig`."""
     wd, wmin, wmax = _weight_range(weight_bits)
-    amin, amax = _activation_range(activation_bits)
+    amin, amax = _activation_range(min(activation_bits, 7) if reduce_range else activation_bits)
     return QConfig(
         activation=with_args(FakeQuantize, observer=MovingAverageMinMaxObserver, dtype="qint8",
                              qscheme="per_tensor_affine", quant_min=amin, quant_max=amax),
@@ -209,38 +215,40 @@ def _targets(model: Module, qconfig, types=QUANTIZABLE):
 # ----------------------------------------------------------------------------- fusion
 
 
-def fold_conv_bn(conv: Conv2d, bn) -> Conv2d:
-    """A new Conv2d equal to bn(conv(x)) in evaluation mode (running statistics):
+def _fold_bn(layer, bn, out_features: int):
+    """A copy of `layer` (Conv2d or Linear, weight [O, ...]) equal to bn(layer(x)) in evaluation
+    mode, the running statistics folded into the weight and bias:
 
         γ̂[o] = γ[o] / √(σ²[o] + ε)
         W'[o] = W[o] · γ̂[o]                 b'[o] = (b[o] − μ[o]) · γ̂[o] + β[o]
-    """
+
+    computed in float64, stored in the layer's dtype.  All checks come first: `layer` is never
+    changed, and a raise returns nothing."""
     if bn.running_mean is None:
         raise QuantizationError(f"cannot fold {bn!r}: it keeps no running statistics (track_running_stats=False)")
-    if bn.num_features != conv.out_channels:
-        raise QuantizationError(f"cannot fold {bn!r} into {conv!r}: {bn.num_features} features vs {conv.out_channels} channels")
+    if bn.num_features != out_features:
+        raise QuantizationError(f"cannot fold {bn!r} into {layer!r}: {bn.num_features} features vs "
+                                f"{out_features} output channels")
     gamma = bn.weight.data if bn.weight is not None else np.ones(bn.num_features, np.float32)
     beta = bn.bias.data if bn.bias is not None else np.zeros(bn.num_features, np.float32)
     g_hat = gamma.astype(np.float64) / np.sqrt(bn.running_var.astype(np.float64) + bn.eps)
-    bias = conv.bias.data.astype(np.float64) if conv.bias is not None else np.zeros(conv.out_channels)
-    fused = copy.deepcopy(conv)
-    fused.weight = Parameter((conv.weight.data.astype(np.float64) * g_hat[:, None, None, None]).astype(conv.weight.dtype))
-    fused.bias = Parameter(((bias - bn.running_mean) * g_hat + beta).astype(conv.weight.dtype))
+    bias = layer.bias.data.astype(np.float64) if layer.bias is not None else np.zeros(out_features)
+    w = layer.weight.data
+    per_row = g_hat.reshape((-1,) + (1,) * (w.ndim - 1))
+    fused = copy.deepcopy(layer)
+    fused.weight = Parameter((w.astype(np.float64) * per_row).astype(w.dtype))
+    fused.bias = Parameter(((bias - bn.running_mean) * g_hat + beta).astype(w.dtype))
     return fused
+
+
+def fold_conv_bn(conv: Conv2d, bn) -> Conv2d:
+    """A new Conv2d equal to bn(conv(x)) in evaluation mode (see `_fold_bn` for the formula)."""
+    return _fold_bn(conv, bn, conv.out_channels)
 
 
 def fold_linear_bn(linear: Linear, bn) -> Linear:
     """Linear followed by BatchNorm1d, folded the same way (row o of W scaled by γ̂[o])."""
-    if bn.running_mean is None:
-        raise QuantizationError(f"cannot fold {bn!r}: it keeps no running statistics")
-    gamma = bn.weight.data if bn.weight is not None else np.ones(bn.num_features, np.float32)
-    beta = bn.bias.data if bn.bias is not None else np.zeros(bn.num_features, np.float32)
-    g_hat = gamma.astype(np.float64) / np.sqrt(bn.running_var.astype(np.float64) + bn.eps)
-    bias = linear.bias.data.astype(np.float64) if linear.bias is not None else np.zeros(linear.out_features)
-    fused = copy.deepcopy(linear)
-    fused.weight = Parameter((linear.weight.data * g_hat[:, None]).astype(linear.weight.dtype))
-    fused.bias = Parameter(((bias - bn.running_mean) * g_hat + beta).astype(linear.weight.dtype))
-    return fused
+    return _fold_bn(linear, bn, linear.out_features)
 
 
 def _fuse_group(mods):
@@ -351,7 +359,10 @@ class ObservedLayer(Module):
         return base_layer(self.module)[0]
 
     def forward(self, x):
-        x = self.input_quant(x)
+        try:
+            x = self.input_quant(x)
+        except NonFiniteBatch as e:
+            raise NonFiniteBatch(f"layer {self.layer_name!r}, input observer: {e}") from None
         layer = self.layer
         if self.qat:
             w = self.weight_quant(layer.weight)
@@ -363,7 +374,10 @@ class ObservedLayer(Module):
             y = layer(x)
         if self.relu:
             y = F.relu(y)
-        return self.output_quant(y)
+        try:
+            return self.output_quant(y)
+        except NonFiniteBatch as e:
+            raise NonFiniteBatch(f"layer {self.layer_name!r}, output observer: {e}") from None
 
     def extra_repr(self):
         return f"{self.layer_name!r}, qat={self.qat}"
@@ -407,15 +421,15 @@ def prepare_qat(model: Module, qconfig=None, inplace: bool = False) -> Module:
 def _quantize_weight(name, layer, weight_quant, qat):
     """(w_q int array, per-channel scales, qdtype) from the weight observer (run on W now in PTQ)."""
     obs = _observer_of(weight_quant)
+    w = layer.weight.data
+    _check_finite_weight(name, w)
     if not qat or not obs.has_observed():
-        obs(layer.weight.data)
+        obs = copy.deepcopy(obs)           # observe W on a copy: a convert() that raises later changes nothing
+        obs(w)
     scale, zp = obs.calculate_qparams()
     if np.any(zp != 0):
         raise QuantizationError(f"layer {name!r}: integer-only layers need symmetric weights (zero point 0); "
                                 f"use qscheme='per_channel_symmetric' or 'per_tensor_symmetric' for weights")
-    w = layer.weight.data
-    if not np.all(np.isfinite(w)):
-        raise QuantizationError(f"layer {name!r}: the weight contains NaN or Inf")
     shape = [-1] + [1] * (w.ndim - 1)
     scale = np.broadcast_to(scale, (w.shape[0],)) if scale.size == 1 else scale
     w_q = quantize_array(w, scale.reshape(shape), 0, obs.quant_min, obs.quant_max).astype(np.int8)
@@ -423,6 +437,16 @@ def _quantize_weight(name, layer, weight_quant, qat):
     if qd.bits > 8:
         raise QuantizationError(f"layer {name!r}: weights of {qd.name} do not fit the int8 kernel")
     return w_q, np.asarray(scale, np.float32).copy(), qd
+
+
+def _check_finite_weight(name, w, param="weight"):
+    """QuantizationError naming the layer and the parameter when it holds NaN or ±∞."""
+    if not np.all(np.isfinite(w)):
+        first = tuple(int(i) for i in np.argwhere(~np.isfinite(w))[0])
+        raise QuantizationError(
+            f"layer {name!r}: the {param} contains NaN or Inf ({int(np.isnan(w).sum())} NaN, {int(np.isinf(w).sum())} "
+            f"±Inf; first at index {first}: {w[first]}); no finite scale represents it. Retrain or repair the "
+            "weights before quantizing")
 
 
 def _check_observed(name, obs, what):
@@ -442,6 +466,8 @@ def _convert_layer(wrapper: ObservedLayer):
     in_obs, out_obs = _observer_of(wrapper.input_quant), _observer_of(wrapper.output_quant)
     _check_observed(name, in_obs, "input")
     _check_observed(name, out_obs, "output")
+    if layer.bias is not None:
+        _check_finite_weight(name, layer.bias.data, "bias")
     w_q, w_scale, qd = _quantize_weight(name, layer, wrapper.weight_quant, wrapper.qat)
     in_qp, out_qp = activation_qparams(in_obs), activation_qparams(out_obs)
     bias = None if layer.bias is None else layer.bias.data
@@ -490,9 +516,12 @@ def convert(model: Module, inplace: bool = False, float_logits: bool = True) -> 
 # ----------------------------------------------------------------------------- dynamic quantization
 
 
-def quantize_dynamic(model: Module, qconfig_spec=None, dtype="qint8", weight_bits: int = 8, inplace: bool = False):
+def quantize_dynamic(model: Module, qconfig_spec=None, dtype="qint8", weight_bits: int = 8, inplace: bool = False,
+                     reduce_range: bool = False):
     """torch.ao.quantization.quantize_dynamic: Linear (and here Conv2d) layers get int8 weights
     (per-channel symmetric) now and quantize their input per batch at run time; outputs are float.
+    `reduce_range=True`: Linear inputs are quantized to 7 bits (torch's x86 default), which makes
+    the `vpmaddubsw` kernel exact on AVX2 CPUs without VNNI (see `DynamicQuantLinear`).
 
     `qconfig_spec`: a set of layer types (default {Linear}) or of module names."""
     if as_qdtype(dtype).name != "qint8":
@@ -510,6 +539,9 @@ def quantize_dynamic(model: Module, qconfig_spec=None, dtype="qint8", weight_bit
         targets = [(n, mod) for n, mod in m.named_modules() if isinstance(mod, (Linear, Conv2d)) and selected(n, mod)]
         for n, mod in targets:
             _check_supported(n, mod)
+            _check_finite_weight(n, mod.weight.data)
+            if mod.bias is not None:
+                _check_finite_weight(n, mod.bias.data, "bias")
         return targets
 
     if not plan(model):
@@ -527,7 +559,7 @@ def quantize_dynamic(model: Module, qconfig_spec=None, dtype="qint8", weight_bit
         if isinstance(mod, Conv2d):
             q = DynamicQuantConv2d(w_q, scale, as_qdtype(wd), bias, tuple(mod.stride), _conv_padding(mod), name=n)
         else:
-            q = DynamicQuantLinear(w_q, scale, as_qdtype(wd), bias, name=n)
+            q = DynamicQuantLinear(w_q, scale, as_qdtype(wd), bias, name=n, reduce_range=reduce_range)
         built.append((n, q))
     if any(n == "" for n, _ in built):
         return built[0][1]

@@ -30,9 +30,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tinyopt.autograd.function import no_grad
+from tinyopt.loop import Hooks, Step, minibatches, train_epoch
+from tinyopt.nn import functional as F
 from tinyopt.nn.conv import Conv2d
 from tinyopt.nn.linear import Linear
+from tinyopt.optim import SGD, Adam
 from tinyopt.quant import quantize as QZ
+from tinyopt.quant.fake_quantize import FakeQuantize
 from tinyopt.random import resolve
 from tinyopt.tensor import Tensor
 
@@ -108,11 +112,10 @@ def train_qat(model, train_data, epochs: int = 1, lr: float = 1e-4, batch_size: 
     the steps every observer is frozen (`FakeQuantize.disable_observer`), so the last steps train
     against the very scales and zero points that `convert` will use (1.0: never freeze).
     BatchNorm layers are folded into their convolution (running statistics) by `fuse_known`
-    before QAT, so their statistics stay frozen as well."""
-    from tinyopt.nn import functional as F
-    from tinyopt.optim import SGD, Adam
-    from tinyopt.quant.fake_quantize import FakeQuantize
+    before QAT, so their statistics stay frozen as well.
 
+    The steps run in the shared epoch loop (`tinyopt.loop.train_epoch`, the one `tinyopt train` and
+    Keras `fit` use): a NaN or infinite loss raises `TrainingDiverged` before it is applied."""
     if not lr > 0:
         raise ValueError(f"train_qat: lr must be > 0, got {lr}")
     if optimizer not in ("adam", "sgd"):
@@ -127,24 +130,31 @@ def train_qat(model, train_data, epochs: int = 1, lr: float = 1e-4, batch_size: 
     if max_steps is not None:
         total = min(total, max_steps)
     freeze_at = int(np.ceil(freeze_observers_after * total)) if freeze_observers_after < 1.0 else None
-    steps = 0
-    for _ in range(epochs):
+    hooks = _FreezeObservers(qat, freeze_at)
+    done = 0
+    for epoch in range(epochs):
+        if done >= total:
+            break
         order = rng.permutation(len(x))
-        for start in range(0, len(x), batch_size):
-            if steps >= total:
-                break
-            if steps == freeze_at and steps > 0:
-                for m in qat.modules():
-                    if isinstance(m, FakeQuantize):
-                        m.disable_observer()
-            idx = order[start:start + batch_size]
-            opt.zero_grad()
-            loss = F.cross_entropy(qat(Tensor(x[idx])), y[idx])
-            loss.backward()
-            opt.step()
-            steps += 1
+        result = train_epoch(qat, opt, minibatches(x, y, batch_size, order), F.cross_entropy, hooks=hooks,
+                             epoch=epoch, global_step=done, max_steps=total - done)
+        done = result.global_step
     qat.eval()
     return QZ.convert(qat)
+
+
+class _FreezeObservers(Hooks):
+    """train_qat's one addition to the shared epoch loop: before update number `freeze_at` (counted
+    from 0 over all epochs), disable every FakeQuantize's observer."""
+
+    def __init__(self, model, freeze_at):
+        self.model, self.freeze_at = model, freeze_at
+
+    def on_step_begin(self, step: Step) -> None:
+        if self.freeze_at is not None and step.global_step == self.freeze_at and step.global_step > 0:
+            for m in self.model.modules():
+                if isinstance(m, FakeQuantize):
+                    m.disable_observer()
 
 
 @dataclass

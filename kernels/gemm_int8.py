@@ -21,9 +21,11 @@ Three implementations, tested bit-exact against each other:
   The micro-kernel keeps a 6×16 int32 tile of C in 12 ymm registers while it walks K.
   Chosen at run time when the host CPU has AVX2; `TINYOPT_INT8_KERNEL=portable` forces the
   portable kernel (and `NUMBA_DISABLE_JIT=1` always uses it, since an LLVM intrinsic cannot run
-  as Python).  CPUs with AVX-512 VNNI / AVX-VNNI have `vpdpbusd`/`vpdpwssd`, which fuse the
-  multiply and the add; no kernel uses them yet (the development machine has AVX2 only, so such a
-  kernel could not be tested bit-exact here) — `int8_kernel_info()` reports what was detected.
+  as Python).  `int8_kernel_info()` reports what was detected.
+
+This is the general exact path for two signed operands.  The quantized layers use the u8 × s8
+kernels of `gemm_u8s8` (activations made unsigned): `vpmaddubsw` for 7-bit activations and
+VNNI's `vpdpbusd` where the CPU has it, with this kernel as their full-range fallback.
 
 `pack_b(b)` packs B once (a layer's weight) so repeated products skip that work; every
 function accepting `b` accepts a `PackedB` as well.
@@ -44,8 +46,8 @@ MAX_K = (2**31 - 1) // 16384  # largest K whose worst-case sum (K · (−128)·(
 # Micro-kernel tile (rows × columns of C held in registers) and cache blocking.
 MR, NR = 6, 16
 KC = 1024           # k values per block: a 6×KC strip of A (12 KB) in L1, a KC×16 panel of B (32 KB) in L1/L2;
-                    # measured single-thread at n = 1024: KC 128/256/512/1024 → 42/52/61/65 G int8 MAC/s
-                    # (fewer C-tile loads and stores per multiply-add as KC grows)
+                    # a larger KC means fewer C-tile loads and stores per multiply-add (the best of
+                    # 128..1024 in `benchmarks/bench_int8.py`)
 MC = MR * 12        # rows per block: an MC×KC block of A (144 KB as int16) stays in L2
 
 
@@ -313,8 +315,7 @@ def pack_b(b: np.ndarray) -> PackedB:
 
 
 # Below this many multiply-adds one thread is faster (thread start-up and, on a shared 2-core
-# machine, contention cost more than they save).  Measured on a quiet 2-core machine: LeNet's
-# conv2 (25600 × 150 × 16 = 61 M padded MACs) 0.91 ms on one thread, 0.47 ms on two.
+# machine, contention cost more than they save); LeNet's conv2 (61 M padded MACs) is above it.
 PARALLEL_MIN_MACS = 32 * 2**20
 
 
