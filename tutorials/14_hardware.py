@@ -31,7 +31,6 @@
 # checks only what does not depend on the clock. Set `TINYOPT_FAST=1` for smaller sizes.
 
 # %%
-import importlib
 import os
 import time
 from pathlib import Path
@@ -191,13 +190,8 @@ plt.close(fig)
 #   does more products per instruction, and it is **exact**: integer sums have no rounding.
 
 # %%
-kernels = importlib.import_module("tinyopt.kernels")
-try:
-    matmul_int8 = kernels.matmul_int8
-except AttributeError:  # older layout: the module of that name holds the function
-    matmul_int8 = importlib.import_module("tinyopt.kernels.matmul_int8")
-if not callable(matmul_int8):
-    matmul_int8 = matmul_int8.matmul_int8
+from tinyopt.kernels import matmul_int8  # exact int8 × int8 → int32 (kernels/gemm_int8.py)
+
 m = 256 if FAST else 512
 qa = rng.integers(-128, 128, (m, m), dtype=np.int8)
 qb = rng.integers(-128, 128, (m, m), dtype=np.int8)
