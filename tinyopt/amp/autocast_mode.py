@@ -52,9 +52,8 @@ class autocast:  # noqa: N801 - torch's name
             raise TypeError(f"autocast(enabled=...) takes a bool, got {type(enabled).__name__}")
         dtype = np.dtype(dtypes.bfloat16) if dtype is None else dtypes.as_dtype(dtype)
         if enabled and dtype not in _LOW:
-            raise RuntimeError(
-                f"In CPU autocast, but the target dtype is not supported ({dtype}); CPU autocast supports "
-                "to.float16 and to.bfloat16 (torch's message: 'Disabling autocast.' — tinyopt refuses instead)")
+            # torch warns and turns autocast off; tinyopt refuses, so that a typo is not a silent fp32 run
+            raise RuntimeError(f"CPU autocast supports to.float16 and to.bfloat16, got dtype {dtype}")
         if op_lists not in ("cpu", "cuda"):
             raise ValueError(f"op_lists must be 'cpu' (torch's CPU autocast lists) or 'cuda', got {op_lists!r}")
         self.device = device_type

@@ -17,3 +17,4 @@ __all__ = [
     "History", "Input", "Model", "Sequential", "callbacks", "datasets", "layers", "losses", "metrics", "models",
     "optimizers", "regularizers", "utils",
 ]
+from tinyopt.keras import mixed_precision  # noqa: E402 - keras.mixed_precision.set_global_policy(...)

@@ -38,6 +38,7 @@ from tinyopt.autograd import no_grad
 from tinyopt.keras import callbacks as callbacks_module
 from tinyopt.keras import losses as losses_module
 from tinyopt.keras import metrics as metrics_module
+from tinyopt.keras import mixed_precision
 from tinyopt.keras import optimizers as optimizers_module
 from tinyopt.keras.layers import InputLayer, Layer
 from tinyopt.loop import (
@@ -119,6 +120,7 @@ class Sequential(Module):
         object.__setattr__(self, "compiled_metrics", [])
         object.__setattr__(self, "stop_training", False)
         object.__setattr__(self, "history", None)
+        object.__setattr__(self, "dtype_policy", mixed_precision.global_policy())  # Keras: read at creation
         for layer in layers or []:
             self.add(layer)
 
@@ -161,12 +163,13 @@ class Sequential(Module):
             x = Tensor(_as_float_input(x))
         if not self.built:
             self.build((None,) + tuple(x.shape[1:]))
-        for layer in self._layers:
-            try:
-                x = layer(x)
-            except ShapeError as e:
-                raise ShapeError(f"layer {layer.name!r} of Sequential {self.name!r}: {e}") from None
-        return x
+        with mixed_precision.compute_scope(self):   # autocast under a mixed policy
+            for layer in self._layers:
+                try:
+                    x = layer(x)
+                except ShapeError as e:
+                    raise ShapeError(f"layer {layer.name!r} of Sequential {self.name!r}: {e}") from None
+        return mixed_precision.model_output(self, x)
 
     call = forward
 
@@ -209,7 +212,7 @@ class Sequential(Module):
         (a name or a loss object) and metrics (names like "accuracy")."""
         if loss is None:
             raise ValueError("compile needs a loss, e.g. loss='sparse_categorical_crossentropy'")
-        opt = optimizers_module.get(optimizer)
+        opt = mixed_precision.wrap_optimizer(self, optimizers_module.get(optimizer))
         object.__setattr__(self, "optimizer", opt)
         object.__setattr__(self, "loss", losses_module.get(loss))
         kind = losses_module.kind(self.loss)
@@ -239,7 +242,8 @@ class Sequential(Module):
             self.build((None,) + x.shape[1:])
         self._build_optimizer()
         self.train()
-        step = train_step(self, self.optimizer, x, y, _compiled_loss(self))
+        step = train_step(self, self.optimizer, x, y, _compiled_loss(self),
+                          scaler=mixed_precision.scaler_of(self.optimizer))
         if not step.applied:
             raise TrainingDiverged(
                 divergence_message("loss", step.loss, lr=step.lr, model=self,
@@ -304,7 +308,8 @@ class Sequential(Module):
             with ProgressBar(steps, f"Epoch {epoch + 1}/{epochs}", use_bar, leave=True) as bar:
                 hooks = _FitHooks(self, cbs, bar)
                 global_step = train_epoch(self, self.optimizer, minibatches(x, y, batch_size, order), loss_fn,
-                                          hooks=hooks, epoch=epoch, global_step=global_step).global_step
+                                          hooks=hooks, epoch=epoch, global_step=global_step,
+                                          scaler=mixed_precision.scaler_of(self.optimizer)).global_step
                 epoch_logs = hooks.meter.means()
                 if validation_data is not None:
                     val = self._evaluate_logs(*validation_data, batch_size=batch_size)
