@@ -447,3 +447,34 @@ def test_float16_autocast_training_converges_like_float32():
     loss16, model = train(True)
     assert loss32 < 0.3 and abs(loss16 - loss32) < 0.05
     assert all(p.dtype == to.float32 for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------- master weights
+
+
+def _fp16_regression(use_master, steps=500):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((128, 4)).astype(np.float32)
+    y = x @ np.full((4, 1), 1.05, np.float32)          # the weights must move from 1.0 to 1.05
+    model = nn.Linear(4, 1, bias=False).half()
+    with to.no_grad():
+        model.weight.fill_(1.0)
+    opt = optim.SGD(model.parameters(), lr=4e-3)        # lr·g ≈ 4e-4 < ½ ulp(1) = 2⁻¹¹ in float16
+    if use_master:
+        opt = to.amp.master_weights(opt)
+    scaler = GradScaler("cpu", init_scale=2.0 ** 8, enabled=use_master)   # (it refuses float16 gradients)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = F.mse_loss(model(to.tensor(x).half()).float(), to.tensor(y))
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    return model.weight.data.astype(np.float32)
+
+
+def test_master_weights_keep_small_updates_that_float16_rounds_away():
+    assert np.all(_fp16_regression(False) == 1.0)                         # every update vanished
+    w = _fp16_regression(True)
+    assert np.all(np.abs(w - 1.05) < 0.005)
+    with pytest.raises(ValueError, match="no float16/bfloat16"):
+        to.amp.master_weights(optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1))

@@ -17,5 +17,7 @@ The parameters stay float32 (master weights); see `autocast_mode` for what runs 
 from tinyopt.amp import formats
 from tinyopt.amp.autocast_mode import autocast, get_autocast_dtype, is_autocast_available, is_autocast_enabled
 from tinyopt.amp.grad_scaler import GradScaler
+from tinyopt.amp.master_weights import MasterWeights, master_weights
 
-__all__ = ["GradScaler", "autocast", "formats", "get_autocast_dtype", "is_autocast_available", "is_autocast_enabled"]
+__all__ = ["GradScaler", "MasterWeights", "autocast", "formats", "get_autocast_dtype", "is_autocast_available", "is_autocast_enabled",
+           "master_weights"]
