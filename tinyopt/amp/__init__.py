@@ -18,6 +18,7 @@ from tinyopt.amp import formats
 from tinyopt.amp.autocast_mode import autocast, get_autocast_dtype, is_autocast_available, is_autocast_enabled
 from tinyopt.amp.grad_scaler import GradScaler
 from tinyopt.amp.master_weights import MasterWeights, master_weights
+from tinyopt.amp.memory import saved_bytes
 
 __all__ = ["GradScaler", "MasterWeights", "autocast", "formats", "get_autocast_dtype", "is_autocast_available", "is_autocast_enabled",
-           "master_weights"]
+           "master_weights", "saved_bytes"]
