@@ -68,6 +68,11 @@ def cast_inputs(policy: str, args: tuple, raw: list, tensor_cls) -> list:
         target = np.dtype(state.dtype) if policy == LOWER else _FLOAT32
     out = list(raw)
     cache = state.cache
+    with np.errstate(over="ignore"):     # float32 values past float16's max round to ±inf, as in torch
+        return _cast(policy, args, raw, out, target, cache, tensor_cls)
+
+
+def _cast(policy, args, raw, out, target, cache, tensor_cls) -> list:
     for i, (a, r) in enumerate(zip(args, raw)):
         if not isinstance(a, tensor_cls) or r.dtype == target or not _eligible(r):
             continue

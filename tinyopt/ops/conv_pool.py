@@ -25,7 +25,7 @@ from tinyopt.autograd.autocast_mode import LOWER
 from tinyopt.autograd.function import Function
 from tinyopt.errors import ShapeError
 from tinyopt.kernels import conv as K
-from tinyopt.ops.precision import low_precision_dtype, widen
+from tinyopt.ops.precision import low_precision_dtype, narrow, widen
 from tinyopt.kernels import pool as P
 
 # ----------------------------------------------------------------------------- geometry
@@ -147,7 +147,7 @@ class Conv2dFunction(Function):
         low = low_precision_dtype(x, weight, bias)
         if low is not None:
             y, cols = K.conv2d_forward(widen(x), widen(weight), widen(bias), stride, pad, dilation, groups, out_hw)
-            y, cols = y.astype(low), cols.astype(low)
+            y, cols = narrow(y, low), cols.astype(low)
         else:
             y, cols = K.conv2d_forward(x, weight, bias, stride, pad, dilation, groups, out_hw)
         ctx.save_for_backward(weight, cols)
@@ -168,7 +168,7 @@ class Conv2dFunction(Function):
             need_input=need_x, need_weight=need_w, need_bias=need_b and ctx.has_bias,
         )
         if low is not None:
-            return tuple(None if g is None else g.astype(low) for g in (dx, dw, db))
+            return tuple(None if g is None else narrow(g, low) for g in (dx, dw, db))
         return dx, dw, db
 
 

@@ -6,7 +6,7 @@ import numpy as np
 from tinyopt.autograd.autocast_mode import LOWER
 from tinyopt.autograd.function import Function
 from tinyopt.autograd.graph import unbroadcast
-from tinyopt.ops.precision import low_precision_dtype, widen
+from tinyopt.ops.precision import low_precision_dtype, narrow, widen
 
 
 class MatMul(Function):
@@ -21,7 +21,7 @@ class MatMul(Function):
         ctx.save_for_backward(a, b)
         low = low_precision_dtype(a, b)
         if low is not None:
-            return np.matmul(widen(a), widen(b)).astype(low)
+            return narrow(np.matmul(widen(a), widen(b)), low)
         return np.matmul(a, b)
 
     @staticmethod
@@ -30,7 +30,7 @@ class MatMul(Function):
         low = low_precision_dtype(a, b, grad)
         if low is not None:
             grads = MatMul._backward(ctx, widen(grad), widen(a), widen(b))
-            return tuple(None if g is None else g.astype(low) for g in grads)
+            return tuple(None if g is None else narrow(g, low) for g in grads)
         return MatMul._backward(ctx, grad, a, b)
 
     @staticmethod

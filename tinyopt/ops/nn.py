@@ -6,7 +6,7 @@ import numpy as np
 
 from tinyopt.autograd.autocast_mode import FP32, LOWER
 from tinyopt.autograd.function import Function
-from tinyopt.ops.precision import low_precision_dtype, widen
+from tinyopt.ops.precision import low_precision_dtype, narrow, widen
 
 
 class LogSoftmax(Function):
@@ -66,7 +66,7 @@ class Linear(Function):
             out = np.matmul(widen(x), widen(weight).T)
             if bias is not None:
                 out += widen(bias)
-            return out.astype(low)
+            return narrow(out, low)
         out = np.matmul(x, weight.T)
         if bias is not None:
             out += bias
@@ -78,7 +78,7 @@ class Linear(Function):
         low = low_precision_dtype(x, weight, grad)
         if low is not None:
             grads = Linear._backward(ctx, widen(grad), widen(x), widen(weight))
-            return tuple(None if g is None else g.astype(low) for g in grads)
+            return tuple(None if g is None else narrow(g, low) for g in grads)
         return Linear._backward(ctx, grad, x, weight)
 
     @staticmethod

@@ -44,6 +44,13 @@ def widen(a):
     return None if a is None else a.astype(FLOAT32)
 
 
+def narrow(a, dtype):
+    """Round to the 16-bit `dtype`; values past its max become ±inf silently, as on hardware (a
+    GradScaler looks for them), so NumPy's overflow warning is not raised."""
+    with np.errstate(over="ignore"):
+        return a.astype(dtype)
+
+
 class AutocastFloat32(Function):
     """y = x. Listed as "fp32", so under autocast its input arrives cast to float32."""
 
@@ -66,4 +73,4 @@ def float32_region(x):
     return AutocastFloat32.apply(x)
 
 
-__all__ = ["AutocastFloat32", "float32_region", "low_precision_dtype", "widen"]
+__all__ = ["AutocastFloat32", "float32_region", "low_precision_dtype", "narrow", "widen"]
