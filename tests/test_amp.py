@@ -116,7 +116,7 @@ def test_op_classes_declare_torch_cpu_lists():
     for c in classes | {AutocastFloat32}:
         expected = ("lower_precision_fp" if c in lower else "fp32" if c in fp32 else "promote" if c in promote else None)
         assert c.autocast_policy == expected, c.__name__
-    assert autocast_mode.state.dtype is None     # off unless a region is active
+    assert autocast_mode.state.dtype is None and autocast_mode.active == 0   # off unless a region is open
 
 
 def _dtype_cases(torch, TF):
@@ -182,7 +182,13 @@ def test_autocast_regions_nest_disable_and_decorate():
                 assert m(x).dtype == to.bfloat16
             assert m(x).dtype == to.float32
         assert m(x).dtype == to.float16
-    assert m(x).dtype == to.float32 and autocast_mode.state.cache is None
+    assert m(x).dtype == to.float32 and autocast_mode.state.cache is None and autocast_mode.active == 0
+    try:
+        with autocast("cpu", dtype=to.float16):
+            raise KeyError("inside")
+    except KeyError:
+        pass
+    assert autocast_mode.active == 0 and autocast_mode.state.dtype is None   # an exception leaves it off
 
     @autocast("cpu", dtype=to.bfloat16)
     def forward(inp):

@@ -34,6 +34,7 @@ import functools
 import numpy as np
 
 from tinyopt import dtypes
+from tinyopt.autograd import autocast_mode as _mode
 from tinyopt.autograd.autocast_mode import state
 from tinyopt.device import check_device
 
@@ -66,6 +67,7 @@ class autocast:  # noqa: N801 - torch's name
     def __enter__(self):
         self._saved.append((state.dtype, state.op_lists, state.cache))
         state.depth += 1
+        _mode.active += 1
         if self._enabled:
             state.dtype = self.fast_dtype
             state.op_lists = self._op_lists
@@ -80,6 +82,7 @@ class autocast:  # noqa: N801 - torch's name
     def __exit__(self, *exc):
         state.dtype, state.op_lists, outer_cache = self._saved.pop()
         state.depth -= 1
+        _mode.active -= 1
         # torch empties the cast cache when the outermost region exits
         state.cache = outer_cache if state.depth else None
         return False

@@ -43,6 +43,10 @@ class _State(threading.local):
 
 
 state = _State()
+# How many enabled autocast regions are open, in all threads: a plain module global, so that
+# `Function.apply` pays one attribute lookup when autocast is off (the thread-local is read only
+# when some region is open).
+active = 0   # (also counts enabled=False regions: it only gates the thread-local check)
 
 
 def policy_of(cls) -> str | None:

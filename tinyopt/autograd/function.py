@@ -99,7 +99,7 @@ class Function:
         Tensor = _Tensor
         ctx = Context()
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
-        if _autocast.state.dtype is not None:        # inside autocast: the op's list decides the casts
+        if _autocast.active and _autocast.state.dtype is not None:   # inside autocast: the op's list casts
             policy = _autocast.policy_of(cls)
             if policy is not None:
                 raw = _autocast.cast_inputs(policy, args, raw, Tensor)

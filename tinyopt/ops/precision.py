@@ -68,7 +68,7 @@ class AutocastFloat32(Function):
 
 def float32_region(x):
     """`x` as float32 when an autocast region is active (the start of a composed fp32-list op)."""
-    if autocast_mode.state.dtype is None or not hasattr(x, "_node"):
+    if not autocast_mode.active or autocast_mode.state.dtype is None or not hasattr(x, "_node"):
         return x
     return AutocastFloat32.apply(x)
 
