@@ -27,6 +27,10 @@ A Function whose output is a view of its first input (reshape, transpose) sets `
 version counter and an in-place change through either is seen by both.
 
 `apply_` runs an op in place on its first argument (what `x.add_(y)`, `x += y`, `x[i] = v` use).
+
+Inside a `tinyopt.amp.autocast` region, `apply` first casts the Tensor arguments as the class's
+`autocast_policy` says (torch's autocast lists; autograd/autocast_mode.py): the one place where
+mixed precision touches the op layer.
 """
 from __future__ import annotations
 
