@@ -40,3 +40,17 @@ def test_amp_mode_is_validated(tmp_path):
     except SystemExit as e:          # argparse's exit for a bad choice
         code = e.code
     assert code == 2 and not (tmp_path / "x").exists()
+
+
+def test_tour_plugin_rows():
+    from tinyopt.amp import tour
+    from tinyopt.train import build_model
+
+    (x, y), val, test = synthetic(3)
+    x, xt = x.reshape(-1, 20), test[0]
+    model = build_model("mlp", np.random.default_rng(0), in_features=20, num_classes=4)
+    rows = dict(tour.tour_step({"model": model, "data": ((x, y), val, test), "fast": True}))
+    accs = [float(v) for v in rows["accuracy fp32 / fp16 / bf16 autocast"].split(" / ")]
+    assert abs(accs[1] - accs[0]) < 0.05 and abs(accs[2] - accs[0]) < 0.05
+    assert rows["backward memory under fp16 autocast"].endswith("x of fp32 (batch 64)")
+    assert model.training
