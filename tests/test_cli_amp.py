@@ -49,7 +49,9 @@ def test_tour_plugin_rows():
     (x, y), val, test = synthetic(3)
     x, xt = x.reshape(-1, 20), test[0]
     model = build_model("mlp", np.random.default_rng(0), in_features=20, num_classes=4)
-    rows = dict(tour.tour_step({"model": model, "data": ((x, y), val, test), "fast": True}))
+    ctx = {"model": model, "data": ((x, y), val, test), "fast": True, "variants": []}
+    rows = dict(tour.tour_step(ctx))
+    assert [v["variant"] for v in ctx["variants"]] == ["model fp16 autocast", "model bf16 autocast"]
     accs = [float(v) for v in rows["accuracy fp32 / fp16 / bf16 autocast"].split(" / ")]
     assert abs(accs[1] - accs[0]) < 0.05 and abs(accs[2] - accs[0]) < 0.05
     assert rows["backward memory under fp16 autocast"].endswith("x of fp32 (batch 64)")

@@ -202,7 +202,7 @@ def cmd_eval(args) -> int:
 # here, if it can be imported, provides `tour_step(ctx) -> list[(label, value)]`, called after
 # training with ctx = {"model", "config", "result", "data", "out", "fast"}; its rows are added to
 # the summary table. A module that is not there yet is skipped.
-TOUR_PLUGINS = ("tinyopt.quant.tour", "tinyopt.amp.tour")
+TOUR_PLUGINS = ("tinyopt.quant.tour",)
 
 
 def tour_settings(fast: bool, model=None, epochs=None, train_size=None):

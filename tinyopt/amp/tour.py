@@ -1,6 +1,6 @@
-"""The mixed-precision rows of `tinyopt tour`: the trained model's test accuracy under float16 and
-bfloat16 autocast (weights stay float32), and how much of a training step's backward memory
-autocast keeps (`saved_bytes`)."""
+"""The mixed-precision step of `tinyopt tour` (cli.TOUR_PLUGINS): the trained model's test accuracy
+under float16 and bfloat16 autocast (weights stay float32), and how much of a training step's
+backward memory autocast keeps (`saved_bytes`). It adds two variants to ctx["variants"] too."""
 from __future__ import annotations
 
 import numpy as np
@@ -36,5 +36,10 @@ def tour_step(ctx):
                 kept[name] = saved_bytes(F.cross_entropy(model(xb), yb), model.parameters())
     finally:
         model.train(was_training)
+    for name in ("fp16", "bf16"):   # the tour's one-page picture (weights stay float32 under autocast)
+        ctx.setdefault("variants", []).append({"variant": f"{ctx['config'].model if 'config' in ctx else 'model'} "
+                                               f"{name} autocast", "accuracy": acc[name],
+                                               "bytes": 4 * sum(p.numel() for p in model.parameters()),
+                                               "latency_ms": None})
     yield ("accuracy fp32 / fp16 / bf16 autocast", f"{acc['fp32']:.4f} / {acc['fp16']:.4f} / {acc['bf16']:.4f}")
     yield ("backward memory under fp16 autocast", f"{kept['fp16'] / kept['fp32']:.2f}x of fp32 (batch 64)")
