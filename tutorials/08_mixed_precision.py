@@ -235,6 +235,39 @@ assert abs(loss16s - loss32) < 0.1 and loss16 > loss32 + 0.5
 # overflows (and skips that step, leaving the weights untouched), and doubles it after
 # `growth_interval` clean steps. Its `history` records each step.
 
+# %% [markdown]
+# The update rule by hand (S the scale, t the count of clean steps since it last changed), checked
+# against `GradScaler` on a pattern of overflowing steps:
+#
+# $$ \text{inf/NaN: } S \leftarrow S\cdot\text{backoff},\ t \leftarrow 0; \qquad
+#    \text{else: } t \leftarrow t + 1,\ \text{and if } t = \text{growth\_interval}:\ S \leftarrow S\cdot\text{growth},\ t \leftarrow 0 $$
+
+# %%
+def scaler_update(scale, tracker, found_inf, growth_factor, backoff_factor, growth_interval):
+    if found_inf:
+        return scale * backoff_factor, 0
+    tracker += 1
+    if tracker == growth_interval:
+        return scale * growth_factor, 0
+    return scale, tracker
+
+
+pattern = [False] * 5 + [True] + [False] * 7 + [True, True] + [False] * 4
+probe = to.tensor(np.zeros(1, np.float32), requires_grad=True)
+probe_opt = optim.SGD([probe], lr=0.0)
+ref = GradScaler("cpu", init_scale=2.0 ** 10, growth_interval=3)
+S, t_clean = 2.0 ** 10, 0
+np.seterr(over="ignore", invalid="ignore")
+for inf in pattern:
+    probe_opt.zero_grad()
+    ref.scale((probe * (np.inf if inf else 1.0)).sum()).backward()
+    ref.step(probe_opt)
+    ref.update()
+    S, t_clean = scaler_update(S, t_clean, inf, 2.0, 0.5, 3)
+    assert ref.get_scale() == S and ref._get_growth_tracker() == t_clean
+np.seterr(over="warn", invalid="warn")
+print("by-hand scale updates equal GradScaler's:", [h["new_scale"] for h in ref.history])
+
 # %%
 to.manual_seed(0)
 cnn = LeNet5(rng=0)
