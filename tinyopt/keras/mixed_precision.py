@@ -156,7 +156,10 @@ def compute_scope(model):
 
 
 def model_output(model, y):
-    """The model's output for the loss: float32 under a mixed policy (Keras' float32 last layer)."""
+    """The model's output (or list of outputs) for the loss: float32 under a mixed policy (Keras'
+    float32 last layer)."""
+    if isinstance(y, (list, tuple)):
+        return type(y)(model_output(model, v) for v in y)
     if policy_of(model).is_mixed and y.dtype != np.float32 and dtypes.is_floating_point(y.dtype):
         return y.float()
     return y
