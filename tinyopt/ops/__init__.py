@@ -11,9 +11,7 @@ Users call them through `Tensor` methods and `tinyopt.nn.functional`, never dire
     conv_pool    conv2d, max/avg/adaptive pooling, and their geometry checks
     resample     interpolate (nearest, bilinear)
     dims         the one dim-normalising helper every dim argument goes through
-    precision    16-bit matmul/conv emulated with float32 accumulation; the fp32 autocast region op
 """
 from tinyopt.ops import conv_pool, dims, elementwise, linalg, nn, reduce, resample, shape
-from tinyopt.ops import precision
 
-__all__ = ["conv_pool", "dims", "elementwise", "linalg", "nn", "reduce", "resample", "shape", "precision"]
+__all__ = ["conv_pool", "dims", "elementwise", "linalg", "nn", "reduce", "resample", "shape"]
