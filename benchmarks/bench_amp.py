@@ -2,8 +2,8 @@
 
 What it measures:
 
-1. Accuracy: LeNet-5 trained on a Fashion-MNIST slice (same data, same initial weights, Adam
-   lr 1e-3) in float32, float16 autocast + GradScaler, and bfloat16 autocast without a scaler;
+1. Accuracy: LeNet-5 and the seeds' Keras CNN (`--models`) trained on a Fashion-MNIST slice (same
+   data, same initial weights, Adam lr 1e-3) in float32, float16 autocast + GradScaler, and bfloat16 autocast without a scaler;
    test accuracy of each (evaluated in float32) and the difference to float32 in points.
 2. Underflow: a classifier whose loss is weighted by 1e-5 (an auxiliary loss, a sum over a
    huge batch), trained in float16 without and with loss scaling: the fraction of first-layer
@@ -38,13 +38,13 @@ from bench_lenet import copy_weights, load_images, machine, torch_lenet  # noqa:
 MODES = {"fp32": None, "fp16": "float16", "bf16": "bfloat16"}
 
 
-def train_lenet(mode: str, x, y, x_test, y_test, epochs: int, batch: int, seed: int = 0):
+def train_model(name: str, mode: str, x, y, x_test, y_test, epochs: int, batch: int, seed: int = 0):
     import tinyopt as to
     import tinyopt.nn.functional as F
     from tinyopt.amp import GradScaler, autocast
-    from tinyopt.models import LeNet5
+    from tinyopt.models import KerasCNN, LeNet5
 
-    model = LeNet5(rng=seed)
+    model = (LeNet5 if name == "lenet5" else KerasCNN)(rng=seed)
     opt = to.optim.Adam(model.parameters(), lr=1e-3)
     scaler = GradScaler("cpu", enabled=mode == "fp16")
     rng = np.random.default_rng(seed)
@@ -188,6 +188,8 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--blas-threads", type=int, default=None)
     p.add_argument("--skip-torch", action="store_true")
+    p.add_argument("--accuracy-only", action="store_true", help="stop after the accuracy table")
+    p.add_argument("--models", default="lenet5", help="comma-separated: lenet5, cnn (the Keras CNN)")
     args = p.parse_args(argv)
 
     import tinyopt as to
@@ -199,13 +201,17 @@ def main(argv=None) -> None:
     x_test = xt[:args.test_size].reshape(-1, 1, 28, 28).astype(np.float32) / 255.0
     y_test = yt[:args.test_size].astype(np.int64)
 
-    print(f"1. LeNet-5, {args.train_size} Fashion-MNIST images, {args.epochs} epoch(s), batch {args.batch}, Adam 1e-3")
-    print(f"   {'mode':6} {'test acc':>9} {'Δ vs fp32':>10} {'train s':>8} {'skipped steps':>14}")
-    acc32 = None
-    for mode in MODES:
-        acc, secs, skipped = train_lenet(mode, x, y, x_test, y_test, args.epochs, args.batch)
-        acc32 = acc if acc32 is None else acc32
-        print(f"   {mode:6} {acc:9.4f} {100 * (acc - acc32):+9.2f}pt {secs:8.1f} {skipped:14d}")
+    for name in args.models.split(","):
+        print(f"1. {name}, {args.train_size} Fashion-MNIST images, {args.epochs} epoch(s), batch {args.batch}, "
+              f"Adam 1e-3, {len(y_test)} test images")
+        print(f"   {'mode':6} {'test acc':>9} {'Δ vs fp32':>10} {'train s':>8} {'skipped steps':>14}")
+        acc32 = None
+        for mode in MODES:
+            acc, secs, skipped = train_model(name, mode, x, y, x_test, y_test, args.epochs, args.batch)
+            acc32 = acc if acc32 is None else acc32
+            print(f"   {mode:6} {acc:9.4f} {100 * (acc - acc32):+9.2f}pt {secs:8.1f} {skipped:14d}", flush=True)
+    if args.accuracy_only:
+        return
 
     print("\n2. Loss weighted by 1e-5, MLP 784-64-10, 100 SGD steps (lr 1e3 = 0.01 / 1e-5)")
     for name, (zeros, final) in underflow_case(x, y).items():
