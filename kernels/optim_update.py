@@ -68,9 +68,10 @@ _jit = njit(cache=True, error_model="numpy")
 
 def fusable(*arrays) -> bool:
     """True when the Numba twins can update these arrays in place through 1-D views: all C-contiguous,
-    one float dtype (otherwise `x.reshape(-1)` would copy and the update would be lost)."""
+    one float dtype (otherwise `x.reshape(-1)` would copy and the update would be lost). float16 is
+    excluded: Numba has no float16 type, so 16-bit parameters take the NumPy twin."""
     dtype = arrays[0].dtype
-    return dtype.kind == "f" and all(a.flags.c_contiguous and a.dtype == dtype for a in arrays)
+    return dtype.kind == "f" and dtype.itemsize >= 4 and all(a.flags.c_contiguous and a.dtype == dtype for a in arrays)
 
 
 def _flat(*arrays):

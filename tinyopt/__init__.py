@@ -32,7 +32,7 @@ from tinyopt.kernels.memory import tune_malloc  # noqa: E402
 __version__ = "0.1.0"
 
 # Heavier subpackages (matplotlib, the Keras layer, quantization, verification) load on first use.
-_LAZY = ("keras", "models", "plot", "quant", "verify", "train", "kernels")
+_LAZY = ("keras", "models", "plot", "quant", "verify", "train", "kernels", "amp")
 
 
 def __getattr__(name):

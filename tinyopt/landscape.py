@@ -60,6 +60,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinyopt.autograd import enable_grad, no_grad
+from tinyopt.dtypes import finfo, is_floating_point
 from tinyopt.tensor import Tensor
 
 IGNORE_CHOICES = ("biasbn", None)
@@ -285,7 +286,7 @@ def _gradient(loss_fn, params):
 def _default_step(params) -> float:
     theta = _flatten([p.data for p in params])
     dtype = np.result_type(*[p.data.dtype for p in params])
-    eps = np.finfo(dtype if np.issubdtype(dtype, np.floating) else np.float64).eps
+    eps = float(finfo(dtype).eps) if is_floating_point(dtype) else np.finfo(np.float64).eps
     return float(eps ** (1 / 3) * (1 + np.linalg.norm(theta) / math.sqrt(theta.size)))
 
 

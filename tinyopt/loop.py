@@ -36,6 +36,7 @@ import sys
 import numpy as np
 
 from tinyopt.autograd import no_grad
+from tinyopt.dtypes import is_floating_point
 from tinyopt.tensor import Tensor
 
 
@@ -89,7 +90,7 @@ def first_non_finite(model) -> str | None:
     """The name of the first parameter or buffer of `model` holding a NaN or ±∞, else None."""
     for name, value in model.state_dict().items():
         value = np.asarray(value)
-        if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
+        if (value.dtype.kind == "c" or is_floating_point(value.dtype)) and not np.all(np.isfinite(value)):
             return name
     return None
 

@@ -50,6 +50,7 @@ from tinyopt.tensor import Tensor
 MODELS = ("mlp", "lenet5", "cnn")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULES = ("none", "step", "exp", "cosine", "linear", "onecycle", "plateau")
+AMP_MODES = ("none", "fp16", "bf16")
 
 # Learning rates that train each optimizer well on Fashion-MNIST with batch 64 (used when --lr is omitted).
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.01, "rmsprop": 0.001,
@@ -87,6 +88,7 @@ class TrainConfig:
     train_size: int | None = None    # use the first N training images (None: all 60,000)
     test_size: int | None = None     # use the first N test images (None: all 10,000)
     val_fraction: float = 0.1        # the last fraction of the training images is held out
+    amp: str = "none"                # mixed precision: "fp16" (autocast + GradScaler), "bf16" (autocast), "none"
 
     def validate(self) -> "TrainConfig":
         """Check every setting (types too, for a config.json edited by hand); raise ConfigError
@@ -110,6 +112,8 @@ class TrainConfig:
                               "momentum; with --momentum 0 use --optimizer sgd)")
         if not _is_int(self.seed) or self.seed < 0:
             raise ConfigError(f"--seed must be a whole number >= 0, got {self.seed!r}")
+        if self.amp not in AMP_MODES:
+            raise ConfigError(f"--amp {self.amp!r} is not one of: {', '.join(AMP_MODES)}")
         if not (_is_real(self.val_fraction) and 0.0 < self.val_fraction < 1.0):
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
         for name in ("train_size", "test_size"):
@@ -377,6 +381,10 @@ def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int 
     optimizer = build_optimizer(config, model.parameters())
     steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
     scheduler, sched_every = build_scheduler(config, optimizer, steps_per_epoch)
+    # --amp: the training forward under autocast (weights stay float32); fp16 also scales the loss
+    from tinyopt.amp import GradScaler, autocast
+    scaler = GradScaler("cpu", enabled=config.amp == "fp16")
+    amp_dtype = {"fp16": np.float16, "bf16": "bfloat16"}.get(config.amp)
 
     start_epoch, global_step, history = 0, 0, []
     if resume:
@@ -385,6 +393,8 @@ def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int 
         except CheckpointError as e:
             raise ConfigError(str(e)) from None
         _check_against_checkpoint(out, file_config, ckpt)
+        if isinstance(ckpt.get("scaler"), dict) and ckpt["scaler"] and scaler.is_enabled():
+            scaler.load_state_dict(ckpt["scaler"])
         start_epoch, global_step, rng = int(ckpt["epoch"]), int(ckpt["global_step"]), ckpt["rng"]
         history = ckpt["history"] if isinstance(ckpt.get("history"), list) else \
             [r for r in read_metrics(out) if r["epoch"] <= start_epoch]
@@ -398,9 +408,10 @@ def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int 
         t0 = time.perf_counter()
         with ProgressBar(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", interactive) as bar:
             hooks = _RunHooks(model, bar)
-            done = train_epoch(model, optimizer, loader, F.cross_entropy,
-                               scheduler=scheduler if sched_every == "step" else None, hooks=hooks, epoch=epoch,
-                               global_step=global_step)
+            with autocast("cpu", dtype=amp_dtype, enabled=amp_dtype is not None):
+                done = train_epoch(model, optimizer, loader, F.cross_entropy,
+                                   scheduler=scheduler if sched_every == "step" else None, hooks=hooks, epoch=epoch,
+                                   global_step=global_step, scaler=scaler if scaler.is_enabled() else None)
         global_step = done.global_step
         means = hooks.meter.means()
         val_loss, val_acc, _ = evaluate(model, *val)
@@ -420,7 +431,8 @@ def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int 
             "loss_steps": hooks.loss_steps,
         }
         history.append(record)
-        _commit(out, model, optimizer, scheduler, rng, config, history, write_config=not config_written)
+        _commit(out, model, optimizer, scheduler, rng, config, history, write_config=not config_written,
+                scaler=scaler)
         config_written = True
         if verbose:
             print(f"epoch {epoch + 1}/{config.epochs}  loss {record['train_loss']:.4f}  acc {record['train_accuracy']:.4f}  "
@@ -436,13 +448,16 @@ def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int 
     return result
 
 
-def _commit(out: Path, model, optimizer, scheduler, rng, config: TrainConfig, history: list, write_config: bool):
+def _commit(out: Path, model, optimizer, scheduler, rng, config: TrainConfig, history: list, write_config: bool,
+            scaler=None):
     """End of an epoch: the checkpoint first (it refuses non-finite weights, and then nothing else
     changes), then metrics.jsonl and config.json, each atomically."""
     epoch = history[-1]["epoch"]
     state = {"model": model, "optimizer": optimizer, "scheduler": scheduler.state_dict() if scheduler else None,
              "epoch": epoch, "global_step": history[-1]["step"], "rng": rng, "config": dataclasses.asdict(config),
              "history": history}
+    if scaler is not None and scaler.is_enabled():
+        state["scaler"] = scaler.state_dict()
     try:
         save(state, out / CHECKPOINT_FILE)
     except NonFiniteValues as e:

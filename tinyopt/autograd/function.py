@@ -27,11 +27,16 @@ A Function whose output is a view of its first input (reshape, transpose) sets `
 version counter and an in-place change through either is seen by both.
 
 `apply_` runs an op in place on its first argument (what `x.add_(y)`, `x += y`, `x[i] = v` use).
+
+Inside a `tinyopt.amp.autocast` region, `apply` first casts the Tensor arguments as the class's
+`autocast_policy` says (torch's autocast lists; autograd/autocast_mode.py): the one place where
+mixed precision touches the op layer.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from tinyopt.autograd import autocast_mode as _autocast
 from tinyopt.autograd.grad_mode import enable_grad, is_grad_enabled, no_grad  # noqa: F401 (no_grad: old import path)
 from tinyopt.autograd.graph import Node, VersionCounter, unbroadcast
 from tinyopt.dtypes import is_floating_point
@@ -81,6 +86,9 @@ class Function:
     """Base class of every differentiable op. Subclasses define `forward` and `backward`."""
 
     is_view = False
+    # torch's autocast list this op is on ("lower_precision_fp", "fp32", "promote" or None): see
+    # autograd/autocast_mode.py. Only read while a `tinyopt.amp.autocast` region is active.
+    autocast_policy = None
 
     @staticmethod
     def forward(ctx: Context, *args, **kwargs) -> np.ndarray:  # pragma: no cover - interface
@@ -95,6 +103,10 @@ class Function:
         Tensor = _Tensor
         ctx = Context()
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
+        if _autocast.active and _autocast.state.dtype is not None:   # inside autocast: the op's list casts
+            policy = _autocast.policy_of(cls)
+            if policy is not None:
+                raw = _autocast.cast_inputs(policy, args, raw, Tensor)
         out = cls.forward(ctx, *raw, **kwargs)
         result = Tensor._wrap(out)
         if cls.is_view and (cls.is_view is True or np.may_share_memory(out, raw[0])):

@@ -21,3 +21,4 @@ __all__ = [
 from tinyopt.keras.distiller import Distiller  # noqa: E402  (the Keras distillation example's model)
 
 __all__ += ["Distiller"]
+from tinyopt.keras import mixed_precision  # noqa: E402 - keras.mixed_precision.set_global_policy(...)

@@ -58,6 +58,7 @@ import numpy as np
 from tinyopt.keras import callbacks as callbacks_module
 from tinyopt.keras import losses as losses_module
 from tinyopt.keras import metrics as metrics_module
+from tinyopt.keras import mixed_precision
 from tinyopt.keras import optimizers as optimizers_module
 from tinyopt.keras import layers as layers_module
 from tinyopt.keras.layers import InputLayer, KerasTensor, Layer, positive_int
@@ -172,7 +173,8 @@ class Model(Module):
         for key, value in (("name", name), ("_layers", []), ("_name_counts", {}), ("built", False),
                            ("input_shape", None), ("output_shape", None), ("optimizer", None), ("loss", None),
                            ("compiled_metrics", []), ("_compile_config", None), ("stop_training", False),
-                           ("history", None), ("_nodes", []), ("_inputs", []), ("_outputs", [])):
+                           ("history", None), ("_nodes", []), ("_inputs", []), ("_outputs", []),
+                           ("dtype_policy", mixed_precision.global_policy())):  # Keras: read at creation
             object.__setattr__(self, key, value)
 
     # ------------------------------------------------------------------ the functional graph
@@ -315,13 +317,19 @@ class Model(Module):
             raise NotImplementedError("calling a keras model on KerasTensors (a model used as a layer) is not "
                                       "supported; build one keras.Model from the layers themselves")
         if training is None:
-            return self.forward(x)
+            return self._forward_in_policy(x)
         was = self.training
         self.train(bool(training))
         try:
-            return self.forward(x)
+            return self._forward_in_policy(x)
         finally:
             self.train(was)
+
+    def _forward_in_policy(self, x):
+        """The forward under the model's dtype policy (autocast for mixed_float16 / mixed_bfloat16)."""
+        with mixed_precision.compute_scope(self):
+            out = self.forward(x)
+        return mixed_precision.model_output(self, out)
 
     def _output_units(self):
         shape = self.output_shape
@@ -449,7 +457,7 @@ class Model(Module):
             raise ValueError("compile needs a loss, e.g. loss='sparse_categorical_crossentropy'")
         if metrics is not None and not isinstance(metrics, (list, tuple)):
             raise TypeError(f"metrics must be a list, e.g. metrics=['accuracy'], got {type(metrics).__name__}")
-        opt = optimizers_module.get(optimizer)
+        opt = mixed_precision.wrap_optimizer(self, optimizers_module.get(optimizer))  # LossScaleOptimizer under mixed_float16
         loss_fn = losses_module.get(loss)
         kind = losses_module.kind(loss_fn)
         compiled = [metrics_module.get(m, kind) for m in (metrics or [])]
@@ -514,7 +522,8 @@ class Model(Module):
             raise ValueError(f"x and y must have the same number of samples, got {_num_samples(x)} and {len(y)}")
         self._build_optimizer()
         self.train()
-        step = train_step(self, self.optimizer, x, y, _compiled_loss(self))
+        step = train_step(self, self.optimizer, x, y, _compiled_loss(self),
+                          scaler=mixed_precision.scaler_of(self.optimizer))
         if not step.applied:
             raise TrainingDiverged(
                 divergence_message("loss", step.loss, lr=step.lr, model=self,
@@ -604,7 +613,8 @@ class Model(Module):
             with ProgressBar(steps, f"Epoch {epoch + 1}/{epochs}", use_bar, leave=True) as bar:
                 hooks = _FitHooks(self, cbs, bar)
                 global_step = train_epoch(self, self.optimizer, minibatches(x, y, batch_size, order), loss_fn,
-                                          hooks=hooks, epoch=epoch, global_step=global_step).global_step
+                                          hooks=hooks, epoch=epoch, global_step=global_step,
+                                          scaler=mixed_precision.scaler_of(self.optimizer)).global_step
                 epoch_logs = hooks.meter.means()
                 if validation_data is not None:
                     val = self._evaluate_logs(*validation_data, batch_size=batch_size)

@@ -21,6 +21,7 @@ from tinyopt.ops import nn as NN
 from tinyopt.ops import quant as QO
 from tinyopt.ops import resample as RS
 from tinyopt.ops import shape as S
+from tinyopt.ops.precision import float32_region
 from tinyopt.random import resolve
 from tinyopt.tensor import Tensor, _operand, _softmax_dim, where
 
@@ -363,6 +364,7 @@ def nll_loss(input: Tensor, target, weight=None, ignore_index: int = -100, reduc
     """ℓ_n = −w_{y_n} · input[n, y_n] for log-probabilities (N, C) (or (N, C, d1, ...)) and labels (N,)
     (or (N, d1, ...)); ignored labels give 0 and, for 'mean', the sum is divided by Σ w_{y_n} over the
     labels that are not ignored (torch's weighted mean)."""
+    input = float32_region(input)  # noqa: A001 - under autocast, losses run in float32 (torch's fp32 list)
     flat, target, spatial = _classes_last(input, target)
     labels = _check_labels(target, flat.shape, ignore_index)
     w = _check_weight(weight, flat.shape[1])
@@ -391,6 +393,7 @@ def cross_entropy(input: Tensor, target, weight=None, ignore_index: int = -100, 
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"{reduction!r} is not a valid value for reduction: use 'mean', 'sum' or 'none'")
+    input = float32_region(input)  # noqa: A001
     raw_target = np.asarray(target.data if isinstance(target, Tensor) else target)
     flat, raw_flat, spatial = _classes_last(input, raw_target) if not dtypes.is_floating_point(raw_target.dtype) \
         else (input, raw_target, None)
@@ -427,6 +430,7 @@ def cross_entropy(input: Tensor, target, weight=None, ignore_index: int = -100, 
 def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:  # noqa: A002 - torch's name
     """ℓ = (x − y)²."""
     _check_same_shape("mse_loss", input, target)
+    input = float32_region(input)  # noqa: A001
     diff = input - _operand(target)
     return _reduce(diff * diff, reduction)
 
@@ -434,12 +438,14 @@ def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:  # noqa:
 def l1_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:  # noqa: A002
     """ℓ = |x − y|."""
     _check_same_shape("l1_loss", input, target)
+    input = float32_region(input)  # noqa: A001
     return _reduce((input - _operand(target)).abs(), reduction)
 
 
 def smooth_l1_loss(input: Tensor, target, reduction: str = "mean", beta: float = 1.0) -> Tensor:  # noqa: A002
     """ℓ = ½ d²/β where |d| < β, else |d| − ½β, d = x − y (Huber's loss divided by β)."""
     _check_same_shape("smooth_l1_loss", input, target)
+    input = float32_region(input)  # noqa: A001
     d = (input - _operand(target)).abs()
     if beta == 0:
         return _reduce(d, reduction)
@@ -460,6 +466,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target, weight=None, reducti
                                      pos_weight=None) -> Tensor:
     """ℓ = −w·[w_p·y·log σ(x) + (1 − y)·log(1 − σ(x))], computed stably as
     (1 − y)·x + (1 + (w_p − 1)·y)·(log(1 + e^(−|x|)) + max(−x, 0))   (torch's formulation)."""
+    input = float32_region(input)  # noqa: A001
     y = _operand(target)
     # log(1 + e^(−x)) = log(1 + e^(−|x|)) + max(−x, 0). At x = 0 both terms have a kink; abs' (0) = 0
     # and maximum's tie rule (½ to each side) give the true derivative −½ there (relu would give 0).
@@ -475,6 +482,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target, weight=None, reducti
 
 def binary_cross_entropy(input: Tensor, target, weight=None, reduction: str = "mean", eps: float = 1e-12) -> Tensor:  # noqa: A002
     """ℓ = −w·[y·log p + (1 − y)·log(1 − p)] on probabilities p (clamped away from 0 and 1)."""
+    input = float32_region(input)  # noqa: A001
     y = _operand(target)
     p = input.clamp(eps, 1 - eps)
     loss = -(y * p.log() + (1 - y) * (1 - p).log())

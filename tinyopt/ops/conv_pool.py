@@ -21,9 +21,11 @@ import math
 
 import numpy as np
 
+from tinyopt.autograd.autocast_mode import LOWER
 from tinyopt.autograd.function import Function
 from tinyopt.errors import ShapeError
 from tinyopt.kernels import conv as K
+from tinyopt.ops.precision import low_precision_dtype, narrow, widen
 from tinyopt.kernels import pool as P
 
 # ----------------------------------------------------------------------------- geometry
@@ -127,7 +129,13 @@ def kernel_input(x: np.ndarray) -> np.ndarray:
 
 
 class Conv2dFunction(Function):
-    """conv2d as one autograd node; backward returns (dx, dw, dbias) by the im2col identities."""
+    """conv2d as one autograd node; backward returns (dx, dw, dbias) by the im2col identities.
+
+    float16/bfloat16 input, weight and bias run on the float32 kernels (float32 accumulation) and each
+    result is rounded once to 16 bits (ops/precision.py); the im2col columns are saved in 16 bits (exact,
+    they are copies of 16-bit inputs), so the memory kept for backward is halved."""
+
+    autocast_policy = LOWER
 
     @staticmethod
     def forward(ctx, x, weight, bias, stride=1, padding=0, dilation=1, groups=1):
@@ -136,7 +144,12 @@ class Conv2dFunction(Function):
         stride, pad, dilation, out_hw = conv2d_geometry(x.shape, weight.shape, stride, padding, dilation, groups)
         if bias is not None and bias.shape != (weight.shape[0],):
             raise ShapeError(f"conv2d: bias must have shape ({weight.shape[0]},), got {bias.shape}")
-        y, cols = K.conv2d_forward(x, weight, bias, stride, pad, dilation, groups, out_hw)
+        low = low_precision_dtype(x, weight, bias)
+        if low is not None:
+            y, cols = K.conv2d_forward(widen(x), widen(weight), widen(bias), stride, pad, dilation, groups, out_hw)
+            y, cols = narrow(y, low), cols.astype(low)
+        else:
+            y, cols = K.conv2d_forward(x, weight, bias, stride, pad, dilation, groups, out_hw)
         ctx.save_for_backward(weight, cols)
         ctx.geometry = (x.shape, stride, pad, dilation, groups)
         ctx.has_bias = bias is not None
@@ -147,10 +160,15 @@ class Conv2dFunction(Function):
         weight, cols = ctx.saved_tensors
         x_shape, stride, pad, dilation, groups = ctx.geometry
         need_x, need_w, need_b = ctx.needs_input_grad  # one flag per (x, weight, bias)
+        low = low_precision_dtype(weight, cols, grad)
+        if low is not None:
+            grad, weight, cols = widen(grad), widen(weight), widen(cols)
         dx, dw, db = K.conv2d_backward(
             np.ascontiguousarray(grad), x_shape, weight, cols, stride, pad, dilation, groups,
             need_input=need_x, need_weight=need_w, need_bias=need_b and ctx.has_bias,
         )
+        if low is not None:
+            return tuple(None if g is None else narrow(g, low) for g in (dx, dw, db))
         return dx, dw, db
 
 

@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from tinyopt.autograd.autocast_mode import FP32
 from tinyopt.autograd.function import Function
 from tinyopt.kernels.special import erf
 
@@ -85,6 +86,8 @@ class Pow(Function):
     where b = 0 (a^0 is constant, even at a = 0), and d/db = 0 where a = 0 and b >= 0.
     """
 
+    autocast_policy_cuda = FP32   # torch CPU autocast: the inputs' dtypes; CUDA: float32
+
     @staticmethod
     def forward(ctx, a, b):
         out = np.power(a, b)
@@ -108,6 +111,8 @@ class Pow(Function):
 
 
 class Exp(Function):
+    autocast_policy_cuda = FP32
+
     @staticmethod
     def forward(ctx, a):
         out = np.exp(a)
@@ -121,6 +126,8 @@ class Exp(Function):
 
 
 class Log(Function):
+    autocast_policy_cuda = FP32
+
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyopt.autograd.autocast_mode import FP32, LOWER
 from tinyopt.autograd.function import Function
+from tinyopt.ops.precision import low_precision_dtype, narrow, widen
 
 
 class LogSoftmax(Function):
     """log softmax(x)_i = x_i − max(x) − log Σ_j exp(x_j − max(x)); subtracting the max keeps
     exp() finite for logits of any size. Backward: g − softmax(x)·Σ_j g_j."""
+
+    autocast_policy_cuda = FP32   # torch CPU autocast runs it in the input's dtype, CUDA in float32
 
     @staticmethod
     def forward(ctx, a, axis=-1):
@@ -27,6 +31,8 @@ class LogSoftmax(Function):
 
 class Softmax(Function):
     """softmax(x)_i = exp(x_i − max x) / Σ_j exp(x_j − max x). Backward: s·(g − Σ_j g_j s_j)."""
+
+    autocast_policy_cuda = FP32
 
     @staticmethod
     def forward(ctx, a, axis=-1):
@@ -47,11 +53,20 @@ class Linear(Function):
 
     One node instead of Transpose → MatMul → Add. Backward, with G the upstream gradient and the
     leading axes of x and G flattened into rows: dx = G W, dW = Gᵀ x, db = Σ_rows G.
+    16-bit x, W, b: float32 accumulation, each result rounded once to 16 bits (ops/precision.py).
     """
+
+    autocast_policy = LOWER
 
     @staticmethod
     def forward(ctx, x, weight, bias=None):
         ctx.save_for_backward(x, weight)
+        low = low_precision_dtype(x, weight, bias)
+        if low is not None:
+            out = np.matmul(widen(x), widen(weight).T)
+            if bias is not None:
+                out += widen(bias)
+            return narrow(out, low)
         out = np.matmul(x, weight.T)
         if bias is not None:
             out += bias
@@ -60,6 +75,14 @@ class Linear(Function):
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
+        low = low_precision_dtype(x, weight, grad)
+        if low is not None:
+            grads = Linear._backward(ctx, widen(grad), widen(x), widen(weight))
+            return tuple(None if g is None else narrow(g, low) for g in grads)
+        return Linear._backward(ctx, grad, x, weight)
+
+    @staticmethod
+    def _backward(ctx, grad, x, weight):
         need_x, need_w, need_b = (ctx.needs_input_grad + (False,))[:3]
         rows = grad.reshape(-1, grad.shape[-1])
         grad_x = np.matmul(grad, weight) if need_x else None
@@ -78,7 +101,10 @@ class CrossEntropy(Function):
         ∂ℓ_n/∂z_n = w_{y_n} (softmax(z_n) − onehot(y_n))
 
     One node instead of LogSoftmax → index → negate → mean; the gradient needs no scatter.
+    On the fp32 autocast list (torch's cross_entropy_loss): under autocast the logits arrive in float32.
     """
+
+    autocast_policy = FP32
 
     @staticmethod
     def forward(ctx, logits, labels, reduction="mean", weight=None, ignore_index=-100):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyopt.autograd.autocast_mode import FP32
 from tinyopt.autograd.function import Function
 
 
@@ -22,6 +23,8 @@ def _expand_reduced(grad, shape, axes, keepdims):
 
 
 class Sum(Function):
+    autocast_policy_cuda = FP32   # torch CPU autocast: the input's dtype; CUDA: float32
+
     @staticmethod
     def forward(ctx, a, axes=None, keepdims=False):
         ctx.shape, ctx.axes, ctx.keepdims = a.shape, tuple(range(a.ndim)) if axes is None else axes, keepdims
@@ -74,6 +77,8 @@ class Prod(Function):
     """Product over one axis (or all). ∂/∂a_i = Π_{j≠i} a_j, computed from exclusive cumulative
     products from the left and from the right, so zeros in the input need no division."""
 
+    autocast_policy = FP32
+
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
         ctx.shape, ctx.axis, ctx.keepdims = a.shape, axis, keepdims
@@ -98,6 +103,8 @@ class Prod(Function):
 
 
 class Cumsum(Function):
+    autocast_policy_cuda = FP32
+
     @staticmethod
     def forward(ctx, a, axis=0):
         ctx.axis = axis
@@ -134,6 +141,8 @@ def _along_axis_index(index, axis):
 class Norm2(Function):
     """‖a‖₂ over axes (Frobenius for a matrix): √(Σ a²). ∂/∂a = a / ‖a‖, and 0 where ‖a‖ = 0 (torch's
     subgradient choice)."""
+
+    autocast_policy_cuda = FP32
 
     @staticmethod
     def forward(ctx, a, axes=None, keepdims=False):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyopt.autograd.autocast_mode import PROMOTE
 from tinyopt.autograd.function import Function
 
 
@@ -97,6 +98,8 @@ class SetItem(Function):
 
 
 class Concatenate(Function):
+    autocast_policy = PROMOTE   # mixed 16/32-bit inputs are concatenated as float32 (torch's "promote")
+
     @staticmethod
     def forward(ctx, *arrays, axis=0):
         ctx.axis = axis

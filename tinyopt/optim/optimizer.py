@@ -334,7 +334,7 @@ class Optimizer:
     def _checked_state_entry(self, p, index: int, key: str, value):
         """One state entry as it will be stored (a copy, float arrays cast to the parameter's dtype),
         or a ValueError. Arrays must have the parameter's shape unless `_state_shape` says otherwise."""
-        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        if isinstance(value, np.ndarray) and is_floating_point(value.dtype):
             expected = self._state_shape(p, key)
             if value.ndim > 0 and expected is not None and value.shape != tuple(expected):
                 raise ValueError(

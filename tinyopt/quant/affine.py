@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinyopt.ops.dims import normalize_dim
+from tinyopt.dtypes import is_floating_point
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,7 @@ def _as_float_array(x, what="x") -> np.ndarray:
     from tinyopt.tensor import Tensor
 
     arr = x.data if isinstance(x, Tensor) else np.asarray(x)
-    if not np.issubdtype(arr.dtype, np.floating):
+    if not is_floating_point(arr.dtype):
         raise TypeError(f"{what} must be a floating-point tensor, got {arr.dtype}")
     if not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))[0]
