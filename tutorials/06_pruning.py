@@ -286,6 +286,38 @@ fig.tight_layout()
 fig.savefig(OUT / "agp_schedule.png", dpi=90)
 plt.close(fig)
 
+
+# %% [markdown]
+# **Exercises** (graded by `tinyopt check 06`): the cubic schedule with one pruning event per step,
+# and the mask `l1_unstructured` computes, both on plain arrays.
+
+# %%
+def agp_sparsity(t, s_i, s_f, t0, n):
+    """Zhu & Gupta's s_t = s_f + (s_i − s_f)(1 − (t − t₀)/n)³ for t₀ ≤ t ≤ t₀ + n (s_i before, s_f after)."""
+    # BEGIN SOLUTION agp_sparsity
+    if t < t0:
+        return s_i
+    progress = min(t - t0, n) / n
+    return s_f + (s_i - s_f) * (1 - progress) ** 3
+    # END SOLUTION
+
+
+def magnitude_mask(w, amount):
+    """1 where w survives and 0 for the `amount` weights (a fraction or a count) of smallest |w|."""
+    # BEGIN SOLUTION magnitude_mask
+    k = int(round(amount * w.size)) if isinstance(amount, float) else int(amount)
+    mask = np.ones(w.size)
+    mask[np.argsort(np.abs(w).ravel(), kind="stable")[:k]] = 0
+    return mask.reshape(w.shape)
+    # END SOLUTION
+
+
+assert all(abs(agp_sparsity(t, 0.0, TARGET, 3, 10) - P.agp_sparsity(t, TARGET, 0.0, 3, 10)) < 1e-12 for t in range(20))
+probe_layer = nn.Linear(10, 6)
+w_probe = probe_layer.weight.data.copy()
+prune.l1_unstructured(probe_layer, "weight", amount=0.3)
+assert np.array_equal(magnitude_mask(w_probe, 0.3), np.asarray(probe_layer.weight_mask))
+
 # %% [markdown]
 # ## 4. Sensitivity analysis
 #

@@ -244,12 +244,15 @@ assert abs(loss16s - loss32) < 0.1 and loss16 > loss32 + 0.5
 
 # %%
 def scaler_update(scale, tracker, found_inf, growth_factor, backoff_factor, growth_interval):
+    """GradScaler.update by hand (exercise, graded by `tinyopt check 08`): the new (scale, tracker)."""
+    # BEGIN SOLUTION scaler_update
     if found_inf:
         return scale * backoff_factor, 0
     tracker += 1
     if tracker == growth_interval:
         return scale * growth_factor, 0
     return scale, tracker
+    # END SOLUTION
 
 
 pattern = [False] * 5 + [True] + [False] * 7 + [True, True] + [False] * 4

@@ -262,6 +262,31 @@ summed = simulate_ring_all_reduce(values, trace=trace)
 print(format_trace(trace, 4))
 print("every rank ends with", summed[0], "= 1 + 2 + 3 + 4")
 
+
+# Exercise (graded by `tinyopt check 10`): the same schedule on a list of N arrays, one per rank.
+def ring_all_reduce_simulated(arrays):
+    """Every rank's array after a ring all-reduce (sum), and the messages each rank sent."""
+    # BEGIN SOLUTION ring_all_reduce
+    n = len(arrays)
+    chunks = [np.array_split(a.astype(np.float64), n) for a in arrays]
+    messages = 0
+    for s in range(n - 1):                       # reduce-scatter: rank r sends chunk (r − s) mod n to r + 1
+        sent = [chunks[r][(r - s) % n].copy() for r in range(n)]
+        for r in range(n):
+            chunks[(r + 1) % n][(r - s) % n] += sent[r]
+        messages += 1
+    for s in range(n - 1):                       # all-gather: rank r passes on its finished chunk (r + 1 − s) mod n
+        sent = [chunks[r][(r + 1 - s) % n].copy() for r in range(n)]
+        for r in range(n):
+            chunks[(r + 1) % n][(r + 1 - s) % n] = sent[r]
+        messages += 1
+    return [np.concatenate(c) for c in chunks], messages
+    # END SOLUTION
+
+
+mine, sent_per_rank = ring_all_reduce_simulated(values)
+assert all(np.array_equal(m, s_) for m, s_ in zip(mine, summed)) and sent_per_rank == 2 * (4 - 1)
+
 # Bytes each rank sends for a gradient of n bytes: the ring 2(N−1)/N · n (flat in N) against a
 # parameter server that receives and sends back everything, (N−1) · n at the server.
 Ns = np.array([2, 4, 8, 16, 32, 64])

@@ -359,34 +359,27 @@ def check_kd_loss(fn):
 # ----------------------------------------------------------------------------- lesson 08: mixed precision
 
 def check_scaler_update(fn):
-    from tinyopt import amp
+    import tinyopt as to
+    from tinyopt import amp, optim
 
     pattern = [False] * 5 + [True] + [False] * 7 + [True, True] + [False] * 4
-    scaler = amp.GradScaler(init_scale=2.0**10, growth_factor=2.0, backoff_factor=0.5, growth_interval=3)
+    scaler = amp.GradScaler("cpu", init_scale=2.0**10, growth_factor=2.0, backoff_factor=0.5, growth_interval=3)
+    probe = to.tensor(np.zeros(1, np.float32), requires_grad=True)
+    opt = optim.SGD([probe], lr=0.0)
     scale, tracker = 2.0**10, 0
-    for k, found_inf in enumerate(pattern, start=1):
-        scaler._found_inf_total = 1.0 if found_inf else 0.0   # what unscale_ would have found
-        want = _scaler_step(scaler, found_inf)
-        scale, tracker = _as_tuple(fn(scale, tracker, found_inf, 2.0, 0.5, 3), 2, "scaler_update")
-        bad = _compare("scaler_update", f"scale after update {k} (inf: {found_inf})", scale, want,
-                       "an inf/NaN: scale ← scale · backoff, tracker ← 0; else tracker += 1 and after "
-                       "growth_interval clean steps in a row scale ← scale · growth, tracker ← 0", rtol=1e-12)
-        if bad:
-            return bad
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k, found_inf in enumerate(pattern, start=1):
+            opt.zero_grad()   # the real scaler, through its public API: scale, backward, step, update
+            scaler.scale((probe * (np.inf if found_inf else 1.0)).sum()).backward()
+            scaler.step(opt)
+            scaler.update()
+            scale, tracker = _as_tuple(fn(scale, tracker, found_inf, 2.0, 0.5, 3), 2, "scaler_update")
+            bad = _compare("scaler_update", f"scale after update {k} (inf: {found_inf})", scale, scaler.get_scale(),
+                           "an inf/NaN: scale ← scale · backoff, tracker ← 0; else tracker += 1 and after "
+                           "growth_interval clean steps in a row scale ← scale · growth, tracker ← 0", rtol=1e-12)
+            if bad:
+                return bad
     return Result("scaler_update", True, f"{len(pattern)} updates equal amp.GradScaler", checks=len(pattern))
-
-
-def _scaler_step(scaler, found_inf: bool) -> float:
-    """Drive a real GradScaler through one update with or without an inf, through its public API."""
-    import tinyopt as to
-    from tinyopt import optim
-
-    p = to.nn.Parameter(np.zeros(1, np.float32))
-    opt = optim.SGD([p], lr=0.0)
-    p.grad = to.tensor(np.array([np.inf if found_inf else 1.0], np.float32))
-    scaler.step(opt)
-    scaler.update()
-    return float(scaler.get_scale())
 
 
 # ----------------------------------------------------------------------------- lesson 09: RNN
@@ -453,8 +446,16 @@ EXERCISES = (
              "s = range / (q_max − q_min), z integer", check_affine_qparams),
     Exercise("05_quantization", "fake_quantize", "fake_quantize", "quantize then dequantize",
              "(clamp(round(x/s) + z) − z) s", check_fake_quantize),
+    Exercise("06_pruning", "agp_sparsity", "agp_sparsity", "the AGP schedule (Zhu & Gupta 2017)",
+             "s_f + (s_i − s_f)(1 − (t − t₀)/n)³", check_agp_sparsity),
+    Exercise("06_pruning", "magnitude_mask", "magnitude_mask", "the L1-unstructured mask",
+             "zero the amount smallest |w|", check_magnitude_mask),
     Exercise("07_distillation_transfer", "kd_loss", "kd_loss", "the knowledge-distillation loss",
              "α T² KL(p_t^T ‖ p_s^T) + (1 − α) CE", check_kd_loss),
+    Exercise("08_mixed_precision", "scaler_update", "scaler_update", "GradScaler's scale update by hand",
+             "backoff on inf, growth after growth_interval clean steps", check_scaler_update),
+    Exercise("10_parallel", "ring_all_reduce", "ring_all_reduce_simulated", "a ring all-reduce, simulated",
+             "reduce-scatter then all-gather, 2(N−1) steps", check_ring_all_reduce),
     Exercise("11_write_your_own_optimizer", "my_adam", "MyAdam", "Adam as an optimizer class",
              "see the Adam algorithm in the lesson", _check_optimizer_class("my_adam", _optim("Adam"), lr=1e-2)),
     Exercise("11_write_your_own_optimizer", "my_sgd", "MySGD", "SGD with momentum as an optimizer class",
