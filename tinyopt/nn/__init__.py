@@ -21,3 +21,8 @@ __all__ = [
     "Parameter", "ReLU", "ReLU6", "Sequential", "ShapeError", "SiLU", "Sigmoid", "SmoothL1Loss", "Softmax",
     "Softplus", "Tanh", "Unflatten", "functional", "init", "utils",
 ]
+
+from tinyopt.nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase  # noqa: E402
+from tinyopt.nn.sparse import Embedding  # noqa: E402
+
+__all__ += ["Embedding", "GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNBase", "RNNCell", "RNNCellBase"]

@@ -11,7 +11,12 @@ Users call them through `Tensor` methods and `tinyopt.nn.functional`, never dire
     conv_pool    conv2d, max/avg/adaptive pooling, and their geometry checks
     resample     interpolate (nearest, bilinear)
     dims         the one dim-normalising helper every dim argument goes through
+    recurrent    RNN / LSTM / GRU layers (one direction, all steps in one node, explicit BPTT)
+    embedding    embedding lookup (row gather, scatter-add backward)
 """
 from tinyopt.ops import conv_pool, dims, elementwise, linalg, nn, reduce, resample, shape
 
+from tinyopt.ops import embedding, recurrent  # noqa: E402 - added after the original list
+
 __all__ = ["conv_pool", "dims", "elementwise", "linalg", "nn", "reduce", "resample", "shape"]
+__all__ += ["embedding", "recurrent"]

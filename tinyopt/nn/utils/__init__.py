@@ -10,3 +10,7 @@ __all__ = [
     "clip_grad_norm", "clip_grad_norm_", "clip_grad_value_", "clip_grads_with_norm_", "get_total_norm",
     "l1_penalty", "l2_penalty", "parameters_to_vector", "vector_to_parameters",
 ]
+
+from tinyopt.nn.utils import rnn  # noqa: E402 - nn.utils.rnn: pad / pack / unpack variable-length batches
+
+__all__ += ["rnn"]
