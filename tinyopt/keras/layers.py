@@ -485,3 +485,6 @@ __all__ = [
     "Activation", "Conv2D", "Dense", "Dropout", "Flatten", "Input", "InputLayer", "L1", "L2", "Layer",
     "MaxPooling2D", "Reshape", "l1", "l2",
 ]
+
+from tinyopt.keras.recurrent import GRU, LSTM, Embedding, SimpleRNN  # noqa: E402 - recurrent layers: keras/recurrent.py
+__all__ += ["Embedding", "GRU", "LSTM", "SimpleRNN"]
