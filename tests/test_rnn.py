@@ -409,6 +409,8 @@ def test_bad_arguments_are_refused():
         m(to.tensor(np.zeros((4, 2, 2), dtype=np.float32)), (to.zeros(1, 3, 3), to.zeros(1, 3, 3)))
     with pytest.raises(nn.ShapeError, match="2D or 3D"):
         m(to.tensor(np.zeros((4,), dtype=np.float32)))
+    with pytest.raises(RuntimeError, match="same dtype"):
+        m(to.tensor(np.zeros((4, 1, 2), dtype=np.float64)))
     with pytest.raises(RuntimeError, match="sorted in decreasing order"):
         R.pack_padded_sequence(to.zeros(3, 2, 1), [1, 3])
     with pytest.raises(RuntimeError, match="greater than 0"):

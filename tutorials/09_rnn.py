@@ -400,7 +400,7 @@ if FAST:
 else:
     print("better recipe: LSTM(128), Adam with a one-cycle schedule to 3e-3, clip 1, 15 epochs")
     better = train_rows(RowLSTM(), 15, 3e-3, clip=1.0, schedule="onecycle")
-    assert baseline[2] > 0.85 and better[-1] >= 0.89
+    assert baseline[-1] > 0.86 and better[-1] >= 0.89
 
 # %% [markdown]
 # ## What to remember

@@ -539,6 +539,10 @@ def _check_recurrent(name, input, hx, weight_ih, weight_hh, gates):  # noqa: A00
     for h in hx:
         if tuple(h.shape) != (input.shape[1], hidden):
             raise ShapeError(f"{name}: expected a state of shape {(input.shape[1], hidden)}, got {tuple(h.shape)}")
+    for what, t in (("weight_ih", weight_ih), ("weight_hh", weight_hh), *(("hx", h) for h in hx)):
+        if t.dtype != input.dtype:
+            raise RuntimeError(f"{name}: input and {what} must have the same dtype, got {input.dtype} and {t.dtype} "
+                               "(convert the module with .double() / .float(), or the input with .to(dtype))")
 
 
 def rnn_layer(input: Tensor, hx: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih=None, bias_hh=None, *,  # noqa: A002
