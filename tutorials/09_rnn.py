@@ -176,7 +176,9 @@ assert ratio["sigmoid"] < 1e-3 and ratio["relu + Kaiming"] > 0.1
 #
 # The LSTM adds a path c_{t−1} → c_t multiplied only by the forget gate f_t: the gradient along
 # it is Π f_s. At torch's initialisation f ≈ σ(0) = 1/2 and it still vanishes like 2^(−(T−t));
-# a forget-gate bias of 1 (Keras' `unit_forget_bias`) or more keeps the path open.
+# a forget-gate bias of 1 (Keras' `unit_forget_bias`) or more keeps the path open. The GRU's
+# direct path h_{t−1} → h_t is multiplied by its update gate z_t, also ≈ 1/2 at initialisation:
+# untrained, it fades like the closed LSTM; training (or a larger z bias) opens it.
 
 # %%
 T_GRAD, H_GRAD = 50, 32
