@@ -85,14 +85,24 @@ def _stack_output(Hs, src, mask, extra=()):
     return out
 
 
-def _input_grads(ctx, dP, x, w_ih, src):
-    """∂x and ∂W_ih from ∂P (processing order) and the input in the caller's order."""
-    dP = _reorder(dP, src)
-    T, B, G = dP.shape
-    need = ctx.needs_input_grad
-    dx = np.matmul(dP, w_ih) if need[0] else None
-    dw_ih = np.matmul(dP.reshape(T * B, G).T, x.reshape(T * B, -1)) if ctx.need_w_ih else None
-    return dx, dw_ih
+def _weight_grads(ctx, dP, dA_hh, x, w_ih, w_hh, Hs, src, state_grads):
+    """The gradients of forward's arguments (x, *states, w_ih, w_hh, b_ih, b_hh), in that order, from
+    ∂P (the input projection's pre-activations, processing order) and ∂A_hh (those of the hidden
+    product; the same array for RNN and LSTM, where both biases enter the same sum). Each is one GEMM
+    over all T·B rows."""
+    n = len(state_grads)
+    need_x, need_w_ih, need_w_hh = ctx.needs_input_grad[0], ctx.needs_input_grad[n + 1], ctx.needs_input_grad[n + 2]
+    T, B, G = dA_hh.shape
+    dP_caller = _reorder(dP, src)   # back to the caller's time order, where x lives
+    dx = np.matmul(dP_caller, w_ih) if need_x else None
+    dw_ih = np.matmul(dP_caller.reshape(T * B, G).T, x.reshape(T * B, -1)) if need_w_ih else None
+    dw_hh = np.matmul(dA_hh.reshape(T * B, G).T, Hs[:T].reshape(T * B, -1)) if need_w_hh else None
+    if ctx.has_bias:
+        db_ih = dP.sum(axis=(0, 1))
+        db_hh = dA_hh.sum(axis=(0, 1)) if dA_hh is not dP else db_ih.copy()
+    else:
+        db_ih = db_hh = None
+    return (dx, *state_grads, dw_ih, dw_hh, db_ih, db_hh)
 
 
 class RNNLayer(Function):
@@ -135,22 +145,6 @@ class RNNLayer(Function):
                 dA[t] *= mask[t]
                 dh = np.where(mask[t], dA[t] @ w_hh, dh)
         return _weight_grads(ctx, dA, dA, x, w_ih, w_hh, Hs, src, (dh,))
-
-
-def _weight_grads(ctx, dP, dA_hh, x, w_ih, w_hh, Hs, src, state_grads):
-    """Gradients of (x, *states, w_ih, w_hh, b_ih, b_hh), in forward's argument order."""
-    n_states = len(state_grads)
-    need = ctx.needs_input_grad
-    ctx.need_w_ih = need[n_states + 1]
-    dx, dw_ih = _input_grads(ctx, dP, x, w_ih, src)
-    T, B, G = dA_hh.shape
-    dw_hh = np.matmul(dA_hh.reshape(T * B, G).T, Hs[:T].reshape(T * B, -1)) if need[n_states + 2] else None
-    if ctx.has_bias:
-        db_ih = dP.sum(axis=(0, 1))
-        db_hh = dA_hh.sum(axis=(0, 1)) if dA_hh is not dP else db_ih.copy()
-    else:
-        db_ih = db_hh = None
-    return (dx, *state_grads, dw_ih, dw_hh, db_ih, db_hh)
 
 
 class LSTMLayer(Function):
