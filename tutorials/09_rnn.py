@@ -180,6 +180,35 @@ assert ratio["sigmoid"] < 1e-3 and ratio["relu + Kaiming"] > 0.1
 # direct path h_{t−1} → h_t is multiplied by its update gate z_t, also ≈ 1/2 at initialisation:
 # untrained, it fades like the closed LSTM; training (or a larger z bias) opens it.
 
+# %% [markdown]
+# ### Exercise: one LSTM step in NumPy
+#
+# Write the step of nn.LSTM's docstring on arrays (torch's gate order i, f, g, o in the rows of
+# W_ih, W_hh): a = x W_ihᵀ + b_ih + h W_hhᵀ + b_hh; i, f, o = σ(·), g = tanh(·) of its four blocks;
+# c' = f ⊙ c + i ⊙ g; h' = o ⊙ tanh(c'). It is checked against `nn.LSTMCell`.
+
+# %%
+
+
+def lstm_cell(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    """One LSTM step on arrays: x (B, I), h and c (B, H) → (h', c')."""
+    # BEGIN SOLUTION lstm_cell
+    a = x @ w_ih.T + b_ih + h @ w_hh.T + b_hh
+    i, f, g, o = np.split(a, 4, axis=1)
+    i, f, o = 1 / (1 + np.exp(-i)), 1 / (1 + np.exp(-f)), 1 / (1 + np.exp(-o))
+    c_next = f * c + i * np.tanh(g)
+    h_next = o * np.tanh(c_next)
+    # END SOLUTION
+    return h_next, c_next
+
+
+check_cell = nn.LSTMCell(3, 4, dtype=np.float64, generator=np.random.default_rng(9))
+xc, hc, cc = (np.random.default_rng(k).standard_normal(s) for k, s in ((0, (2, 3)), (1, (2, 4)), (2, (2, 4))))
+mine_h, mine_c = lstm_cell(xc, hc, cc, *(p.data for p in check_cell.parameters()))
+lib_h, lib_c = check_cell(to.tensor(xc), (to.tensor(hc), to.tensor(cc)))
+assert np.allclose(mine_h, lib_h.data, atol=1e-12) and np.allclose(mine_c, lib_c.data, atol=1e-12)
+print("lstm_cell equals nn.LSTMCell")
+
 # %%
 T_GRAD, H_GRAD = 50, 32
 x_small = to.tensor(np.random.default_rng(0).standard_normal((T_GRAD, 16, 4)) * 0.1)
