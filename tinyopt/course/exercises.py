@@ -454,6 +454,8 @@ EXERCISES = (
              "α T² KL(p_t^T ‖ p_s^T) + (1 − α) CE", check_kd_loss),
     Exercise("08_mixed_precision", "scaler_update", "scaler_update", "GradScaler's scale update by hand",
              "backoff on inf, growth after growth_interval clean steps", check_scaler_update),
+    Exercise("09_rnn", "lstm_cell", "lstm_cell", "one LSTM step (torch's gate order i, f, g, o)",
+             "c' = f ⊙ c + i ⊙ g; h' = o ⊙ tanh(c')", check_lstm_cell),
     Exercise("10_parallel", "ring_all_reduce", "ring_all_reduce_simulated", "a ring all-reduce, simulated",
              "reduce-scatter then all-gather, 2(N−1) steps", check_ring_all_reduce),
     Exercise("11_write_your_own_optimizer", "my_adam", "MyAdam", "Adam as an optimizer class",

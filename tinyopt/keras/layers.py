@@ -990,3 +990,6 @@ __all__ = [
     "Input", "InputLayer", "KerasTensor", "L1", "L2", "Layer", "MaxPooling2D", "Multiply", "Reshape", "Subtract",
     "l1", "l2",
 ]
+
+from tinyopt.keras.recurrent import GRU, LSTM, Embedding, SimpleRNN  # noqa: E402 - recurrent layers: keras/recurrent.py
+__all__ += ["Embedding", "GRU", "LSTM", "SimpleRNN"]

@@ -28,3 +28,8 @@ __all__ += ["SyncBatchNorm", "parallel"]
 from tinyopt.nn.loss import KLDivLoss  # noqa: E402
 
 __all__ += ["KLDivLoss"]
+
+from tinyopt.nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase  # noqa: E402
+from tinyopt.nn.sparse import Embedding  # noqa: E402
+
+__all__ += ["Embedding", "GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNBase", "RNNCell", "RNNCellBase"]

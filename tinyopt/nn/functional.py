@@ -626,3 +626,93 @@ def kd_loss(student_logits: Tensor, teacher_logits, target=None, T: float = 4.0,
 
 
 __all__ += ["kd_loss", "kl_div"]
+# ----------------------------------------------------------------------------- embedding and recurrent layers
+# (added with nn.Embedding and nn.RNN / LSTM / GRU; the ops are in ops/embedding.py and ops/recurrent.py)
+
+from tinyopt.ops import embedding as _EMB  # noqa: E402
+from tinyopt.ops import recurrent as _REC  # noqa: E402
+
+
+def embedding(input, weight: Tensor, padding_idx=None, max_norm=None, norm_type: float = 2.0,  # noqa: A002
+              scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
+    """out[…, :] = weight[input[…], :] (torch's F.embedding). The row `padding_idx` gets no gradient;
+    with `max_norm`, every row looked up whose `norm_type`-norm exceeds max_norm is first rescaled in
+    place to max_norm / (‖w‖ + 1e−7) · w (torch's renorm, outside autograd)."""
+    idx = np.asarray(input.data if isinstance(input, Tensor) else input)
+    if not np.issubdtype(idx.dtype, np.integer):
+        raise RuntimeError(f"Expected tensor for argument #1 'indices' to have one of the following scalar types: "
+                           f"Long, Int; but got {idx.dtype} instead")
+    n = weight.shape[0]
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got shape {tuple(weight.shape)}")
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise IndexError(f"index out of range in self: indices must be in [0, {n}), got min {idx.min()}, max {idx.max()}")
+    if padding_idx is not None:
+        if not -n <= padding_idx < n:
+            raise ValueError(f"Padding_idx must be within num_embeddings ({n}), got {padding_idx}")
+        padding_idx = padding_idx + n if padding_idx < 0 else padding_idx
+    if sparse:
+        raise NotImplementedError("embedding(sparse=True): tinyopt has no sparse gradients; use sparse=False")
+    if max_norm is not None:
+        if max_norm <= 0:
+            raise ValueError(f"max_norm must be positive, got {max_norm}")
+        rows = np.unique(idx)
+        w = weight.data[rows]
+        norms = np.sum(np.abs(w) ** norm_type, axis=1) ** (1.0 / norm_type)
+        scale = np.where(norms > max_norm, max_norm / (norms + 1e-7), 1.0)
+        weight.data[rows] = (w * scale[:, None]).astype(weight.dtype)
+        weight._version.value += 1
+    return _EMB.Embedding.apply(weight, idx.astype(np.intp), padding_idx=padding_idx,
+                                scale_grad_by_freq=scale_grad_by_freq)
+
+
+def _check_recurrent(name, input, hx, weight_ih, weight_hh, gates):  # noqa: A002
+    if input.ndim != 3:
+        raise ShapeError(f"{name}: expected input of shape (T, B, input_size), got {tuple(input.shape)}")
+    hidden = weight_hh.shape[1]
+    if tuple(weight_ih.shape) != (gates * hidden, input.shape[2]) or tuple(weight_hh.shape) != (gates * hidden, hidden):
+        raise ShapeError(f"{name}: weights of shape {tuple(weight_ih.shape)}, {tuple(weight_hh.shape)} do not fit input "
+                         f"{tuple(input.shape)} (expected ({gates * hidden}, {input.shape[2]}) and ({gates * hidden}, {hidden}))")
+    for h in hx:
+        if tuple(h.shape) != (input.shape[1], hidden):
+            raise ShapeError(f"{name}: expected a state of shape {(input.shape[1], hidden)}, got {tuple(h.shape)}")
+    for what, t in (("weight_ih", weight_ih), ("weight_hh", weight_hh), *(("hx", h) for h in hx)):
+        if t.dtype != input.dtype:
+            raise RuntimeError(f"{name}: input and {what} must have the same dtype, got {input.dtype} and {t.dtype} "
+                               "(convert the module with .double() / .float(), or the input with .to(dtype))")
+
+
+def rnn_layer(input: Tensor, hx: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih=None, bias_hh=None, *,  # noqa: A002
+              nonlinearity: str = "tanh", lengths=None, reverse: bool = False):
+    """One layer, one direction of torch's nn.RNN on time-major input (T, B, I):
+    h_t = tanh(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh) (or relu). Returns (output (T, B, H), h_n (B, H)).
+    `lengths` (B,) marks steps t ≥ len_b as padding (see ops/recurrent.py). Not a torch function:
+    tinyopt's building block of nn.RNN and nn.RNNCell."""
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
+    _check_recurrent("rnn_layer", input, (hx,), weight_ih, weight_hh, 1)
+    out = _REC.RNNLayer.apply(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, relu=nonlinearity == "relu",
+                              lengths=lengths, reverse=reverse)
+    T = input.shape[0]
+    return out[:T], out[T]
+
+
+def lstm_layer(input: Tensor, hx: Tensor, cx: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih=None,  # noqa: A002
+               bias_hh=None, *, lengths=None, reverse: bool = False):
+    """One layer, one direction of torch's nn.LSTM (gates i, f, g, o). Returns (output, h_n, c_n)."""
+    _check_recurrent("lstm_layer", input, (hx, cx), weight_ih, weight_hh, 4)
+    out = _REC.LSTMLayer.apply(input, hx, cx, weight_ih, weight_hh, bias_ih, bias_hh, lengths=lengths, reverse=reverse)
+    T = input.shape[0]
+    return out[:T], out[T], out[T + 1]
+
+
+def gru_layer(input: Tensor, hx: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih=None, bias_hh=None, *,  # noqa: A002
+              lengths=None, reverse: bool = False):
+    """One layer, one direction of torch's nn.GRU (gates r, z, n). Returns (output, h_n)."""
+    _check_recurrent("gru_layer", input, (hx,), weight_ih, weight_hh, 3)
+    out = _REC.GRULayer.apply(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths=lengths, reverse=reverse)
+    T = input.shape[0]
+    return out[:T], out[T]
+
+
+__all__ += ["embedding", "gru_layer", "lstm_layer", "rnn_layer"]

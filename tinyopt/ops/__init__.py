@@ -13,6 +13,8 @@ Users call them through `Tensor` methods and `tinyopt.nn.functional`, never dire
     dims         the one dim-normalising helper every dim argument goes through
     quant        fake quantization (straight-through estimator) for quantization-aware training
     distributed  differentiable collectives (all-reduce, tensor-parallel copy/reduce/gather/scatter)
+    recurrent    RNN / LSTM / GRU layers (one direction, all steps in one node, explicit BPTT)
+    embedding    embedding lookup (row gather, scatter-add backward)
 """
 from tinyopt.ops import conv_pool, dims, elementwise, linalg, nn, reduce, resample, shape
 from tinyopt.ops import quant
@@ -21,3 +23,6 @@ __all__ = ["conv_pool", "dims", "elementwise", "linalg", "nn", "reduce", "resamp
 from tinyopt.ops import distributed  # noqa: E402
 
 __all__ += ["distributed"]
+from tinyopt.ops import embedding, recurrent  # noqa: E402
+
+__all__ += ["embedding", "recurrent"]

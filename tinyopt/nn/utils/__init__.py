@@ -11,3 +11,7 @@ __all__ = [
     "l1_penalty", "l2_penalty", "parameters_to_vector", "vector_to_parameters",
 ]
 from tinyopt.nn.utils import prune  # noqa: E402 - torch.nn.utils.prune
+
+from tinyopt.nn.utils import rnn  # noqa: E402 - nn.utils.rnn: pad / pack / unpack variable-length batches
+
+__all__ += ["rnn"]
