@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", type=Path, default=None, help="folder with the Fashion-MNIST .gz files")
     t.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     t.add_argument("--stop-after-epoch", type=_positive_int, default=None, help=argparse.SUPPRESS)  # simulates an interruption
+    importlib.import_module("tinyopt.distributed.training").add_arguments(t)   # --distributed, --scale-lr, --warmup-epochs
 
     e = sub.add_parser("eval", help="test accuracy and confusion matrix of a trained run")
     e.add_argument("run", type=Path, metavar="DIR")
@@ -141,8 +142,10 @@ def dataset_error_message(e, data=None) -> UserError:
 
 
 def cmd_train(args) -> int:
+    from tinyopt.distributed.training import config_options
     from tinyopt.train import TrainConfig, run
 
+    distributed = config_options(args)
     if args.resume is not None:
         if args.out is not None and args.out != args.resume:
             raise UserError("give either --out DIR (a new run) or --resume DIR (continue one), not both")
@@ -156,11 +159,11 @@ def cmd_train(args) -> int:
         config = TrainConfig(model=args.model, optimizer=args.optimizer, lr=args.lr, schedule=args.schedule,
                              epochs=args.epochs or 5, batch_size=args.batch_size, weight_decay=args.weight_decay,
                              momentum=0.9 if args.momentum is None else args.momentum, seed=args.seed,
-                             train_size=args.train_size, test_size=args.test_size)
+                             train_size=args.train_size, test_size=args.test_size, **distributed)
         out = args.out or Path("runs") / f"{args.model}-{args.optimizer}"
         result = run(config, out, verbose=0 if args.quiet else 1, data_path=args.data,
                      stop_after_epoch=args.stop_after_epoch)
-    if result.test_accuracy is not None:
+    if result.test_accuracy is not None and result.rank == 0:
         print(f"test accuracy {result.test_accuracy:.4f} (loss {result.test_loss:.4f}); run folder: {result.out}")
     return 0
 
