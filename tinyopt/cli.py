@@ -4,6 +4,8 @@
                   --lr LR --schedule {none,step,exp,cosine,linear,onecycle,plateau} --epochs N
                   --batch-size B --weight-decay WD --seed S --out DIR
     tinyopt train --resume DIR [--epochs N]      continue a stopped run bit for bit
+    mpiexec -n N tinyopt train --distributed [--scale-lr linear --warmup-epochs W] ...
+                                                  data-parallel on N ranks (tinyopt.distributed.training)
     tinyopt eval DIR                              test accuracy and confusion matrix (also confusion.png)
     tinyopt tour [--fast]                         the guided tour: train the default CNN, summary, plots
     tinyopt verify ... / tinyopt quantize ...     provided by tinyopt.verify / tinyopt.quant when installed
@@ -451,6 +453,7 @@ def main(argv=None) -> int:
     from tinyopt.kernels.memory import tune_malloc
 
     tune_malloc()
+    importlib.import_module("tinyopt.distributed.training").whole_lines()   # under mpiexec: one write per line
     try:
         if argv[:1] == ["verify"] and wants_candidate_check(argv[1:]):
             return cmd_verify_candidate(argv[1:])

@@ -450,14 +450,14 @@ def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int 
         if parallel:
             parallel.annotate(record)
         history.append(record)
-        (parallel.commit if parallel else (lambda f, *a, **k: f(*a, **k)))(
-            _commit, out, model, optimizer, scheduler, rng, config, history, write_config=not config_written)
+        commit = parallel.commit if parallel else _call   # under --distributed: rank 0 writes, every rank hears how it went
+        commit(_commit, out, model, optimizer, scheduler, rng, config, history, write_config=not config_written)
         config_written = True
         if verbose:
             print(f"epoch {epoch + 1}/{config.epochs}  loss {record['train_loss']:.4f}  acc {record['train_accuracy']:.4f}  "
                   f"val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  lr {record['lr']:.3g}  {record['seconds']:.1f}s"
-                  + (f"  {record['images_per_second']:g} images/s on {config.world_size} ranks (global batch "
-                     f"{global_batch})" if parallel else ""), flush=True)
+                  + (f"  {record['images_per_second']:g} images/s on {config.world_size} rank"
+                     f"{'s' * (config.world_size > 1)} (global batch {global_batch})" if parallel else ""), flush=True)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             break
 
@@ -470,6 +470,10 @@ def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int 
     if parallel:
         parallel.finish()
     return result
+
+
+def _call(function, *args, **kwargs):
+    return function(*args, **kwargs)
 
 
 def _commit(out: Path, model, optimizer, scheduler, rng, config: TrainConfig, history: list, write_config: bool):

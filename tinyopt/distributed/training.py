@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -82,6 +83,14 @@ def launched_size() -> int:
         except (KeyError, ValueError):
             continue
     return 1
+
+
+def whole_lines() -> None:
+    """Under an MPI launcher, make each line of stderr one write: Python writes print's text and its
+    newline separately to an unbuffered stderr, and mpiexec interleaves the ranks' writes, which
+    glued two ranks' error lines into one. Buffered until the newline, a line stays whole."""
+    if launched_size() > 1 and hasattr(sys.stderr, "reconfigure"):
+        sys.stderr.reconfigure(line_buffering=True, write_through=False)
 
 
 def check_config(config) -> None:
