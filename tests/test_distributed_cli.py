@@ -30,10 +30,11 @@ COMMON = ["--model", "mlp", "--optimizer", "momentum", "--lr", "0.05", "--seed",
 FILES = ["checkpoint.npz", "config.json", "curves.png", "lr.png", "metrics.jsonl", "steps.png"]
 
 
-def tinyopt(*args, n=None, cwd, timeout=240, nan=False):
+def tinyopt(*args, n=None, cwd, timeout=240, nan=False, full_disk_at=""):
     """The command on generated data: alone (n=None) or under `mpiexec -n n`."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
-               NUMBA_NUM_THREADS="1", MPLBACKEND="Agg", TINYOPT_TEST_NAN="1" if nan else "0")
+               NUMBA_NUM_THREADS="1", MPLBACKEND="Agg", TINYOPT_TEST_NAN="1" if nan else "0",
+               TINYOPT_TEST_FULL_DISK=str(full_disk_at))
     for name in ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS"):
         env.pop(name, None)
     command = [sys.executable, str(WORKERS / "cli_train.py"), "train", *map(str, args)]
@@ -119,6 +120,18 @@ def test_a_nan_on_one_rank_stops_every_rank_with_the_error(tmp_path):
     assert len(lines) == 2 and lines[0] == lines[1], result.stderr
     assert "loss became nan at epoch 1" in lines[0] and "the loss was not finite on rank" in lines[0]
     assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
+
+
+@needs_mpi
+def test_a_failed_write_on_rank_0_stops_every_rank(tmp_path):
+    """Only rank 0 writes; the others hear of its failure and stop with it instead of training on alone."""
+    result = tinyopt(*COMMON, "--epochs", "3", "--distributed", "--batch-size", "16", "--quiet",
+                     "--out", tmp_path / "run", n=2, full_disk_at=2, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and all("No space left on device" in l for l in lines), lines
+    assert any("rank 0 could not write the run folder" in l for l in lines), lines
+    assert load(tmp_path / "run" / "checkpoint.npz")["epoch"] == 1   # the last good epoch is kept
 
 
 @needs_mpi

@@ -2,7 +2,9 @@
 
 tinyopt.train's data loader is replaced by a fixed synthetic problem (251 training samples, so the
 last global batch is short and, on 2 ranks, split unequally), the same on every rank. With
-TINYOPT_TEST_NAN=1 one training sample holds a NaN, so the loss is NaN on whichever rank gets it."""
+TINYOPT_TEST_NAN=1 one training sample holds a NaN, so the loss is NaN on whichever rank gets it;
+with TINYOPT_TEST_FULL_DISK=E writing the checkpoint of epoch E fails as on a full disk (only rank 0
+writes, so only rank 0 sees it)."""
 import os
 import sys
 
@@ -25,7 +27,20 @@ def synthetic(config, data_path=None):
     return (x, y), val, test
 
 
+def full_disk_at(epoch):
+    save = train.save
+
+    def failing_save(state, path):
+        if state["epoch"] == epoch:
+            raise OSError(28, "No space left on device", str(path))
+        return save(state, path)
+
+    return failing_save
+
+
 train.load_data = synthetic
+if os.environ.get("TINYOPT_TEST_FULL_DISK"):
+    train.save = full_disk_at(int(os.environ["TINYOPT_TEST_FULL_DISK"]))
 
 from tinyopt import cli  # noqa: E402
 
