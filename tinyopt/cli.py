@@ -4,6 +4,8 @@
                   --lr LR --schedule {none,step,exp,cosine,linear,onecycle,plateau} --epochs N
                   --batch-size B --weight-decay WD --seed S --out DIR
     tinyopt train --resume DIR [--epochs N]      continue a stopped run bit for bit
+    mpiexec -n N tinyopt train --distributed [--scale-lr linear --warmup-epochs W] ...
+                                                  data-parallel on N ranks (tinyopt.distributed.training)
     tinyopt eval DIR                              test accuracy and confusion matrix (also confusion.png)
     tinyopt tour [--fast]                         the guided tour: train the default CNN, summary, plots
     tinyopt verify ... / tinyopt quantize ...     provided by tinyopt.verify / tinyopt.quant when installed
@@ -94,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stop-after-epoch", type=_positive_int, default=None, help=argparse.SUPPRESS)  # simulates an interruption
     t.add_argument("--amp", choices=("fp16", "bf16"), default=None,
                    help="mixed precision: float16 autocast + GradScaler, or bfloat16 autocast (weights stay float32)")
+    importlib.import_module("tinyopt.distributed.training").add_arguments(t)   # --distributed, --scale-lr, --warmup-epochs
 
     e = sub.add_parser("eval", help="test accuracy and confusion matrix of a trained run")
     e.add_argument("run", type=Path, metavar="DIR")
@@ -144,8 +147,10 @@ def dataset_error_message(e, data=None) -> UserError:
 
 
 def cmd_train(args) -> int:
+    from tinyopt.distributed.training import config_options
     from tinyopt.train import TrainConfig, run
 
+    distributed = config_options(args)
     if args.resume is not None:
         if args.out is not None and args.out != args.resume:
             raise UserError("give either --out DIR (a new run) or --resume DIR (continue one), not both")
@@ -159,11 +164,12 @@ def cmd_train(args) -> int:
         config = TrainConfig(model=args.model, optimizer=args.optimizer, lr=args.lr, schedule=args.schedule,
                              epochs=args.epochs or 5, batch_size=args.batch_size, weight_decay=args.weight_decay,
                              momentum=0.9 if args.momentum is None else args.momentum, seed=args.seed,
-                             train_size=args.train_size, test_size=args.test_size, amp=args.amp or "none")
+                             train_size=args.train_size, test_size=args.test_size, amp=args.amp or "none",
+                             **distributed)
         out = args.out or Path("runs") / f"{args.model}-{args.optimizer}"
         result = run(config, out, verbose=0 if args.quiet else 1, data_path=args.data,
                      stop_after_epoch=args.stop_after_epoch)
-    if result.test_accuracy is not None:
+    if result.test_accuracy is not None and result.rank == 0:
         print(f"test accuracy {result.test_accuracy:.4f} (loss {result.test_loss:.4f}); run folder: {result.out}")
     return 0
 
@@ -451,6 +457,7 @@ def main(argv=None) -> int:
     from tinyopt.kernels.memory import tune_malloc
 
     tune_malloc()
+    importlib.import_module("tinyopt.distributed.training").whole_lines()   # under mpiexec: one write per line
     try:
         if argv[:1] == ["verify"] and wants_candidate_check(argv[1:]):
             return cmd_verify_candidate(argv[1:])

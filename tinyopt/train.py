@@ -89,6 +89,10 @@ class TrainConfig:
     test_size: int | None = None     # use the first N test images (None: all 10,000)
     val_fraction: float = 0.1        # the last fraction of the training images is held out
     amp: str = "none"                # mixed precision: "fp16" (autocast + GradScaler), "bf16" (autocast), "none"
+    distributed: bool = False        # data-parallel over mpiexec's ranks (tinyopt.distributed.training)
+    world_size: int = 1              # ranks; batch_size is per rank, the global batch batch_size · world_size
+    scale_lr: str = "none"           # 'linear': lr · world_size (Goyal et al. 2017)
+    warmup_epochs: float = 0.0       # with scale_lr 'linear': ramp lr → lr · world_size over these epochs
 
     def validate(self) -> "TrainConfig":
         """Check every setting (types too, for a config.json edited by hand); raise ConfigError
@@ -120,11 +124,16 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not _is_int(value) or value < 2):
                 raise ConfigError(f"--{name.replace('_', '-')} must be a whole number >= 2, got {value!r}")
+        if self.distributed or self.world_size != 1 or self.scale_lr != "none" or self.warmup_epochs:
+            from tinyopt.distributed.training import check_config
+
+            check_config(self)
         return self
 
     @property
     def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+        lr = self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+        return lr * self.world_size if self.scale_lr == "linear" else lr
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -269,6 +278,7 @@ class RunResult:
     test_loss: float | None = None
     test_accuracy: float | None = None
     seconds: float = 0.0
+    rank: int = 0            # under --distributed: this process's rank (only rank 0 writes and prints)
 
 
 def read_metrics(out) -> list:
@@ -372,6 +382,16 @@ def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int 
         raise TypeError(f"run() needs a TrainConfig (or resume=True), got {type(config).__name__}")
     config.validate()
     check_out_folder(out)
+    parallel = None
+    if config.distributed:   # data-parallel over mpiexec's ranks: tinyopt.distributed.training
+        from tinyopt.distributed.training import DataParallel
+
+        parallel = DataParallel(config, resume)
+        verbose, plots = (verbose, plots) if parallel.rank == 0 else (0, False)
+    else:
+        from tinyopt.distributed.training import check_launch
+
+        check_launch(config)
 
     train, val, test = data if data is not None else load_data(config, data_path)
     x_train, y_train = train
@@ -379,12 +399,15 @@ def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int 
     model = build_model(config.model, rng, in_features=int(np.prod(x_train.shape[1:])),
                         num_classes=int(max(y_train.max(), val[1].max(), test[1].max())) + 1)
     optimizer = build_optimizer(config, model.parameters())
-    steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
+    global_batch = config.batch_size * config.world_size
+    steps_per_epoch = math.ceil(len(x_train) / global_batch)
     scheduler, sched_every = build_scheduler(config, optimizer, steps_per_epoch)
     # --amp: the training forward under autocast (weights stay float32); fp16 also scales the loss
     from tinyopt.amp import GradScaler, autocast
     scaler = GradScaler("cpu", enabled=config.amp == "fp16")
     amp_dtype = {"fp16": np.float16, "bf16": "bfloat16"}.get(config.amp)
+    if parallel:
+        scheduler = parallel.warmup(config, optimizer, scheduler, steps_per_epoch)
 
     start_epoch, global_step, history = 0, 0, []
     if resume:
@@ -400,19 +423,25 @@ def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int 
             [r for r in read_metrics(out) if r["epoch"] <= start_epoch]
     config_written = resume and config == file_config
 
-    loader = DataLoader((x_train, y_train), batch_size=config.batch_size, shuffle=True, rng=rng)
+    loader = DataLoader((x_train, y_train), batch_size=global_batch, shuffle=True, rng=rng)
+    trained, batches, loss_fn = model, loader, F.cross_entropy
+    trained, batches, loss_fn = model, loader, F.cross_entropy
+    if parallel:
+        trained, batches, loss_fn = parallel.wrap(model), parallel.batches(loader), parallel.loss_fn(F.cross_entropy)
     interactive = verbose >= 1 and sys.stdout.isatty()
     if verbose and start_epoch:
         print(f"resuming {out} after epoch {start_epoch}/{config.epochs}", flush=True)
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
         with ProgressBar(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", interactive) as bar:
-            hooks = _RunHooks(model, bar)
+            hooks = _RunHooks(model, bar) if parallel is None else parallel.hooks(_RunHooks(model, bar))
             with autocast("cpu", dtype=amp_dtype, enabled=amp_dtype is not None):
-                done = train_epoch(model, optimizer, loader, F.cross_entropy,
+                done = train_epoch(trained, optimizer, batches, loss_fn,
                                    scheduler=scheduler if sched_every == "step" else None, hooks=hooks, epoch=epoch,
                                    global_step=global_step, scaler=scaler if scaler.is_enabled() else None)
         global_step = done.global_step
+        if parallel:
+            parallel.end_epoch(hooks)
         means = hooks.meter.means()
         val_loss, val_acc, _ = evaluate(model, *val)
         lr = optimizer.param_groups[0]["lr"]
@@ -430,26 +459,39 @@ def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int 
             "seconds": round(time.perf_counter() - t0, 3), "lr_steps": hooks.lr_steps,
             "loss_steps": hooks.loss_steps,
         }
+        if parallel:
+            parallel.annotate(record)
         history.append(record)
-        _commit(out, model, optimizer, scheduler, rng, config, history, write_config=not config_written,
-                scaler=scaler)
+        commit = parallel.commit if parallel else _call   # under --distributed: rank 0 writes, every rank hears how it went
+        commit(_commit, out, model, optimizer, scheduler, rng, config, history, write_config=not config_written,
+               scaler=scaler)
         config_written = True
         if verbose:
             print(f"epoch {epoch + 1}/{config.epochs}  loss {record['train_loss']:.4f}  acc {record['train_accuracy']:.4f}  "
-                  f"val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  lr {record['lr']:.3g}  {record['seconds']:.1f}s", flush=True)
+                  f"val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  lr {record['lr']:.3g}  {record['seconds']:.1f}s"
+                  + (f"  {record['images_per_second']:g} images/s on {config.world_size} rank"
+                     f"{'s' * (config.world_size > 1)} (global batch {global_batch})" if parallel else ""), flush=True)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             break
 
-    result = RunResult(out, config, history, model, seconds=time.perf_counter() - start_time)
+    result = RunResult(out, config, history, model, seconds=time.perf_counter() - start_time,
+                       rank=parallel.rank if parallel else 0)
     if history and history[-1]["epoch"] == config.epochs:
         result.test_loss, result.test_accuracy, _ = evaluate(model, *test)
     if plots and history:
         write_plots(out, history)
+    if parallel:
+        parallel.finish()
     return result
 
 
 def _commit(out: Path, model, optimizer, scheduler, rng, config: TrainConfig, history: list, write_config: bool,
             scaler=None):
+def _call(function, *args, **kwargs):
+    return function(*args, **kwargs)
+
+
+def _commit(out: Path, model, optimizer, scheduler, rng, config: TrainConfig, history: list, write_config: bool):
     """End of an epoch: the checkpoint first (it refuses non-finite weights, and then nothing else
     changes), then metrics.jsonl and config.json, each atomically."""
     epoch = history[-1]["epoch"]

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyopt.distributed.messages import broadcast_json
+
 from tinyopt import distributed as dist
 
 
@@ -35,7 +37,7 @@ def save(obj, path, src: int = 0, group=None):
             error = exc
     comm.Bcast(status, root=src)
     if status[0]:
-        message = comm.bcast(message, root=src)   # a short text, not an array
+        message = broadcast_json(comm, message, root=src)   # a short text, as JSON bytes (never pickled)
         if comm.Get_rank() == src:
             raise error
         raise RuntimeError(f"rank {src} could not write the checkpoint {path}: {message}")
