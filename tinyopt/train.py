@@ -485,13 +485,12 @@ def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int 
     return result
 
 
-def _commit(out: Path, model, optimizer, scheduler, rng, config: TrainConfig, history: list, write_config: bool,
-            scaler=None):
 def _call(function, *args, **kwargs):
     return function(*args, **kwargs)
 
 
-def _commit(out: Path, model, optimizer, scheduler, rng, config: TrainConfig, history: list, write_config: bool):
+def _commit(out: Path, model, optimizer, scheduler, rng, config: TrainConfig, history: list, write_config: bool,
+            scaler=None):
     """End of an epoch: the checkpoint first (it refuses non-finite weights, and then nothing else
     changes), then metrics.jsonl and config.json, each atomically."""
     epoch = history[-1]["epoch"]
