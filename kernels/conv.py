@@ -46,6 +46,7 @@ import numba
 import numpy as np
 
 from .backend import dispatch
+from .blas import matmul
 
 
 def conv_output_size(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int, dilation: int) -> int:
@@ -175,10 +176,10 @@ def conv2d_forward(x, w, bias, stride, padding, dilation, groups, out_hw):
     oh, ow = out_hw
     cols = im2col(np.ascontiguousarray(x), *geo)
     if groups == 1:
-        y = w.reshape(o, -1) @ cols  # (O, N·OH·OW)
+        y = matmul(w.reshape(o, -1), cols)  # (O, N·OH·OW)
     else:
         w_g = w.reshape(groups, o // groups, -1)
-        y = np.matmul(w_g, cols.reshape(groups, w_g.shape[2], -1)).reshape(o, -1)
+        y = matmul(w_g, cols.reshape(groups, w_g.shape[2], -1)).reshape(o, -1)
     if bias is not None:
         y += bias.reshape(o, 1)
     out = np.ascontiguousarray(y.reshape(o, n, oh, ow).transpose(1, 0, 2, 3))
@@ -199,18 +200,18 @@ def conv2d_backward(grad, x_shape, w, cols, stride, padding, dilation, groups,
     if groups == 1:
         w2 = w.reshape(o, -1)
         if need_weight:
-            dw = (g2 @ cols.T).reshape(w.shape)
+            dw = matmul(g2, cols.T).reshape(w.shape)
         if need_input:
-            dcols = w2.T @ g2
+            dcols = matmul(w2.T, g2)
     else:
         og = o // groups
         w_g = w.reshape(groups, og, -1)
         g_g = g2.reshape(groups, og, -1)
         if need_weight:
             cols_g = cols.reshape(groups, w_g.shape[2], -1)
-            dw = np.matmul(g_g, cols_g.transpose(0, 2, 1)).reshape(w.shape)
+            dw = matmul(g_g, cols_g.transpose(0, 2, 1)).reshape(w.shape)
         if need_input:
-            dcols = np.matmul(w_g.transpose(0, 2, 1), g_g).reshape(c * w.shape[2] * w.shape[3], -1)
+            dcols = matmul(w_g.transpose(0, 2, 1), g_g).reshape(c * w.shape[2] * w.shape[3], -1)
     if need_input:
         dx = col2im(np.ascontiguousarray(dcols), n, c, h, w_in, *geo)
     return dx, dw, db

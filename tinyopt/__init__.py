@@ -39,3 +39,6 @@ def __getattr__(name):
     if name in _LAZY:
         return importlib.import_module(f"tinyopt.{name}")
     raise AttributeError(f"module 'tinyopt' has no attribute {name!r}")
+# Profiling (time per op type, forward and backward) and the thread count of Numba and BLAS together.
+from tinyopt.profiler import profile, record_function  # noqa: E402
+from tinyopt.threads import get_num_threads, set_num_threads  # noqa: E402

@@ -7,6 +7,7 @@
     tinyopt eval DIR                              test accuracy and confusion matrix (also confusion.png)
     tinyopt tour [--fast]                         the guided tour: train the default CNN, summary, plots
     tinyopt verify ... / tinyopt quantize ...     provided by tinyopt.verify / tinyopt.quant when installed
+    tinyopt bench [--model lenet5|mlp] [--steps N] where a training step's time goes (tinyopt.bench)
     tinyopt verify --candidate MODULE:CLASS [--reference adam] [--steps N] [--lr LR] [--option NAME=VALUE]
                                                   check an optimizer class you wrote (tinyopt.optimizer_check)
 
@@ -109,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
         extra = " (with --candidate MODULE:CLASS: check an optimizer you wrote)" if name == "verify" else ""
         p = sub.add_parser(name, help=f"run {module}.main (arguments are passed on){extra}", add_help=False)
         p.add_argument("args", nargs=argparse.REMAINDER)
+    b = sub.add_parser("bench", help="profile LeNet-5 / MLP training steps: time per op, BLAS share, vs torch",
+                       add_help=False)
+    b.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -441,6 +445,8 @@ def main(argv=None) -> int:
     try:
         if argv[:1] == ["verify"] and wants_candidate_check(argv[1:]):
             return cmd_verify_candidate(argv[1:])
+        if argv[:1] == ["bench"]:
+            return _delegate("tinyopt.bench", argv[1:])
         if argv and argv[0] in ("verify", "quantize"):
             return _delegate("tinyopt.verify" if argv[0] == "verify" else "tinyopt.quant.cli", argv[1:])
         parser = build_parser()

@@ -40,6 +40,9 @@ from tinyopt.dtypes import is_floating_point
 # the ops, which tensor.py imports, build on this module, so it cannot import tensor.py itself.
 _Tensor = None
 
+# The active `tinyopt.profile()` (set by tinyopt/profiler.py), or None: then `apply` pays one test.
+_PROFILER = None
+
 
 def bind_tensor_class(cls) -> None:
     global _Tensor
@@ -95,7 +98,10 @@ class Function:
         Tensor = _Tensor
         ctx = Context()
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
-        out = cls.forward(ctx, *raw, **kwargs)
+        if _PROFILER is None:
+            out = cls.forward(ctx, *raw, **kwargs)
+        else:
+            out = _PROFILER.run_forward(cls, ctx, raw, kwargs)
         result = Tensor._wrap(out)
         if cls.is_view and (cls.is_view is True or np.may_share_memory(out, raw[0])):
             result._version = args[0]._version
@@ -129,7 +135,10 @@ class Function:
             )
         if not records:
             raw = [a.data if isinstance(a, Tensor) else a for a in args]
-            out = cls.forward(Context(), target.data, *raw, **kwargs)
+            if _PROFILER is None:
+                out = cls.forward(Context(), target.data, *raw, **kwargs)
+            else:
+                out = _PROFILER.run_forward(cls, Context(), [target.data, *raw], kwargs)
             _write_into(target, out)
             target._version.value += 1
             return target

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# The active `tinyopt.profile()` (set by tinyopt/profiler.py), or None.
+_PROFILER = None
+
 
 class VersionCounter:
     """How many in-place changes a tensor's memory has seen (shared by a tensor and its views)."""
@@ -145,7 +148,10 @@ def run_backward(root_tensor, grad: np.ndarray, retain_graph: bool, wrap) -> Non
             node.retained._accumulate_grad(g)
         if node.ctx.saved_versions:
             _check_versions(node)
-        input_grads = node.fn.backward(node.ctx, g)
+        if _PROFILER is None:
+            input_grads = node.fn.backward(node.ctx, g)
+        else:
+            input_grads = _PROFILER.run_backward(node, g)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         for edge, pg in zip(node.edges, input_grads):

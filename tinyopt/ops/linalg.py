@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyopt.autograd.function import Function
+from tinyopt.kernels.blas import matmul
 from tinyopt.autograd.graph import unbroadcast
 
 
@@ -14,7 +15,7 @@ class MatMul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return np.matmul(a, b)
+        return matmul(a, b)
 
     @staticmethod
     def backward(ctx, grad):
@@ -31,9 +32,9 @@ class MatMul(Function):
             g = np.expand_dims(g, -2)
         grad_a = grad_b = None
         if need_a:
-            grad_a = np.matmul(g, np.swapaxes(b2, -1, -2))
+            grad_a = matmul(g, np.swapaxes(b2, -1, -2))
             grad_a = unbroadcast(grad_a, a2.shape).reshape(a.shape)
         if need_b:
-            grad_b = np.matmul(np.swapaxes(a2, -1, -2), g)
+            grad_b = matmul(np.swapaxes(a2, -1, -2), g)
             grad_b = unbroadcast(grad_b, b2.shape).reshape(b.shape)
         return grad_a, grad_b

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyopt.autograd.function import Function
+from tinyopt.kernels.blas import matmul
 
 
 class LogSoftmax(Function):
@@ -52,7 +53,7 @@ class Linear(Function):
     @staticmethod
     def forward(ctx, x, weight, bias=None):
         ctx.save_for_backward(x, weight)
-        out = np.matmul(x, weight.T)
+        out = matmul(x, weight.T)
         if bias is not None:
             out += bias
         return out
@@ -62,8 +63,8 @@ class Linear(Function):
         x, weight = ctx.saved_tensors
         need_x, need_w, need_b = (ctx.needs_input_grad + (False,))[:3]
         rows = grad.reshape(-1, grad.shape[-1])
-        grad_x = np.matmul(grad, weight) if need_x else None
-        grad_w = np.matmul(rows.T, x.reshape(-1, x.shape[-1])) if need_w else None
+        grad_x = matmul(grad, weight) if need_x else None
+        grad_w = matmul(rows.T, x.reshape(-1, x.shape[-1])) if need_w else None
         grad_b = rows.sum(axis=0) if need_b else None
         return grad_x, grad_w, grad_b
 

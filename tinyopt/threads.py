@@ -1,0 +1,71 @@
+"""`tinyopt.set_num_threads(n)` / `get_num_threads()`: one thread count for BLAS and Numba together.
+
+tinyopt's time goes to two thread pools: the BLAS library under NumPy (OpenBLAS, MKL or BLIS; the
+GEMMs of linear and conv layers) and Numba's (the `parallel=True` kernels: col2im, the pooling
+loops). Each sizes itself to every core by default, and they do not know of each other.
+
+Why one knob matters: both pools *busy-wait*. An OpenBLAS worker spins for a while after its GEMM
+returns, and every parallel region (a GEMM split in two, a Numba `prange` loop) ends in a barrier
+that waits for its slowest thread. On 2 cores, 2 BLAS threads still spinning while 2 Numba threads
+start a loop means 4 runnable threads on 2 cores; and on a machine shared with other jobs a thread
+of the region is often descheduled, so the other one spins for a whole scheduler slice. That was
+the "parallel=True is up to 10× slower under load" of the earlier attempt (and it hits small GEMMs
+too: a 6×150×50176 GEMM measured 0.4 ms on one thread and tens of ms on two under load 2-4).
+With `set_num_threads(1)` nothing spins for a partner and a loaded machine degrades gracefully;
+with 2 on a quiet 2-core machine both cores work.
+
+    tinyopt.set_num_threads(n)   # BLAS (via threadpoolctl) and Numba (numba.set_num_threads) to n
+    tinyopt.get_num_threads()    # the count last set, or BLAS's current count
+
+Torch's equivalents: `torch.set_num_threads` / `torch.get_num_threads`. Notes:
+
+- Numba's count is per calling thread (Numba's rule) and cannot exceed `NUMBA_NUM_THREADS` (the
+  number of cores unless that variable says otherwise): a larger n is capped for Numba.
+- The environment variables OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / NUMBA_NUM_THREADS, set before
+  the process starts, do the same without code; this function changes the counts at run time.
+- Nothing happens at import: the thread pools are left alone until this is called.
+"""
+from __future__ import annotations
+
+import numbers
+
+_requested: int | None = None
+
+
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def set_num_threads(n: int) -> None:
+    """Use `n` threads in BLAS and in Numba's parallel kernels (n ≥ 1)."""
+    global _requested
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"set_num_threads expects an int, got {type(n).__name__} {n!r}")
+    if n < 1:
+        raise ValueError(f"set_num_threads: the number of threads must be at least 1, got {n}")
+    import numba
+
+    n = int(n)
+    _blas_controller().limit(limits=n, user_api="blas")
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    _requested = n
+
+
+def get_num_threads() -> int:
+    """The count given to `set_num_threads`, or else the BLAS library's current thread count."""
+    if _requested is not None:
+        return _requested
+    counts = [info["num_threads"] for info in _blas_controller().info() if info.get("user_api") == "blas"]
+    return max(counts) if counts else 1
+
+
+def numba_threads() -> int:
+    """Numba's current thread count for the calling thread (what a `prange` loop splits into)."""
+    import numba
+
+    return numba.get_num_threads()
+
+
+__all__ = ["get_num_threads", "numba_threads", "set_num_threads"]
