@@ -35,3 +35,17 @@ def test_bad_counts_are_refused_and_change_nothing(bad, error):
     with pytest.raises(error):
         to.set_num_threads(bad)
     assert to.get_num_threads() == before
+
+
+def test_set_num_threads_switches_the_parallel_kernel_twins():
+    import importlib
+
+    backend = importlib.import_module("tinyopt.kernels.backend")
+    before = to.get_num_threads()
+    try:
+        to.set_num_threads(2)
+        assert backend.kernel_threads() == 2
+        to.set_num_threads(1)
+        assert backend.kernel_threads() == 1
+    finally:
+        to.set_num_threads(before)

@@ -9,8 +9,12 @@ returns, and every parallel region (a GEMM split in two, a Numba `prange` loop) 
 that waits for its slowest thread. On 2 cores, 2 BLAS threads still spinning while 2 Numba threads
 start a loop means 4 runnable threads on 2 cores; and on a machine shared with other jobs a thread
 of the region is often descheduled, so the other one spins for a whole scheduler slice. That was
-the "parallel=True is up to 10× slower under load" of the earlier attempt (and it hits small GEMMs
-too: a 6×150×50176 GEMM measured 0.4 ms on one thread and tens of ms on two under load 2-4).
+the "parallel=True is up to 10× slower under load" of the earlier attempt (it hits BLAS's own 2-thread
+GEMMs as much: on a loaded machine one thread is often faster than two).
+On a loaded machine the parallel twins with the 'omp' layer were several times slower than the
+serial kernels, and with 'workqueue' about as fast (README, "Threads", has the figures). So the parallel
+kernel twins (`kernels/backend.py`) run only after `set_num_threads(n > 1)`, which also selects the
+'workqueue' layer (its idle threads sleep instead of spinning) unless NUMBA_THREADING_LAYER is set.
 With `set_num_threads(1)` nothing spins for a partner and a loaded machine degrades gracefully;
 with 2 on a quiet 2-core machine both cores work.
 
@@ -47,10 +51,28 @@ def set_num_threads(n: int) -> None:
         raise ValueError(f"set_num_threads: the number of threads must be at least 1, got {n}")
     import numba
 
+    from tinyopt.kernels.backend import set_kernel_threads
+
     n = int(n)
+    _choose_threading_layer()
     _blas_controller().limit(limits=n, user_api="blas")
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    set_kernel_threads(n)
     _requested = n
+
+
+def _choose_threading_layer() -> None:
+    """Numba's 'workqueue' threading layer unless the user chose one (NUMBA_THREADING_LAYER):
+    its idle threads sleep, while the default 'omp' layer (GNU OpenMP) spins after each parallel
+    loop, taking the core from BLAS and from other processes. Only possible before Numba starts
+    its threads (the first parallel kernel or numba.set_num_threads); afterwards left as it is."""
+    import os
+
+    import numba
+    from numba.np.ufunc import parallel
+
+    if "NUMBA_THREADING_LAYER" not in os.environ and not parallel._is_initialized:
+        numba.config.THREADING_LAYER = "workqueue"
 
 
 def get_num_threads() -> int:
