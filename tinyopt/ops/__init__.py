@@ -11,7 +11,9 @@ Users call them through `Tensor` methods and `tinyopt.nn.functional`, never dire
     conv_pool    conv2d, max/avg/adaptive pooling, and their geometry checks
     resample     interpolate (nearest, bilinear)
     dims         the one dim-normalising helper every dim argument goes through
+    batchnorm    batch normalisation in training mode (one kernel forward, one backward)
 """
 from tinyopt.ops import conv_pool, dims, elementwise, linalg, nn, reduce, resample, shape
+from tinyopt.ops import batchnorm  # noqa: E402
 
-__all__ = ["conv_pool", "dims", "elementwise", "linalg", "nn", "reduce", "resample", "shape"]
+__all__ = ["conv_pool", "dims", "elementwise", "linalg", "nn", "reduce", "resample", "shape", "batchnorm"]
