@@ -89,7 +89,7 @@ def _windows(out, s, p, k, d, size):
 @numba.njit(cache=True)
 def _max_pool2d_2x2_numba(x, oh, ow):
     """The common case, kernel 2×2, stride 2, no padding, every window inside x: the tap loops have
-    constant trip counts, so Numba unrolls them (2× faster than the general loop below)."""
+    constant trip counts, so Numba unrolls them (faster than the general loop below)."""
     n, c, h, w = x.shape
     y = np.empty((n, c, oh, ow), dtype=x.dtype)
     argmax = np.empty((n, c, oh, ow), dtype=np.int64)

@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", type=Path, default=None, metavar="DIR", help="continue the run saved in DIR")
     t.add_argument("--data", type=Path, default=None, help="folder with the Fashion-MNIST .gz files")
     t.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    t.add_argument("--augment", action="store_true",
+                   help="random crop (padding 2) and horizontal flip of each training batch (tinyopt.transforms)")
     t.add_argument("--stop-after-epoch", type=_positive_int, default=None, help=argparse.SUPPRESS)  # simulates an interruption
 
     e = sub.add_parser("eval", help="test accuracy and confusion matrix of a trained run")
@@ -158,7 +160,7 @@ def cmd_train(args) -> int:
         config = TrainConfig(model=args.model, optimizer=args.optimizer, lr=args.lr, schedule=args.schedule,
                              epochs=args.epochs or 5, batch_size=args.batch_size, weight_decay=args.weight_decay,
                              momentum=0.9 if args.momentum is None else args.momentum, seed=args.seed,
-                             train_size=args.train_size, test_size=args.test_size)
+                             train_size=args.train_size, test_size=args.test_size, augment=args.augment)
         out = args.out or Path("runs") / f"{args.model}-{args.optimizer}"
         result = run(config, out, verbose=0 if args.quiet else 1, data_path=args.data,
                      stop_after_epoch=args.stop_after_epoch)

@@ -9,7 +9,7 @@ returns, and every parallel region (a GEMM split in two, a Numba `prange` loop) 
 that waits for its slowest thread. On 2 cores, 2 BLAS threads still spinning while 2 Numba threads
 start a loop means 4 runnable threads on 2 cores; and on a machine shared with other jobs a thread
 of the region is often descheduled, so the other one spins for a whole scheduler slice. That was
-the "parallel=True is up to 10× slower under load" of the earlier attempt (it hits BLAS's own 2-thread
+why the earlier attempt's `parallel=True` kernels were many times slower under load (it hits BLAS's own 2-thread
 GEMMs as much: on a loaded machine one thread is often faster than two).
 On a loaded machine the parallel twins with the 'omp' layer were several times slower than the
 serial kernels, and with 'workqueue' about as fast (README, "Threads", has the figures). So the parallel

@@ -46,6 +46,7 @@ from tinyopt.loop import (
 )
 from tinyopt.nn import functional as F
 from tinyopt.tensor import Tensor
+from tinyopt.transforms import fashion_mnist_augment
 
 MODELS = ("mlp", "lenet5", "cnn")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
@@ -87,6 +88,7 @@ class TrainConfig:
     train_size: int | None = None    # use the first N training images (None: all 60,000)
     test_size: int | None = None     # use the first N test images (None: all 10,000)
     val_fraction: float = 0.1        # the last fraction of the training images is held out
+    augment: bool = False            # random crop (pad 2) + horizontal flip per batch (tinyopt.transforms)
 
     def validate(self) -> "TrainConfig":
         """Check every setting (types too, for a config.json edited by hand); raise ConfigError
@@ -112,6 +114,8 @@ class TrainConfig:
             raise ConfigError(f"--seed must be a whole number >= 0, got {self.seed!r}")
         if not (_is_real(self.val_fraction) and 0.0 < self.val_fraction < 1.0):
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        if not isinstance(self.augment, bool):
+            raise ConfigError(f"augment must be true or false, got {self.augment!r}")
         for name in ("train_size", "test_size"):
             value = getattr(self, name)
             if value is not None and (not _is_int(value) or value < 2):
@@ -333,6 +337,14 @@ class _RunHooks(Hooks):
         return f"this step was not applied; lower it, e.g. --lr {step.lr / 10:g}"
 
 
+def augmented(batches, transform):
+    """(transform(x) in x's shape, y) for every batch: images are viewed as (N, 1, 28, 28) for the
+    transform (the MLP's flat 784-vectors too) and given back in their own shape."""
+    for xb, yb in batches:
+        xb = np.asarray(xb)
+        yield transform(xb.reshape(len(xb), 1, 28, 28)).reshape(xb.shape), yb
+
+
 def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int = 1, plots: bool = True,
         data_path=None, stop_after_epoch: int | None = None) -> RunResult:
     """Train according to `config`, writing into folder `out` (see the module docstring).
@@ -393,11 +405,15 @@ def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int 
     interactive = verbose >= 1 and sys.stdout.isatty()
     if verbose and start_epoch:
         print(f"resuming {out} after epoch {start_epoch}/{config.epochs}", flush=True)
+    if config.augment and int(np.prod(x_train.shape[1:])) != 28 * 28:
+        raise ConfigError(f"--augment is for 28×28 images; these have shape {x_train.shape[1:]}")
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
         with ProgressBar(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", interactive) as bar:
             hooks = _RunHooks(model, bar)
-            done = train_epoch(model, optimizer, loader, F.cross_entropy,
+            # The augmentation draws from the run's generator (restored on resume), after the shuffle.
+            batches = augmented(loader, fashion_mnist_augment(generator=rng)) if config.augment else loader
+            done = train_epoch(model, optimizer, batches, F.cross_entropy,
                                scheduler=scheduler if sched_every == "step" else None, hooks=hooks, epoch=epoch,
                                global_step=global_step)
         global_step = done.global_step

@@ -40,6 +40,10 @@ from tinyopt.dtypes import is_floating_point
 # the ops, which tensor.py imports, build on this module, so it cannot import tensor.py itself.
 _Tensor = None
 
+# The float dtypes NumPy has natively (a set test, cheaper than `is_floating_point`, which also
+# knows bfloat16): the outputs that record a graph.
+_FLOAT_DTYPES = frozenset(np.dtype(t) for t in (np.float16, np.float32, np.float64))
+
 # The active `tinyopt.profile()` (set by tinyopt/profiler.py), or None: then `apply` pays one test.
 _PROFILER = None
 
@@ -107,7 +111,7 @@ class Function:
             result._version = args[0]._version
         if is_grad_enabled():
             needs = tuple(isinstance(a, Tensor) and a._requires_grad for a in args)
-            if True in needs and is_floating_point(result.data.dtype):
+            if True in needs and (out.dtype in _FLOAT_DTYPES or is_floating_point(out.dtype)):
                 ctx.needs_input_grad = needs
                 tensors = [a for a in args if isinstance(a, Tensor)]
                 if ctx.saved_tensors:

@@ -157,8 +157,13 @@ def run_backward(root_tensor, grad: np.ndarray, retain_graph: bool, wrap) -> Non
         for edge, pg in zip(node.edges, input_grads):
             if edge is None or pg is None:
                 continue
-            shape, dtype = (edge.shape, edge.dtype) if isinstance(edge, Node) else (edge.data.shape, edge.data.dtype)
-            pg = unbroadcast(np.asarray(pg), shape).astype(dtype, copy=False)
+            shape, dtype = (edge.shape, edge.dtype) if type(edge) is Node else (edge.data.shape, edge.data.dtype)
+            if type(pg) is not np.ndarray:
+                pg = np.asarray(pg)
+            if pg.shape != shape:
+                pg = unbroadcast(pg, shape)
+            if pg.dtype != dtype:
+                pg = pg.astype(dtype)
             key = id(edge)
             grads[key] = grads[key] + pg if key in grads else pg
         if not retain_graph:
