@@ -56,10 +56,11 @@ def bind_tensor_class(cls) -> None:
 class Context:
     """What `forward` leaves for `backward`: saved arrays plus any attribute the op sets."""
 
-    def __init__(self):
-        self.saved_tensors: tuple = ()
-        self.needs_input_grad: tuple = ()
-        self.saved_versions: tuple = ()   # (counter, version, shape) of the tensors whose arrays were saved
+    # Class-level defaults (immutable tuples), so that making a Context costs no __init__ call: one
+    # is made per op call. An op's forward sets instance attributes over them.
+    saved_tensors: tuple = ()
+    needs_input_grad: tuple = ()
+    saved_versions: tuple = ()   # (counter, version, shape) of the tensors whose arrays were saved
 
     def save_for_backward(self, *arrays) -> None:
         self.saved_tensors = arrays
@@ -113,8 +114,8 @@ class Function:
             needs = tuple(isinstance(a, Tensor) and a._requires_grad for a in args)
             if True in needs and (out.dtype in _FLOAT_DTYPES or is_floating_point(out.dtype)):
                 ctx.needs_input_grad = needs
-                tensors = [a for a in args if isinstance(a, Tensor)]
                 if ctx.saved_tensors:
+                    tensors = [a for a in args if isinstance(a, Tensor)]
                     ctx.saved_versions = _saved_versions(ctx, tensors, result)
                 edges = tuple(_edge(a) if need else None for a, need in zip(args, needs))
                 result._requires_grad = True
