@@ -112,7 +112,8 @@ class Function:
             result._version = args[0]._version
         if is_grad_enabled():
             needs = tuple(isinstance(a, Tensor) and a._requires_grad for a in args)
-            if True in needs and (out.dtype in _FLOAT_DTYPES or is_floating_point(out.dtype)):
+            dtype = result.data.dtype
+            if True in needs and (dtype in _FLOAT_DTYPES or is_floating_point(dtype)):
                 ctx.needs_input_grad = needs
                 if ctx.saved_tensors:
                     tensors = [a for a in args if isinstance(a, Tensor)]
