@@ -49,3 +49,17 @@ def test_set_num_threads_switches_the_parallel_kernel_twins():
         assert backend.kernel_threads() == 1
     finally:
         to.set_num_threads(before)
+
+
+def test_blas_threads_apart_from_numba():
+    import numba
+
+    before = to.get_num_threads()
+    try:
+        to.set_num_threads(2, blas_threads=1)
+        assert blas_threads() <= {1}
+        assert numba.get_num_threads() == min(2, numba.config.NUMBA_NUM_THREADS)
+        with pytest.raises(ValueError):
+            to.set_num_threads(2, blas_threads=0)
+    finally:
+        to.set_num_threads(before)

@@ -16,9 +16,12 @@ serial kernels, and with 'workqueue' about as fast (README, "Threads", has the f
 kernel twins (`kernels/backend.py`) run only after `set_num_threads(n > 1)`, which also selects the
 'workqueue' layer (its idle threads sleep instead of spinning) unless NUMBA_THREADING_LAYER is set.
 With `set_num_threads(1)` nothing spins for a partner and a loaded machine degrades gracefully;
-with 2 on a quiet 2-core machine both cores work.
+with 2 on a quiet 2-core machine both cores work. On a shared machine the BLAS threads were the
+worse offender (OpenBLAS spins; the workqueue kernels sleep), so `blas_threads=1` with n = 2 keeps
+the kernels' second thread without OpenBLAS's (README, "Threads", has the measurements).
 
     tinyopt.set_num_threads(n)   # BLAS (via threadpoolctl) and Numba (numba.set_num_threads) to n
+    tinyopt.set_num_threads(2, blas_threads=1)   # Numba's kernels on 2 threads, BLAS on 1
     tinyopt.get_num_threads()    # the count last set, or BLAS's current count
 
 Torch's equivalents: `torch.set_num_threads` / `torch.get_num_threads`. Notes:
@@ -42,20 +45,26 @@ def _blas_controller():
     return ThreadpoolController()
 
 
-def set_num_threads(n: int) -> None:
-    """Use `n` threads in BLAS and in Numba's parallel kernels (n ≥ 1)."""
-    global _requested
+def _check_count(n, what: str) -> int:
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise TypeError(f"set_num_threads expects an int, got {type(n).__name__} {n!r}")
+        raise TypeError(f"set_num_threads expects an int for {what}, got {type(n).__name__} {n!r}")
     if n < 1:
-        raise ValueError(f"set_num_threads: the number of threads must be at least 1, got {n}")
+        raise ValueError(f"set_num_threads: {what} must be at least 1, got {n}")
+    return int(n)
+
+
+def set_num_threads(n: int, *, blas_threads: int | None = None) -> None:
+    """Use `n` threads in Numba's parallel kernels and in BLAS (n ≥ 1); `blas_threads` gives BLAS
+    its own count (e.g. `set_num_threads(2, blas_threads=1)` on a shared machine)."""
+    global _requested
+    n = _check_count(n, "the number of threads")
+    blas = n if blas_threads is None else _check_count(blas_threads, "blas_threads")
     import numba
 
     from tinyopt.kernels.backend import set_kernel_threads
 
-    n = int(n)
     _choose_threading_layer()
-    _blas_controller().limit(limits=n, user_api="blas")
+    _blas_controller().limit(limits=blas, user_api="blas")
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     set_kernel_threads(n)
     _requested = n
