@@ -243,8 +243,8 @@ def main(argv=None):
     import tinyopt
 
     torch.set_num_threads(args.threads)
-    if args.blas_threads is None:  # the same thread count for both (BLAS and Numba: tinyopt.set_num_threads)
-        tinyopt.set_num_threads(args.threads)
+    # The same thread count for both (tinyopt: Numba's kernels, and BLAS unless --blas-threads says otherwise)
+    tinyopt.set_num_threads(args.threads, blas_threads=args.blas_threads)
     print(f"machine: {machine()}")
     print(f"torch {torch.__version__} with {torch.get_num_threads()} threads; tinyopt {tinyopt.__version__} with "
           f"{tinyopt.get_num_threads()} threads (OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}); "
