@@ -94,7 +94,7 @@ def main(argv=None):
 
     to.tune_malloc()  # as the CLI does: reuse freed pages across steps
     if args.threads is not None:
-        to.set_num_threads(args.threads)
+        to.set_num_threads(args.threads, blas_threads=args.blas_threads)
     from tinyopt.data import DataLoader
     from tinyopt.models import KerasCNN, LeNet5
 
