@@ -16,7 +16,8 @@ Usage:
     python benchmarks/bench_lenet.py [--threads 2] [--blas-threads N] [--rounds 5] [--steps 20]
                                      [--optimizer adam|sgd] [--skip-memory] [--memory-steps N]
 
-`--blas-threads N` sets OPENBLAS_NUM_THREADS for numpy's BLAS (tinyopt's GEMMs) before numpy is
+`--threads N` sets torch.set_num_threads(N) and tinyopt.set_num_threads(N) (BLAS and Numba).
+`--blas-threads N` instead sets OPENBLAS_NUM_THREADS for numpy's BLAS (tinyopt's GEMMs) before numpy is
 imported; by default OpenBLAS uses every core.  On a shared, loaded machine 1 is often faster:
 OpenBLAS's worker threads busy-wait for each other, and a descheduled worker stalls every GEMM.
 """
@@ -242,9 +243,12 @@ def main(argv=None):
     import tinyopt
 
     torch.set_num_threads(args.threads)
+    # The same thread count for both (tinyopt: Numba's kernels, and BLAS unless --blas-threads says otherwise)
+    tinyopt.set_num_threads(args.threads, blas_threads=args.blas_threads)
     print(f"machine: {machine()}")
     print(f"torch {torch.__version__} with {torch.get_num_threads()} threads; tinyopt {tinyopt.__version__} with "
-          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset (all cores)')}; optimizer {args.optimizer}")
+          f"{tinyopt.get_num_threads()} threads (OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}); "
+          f"optimizer {args.optimizer}")
     x, y = load_images(8192)
 
     print("\n| LeNet-5 train step | tinyopt img/s (median / best) | torch img/s (median / best) | ratio (median / best) |")

@@ -8,6 +8,12 @@ function that calls one of them, chosen at call time:
   is first used (a bad value is an error then, naming the allowed ones, not an import crash);
 - `set_backend("reference" | "numba")`, or the `backend("reference")` context manager, at run time.
 
+A kernel may also have a `<op>_parallel` twin (`parallel=True`, a `prange` over independent
+(sample, channel) planes, same result bit for bit): it runs instead of `<op>_numba` only when
+`set_kernel_threads(n)` with n > 1 was called (`tinyopt.set_num_threads` does), never by default.
+Why not by default: see `tinyopt/threads.py` (parallel regions that wait for a descheduled thread on
+a shared machine).
+
 Numba compiles lazily (on first call) and caches to disk (`cache=True`; `NUMBA_CACHE_DIR` moves
 the cache). `NUMBA_DISABLE_JIT=1` runs the `_numba` twins as plain Python for debugging.
 """
@@ -29,6 +35,19 @@ def _from_env() -> str:
 
 
 _current = None  # chosen from the environment on first use
+_threads = 1      # threads the `_parallel` twins may use; 1 = the serial `_numba` twins run
+
+
+def set_kernel_threads(n: int) -> None:
+    """Let the `_parallel` twins run (n > 1) or not (n = 1). Numba's own count is set by the caller."""
+    global _threads
+    if int(n) < 1:
+        raise ValueError(f"kernel threads must be at least 1, got {n}")
+    _threads = int(n)
+
+
+def kernel_threads() -> int:
+    return _threads
 
 
 def get_backend() -> str:
@@ -55,14 +74,19 @@ def backend(name: str):
         set_backend(previous)
 
 
-def dispatch(reference, fast):
-    """One public function that routes to `reference` or `fast` by the current backend."""
+def dispatch(reference, fast, parallel=None):
+    """One public function that routes to `reference` or `fast` by the current backend (and to
+    `parallel`, when given, instead of `fast` while kernel threads > 1)."""
 
     @functools.wraps(reference)
     def op(*args, **kwargs):
-        impl = reference if (_current or get_backend()) == "reference" else fast
-        return impl(*args, **kwargs)
+        if (_current or get_backend()) == "reference":
+            return reference(*args, **kwargs)
+        if parallel is not None and _threads > 1:
+            return parallel(*args, **kwargs)
+        return fast(*args, **kwargs)
 
     op.reference = reference
     op.fast = fast
+    op.parallel = parallel
     return op

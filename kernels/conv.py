@@ -22,18 +22,16 @@ so that, per group g (rows of cols and of w in contiguous blocks),
 Why im2col + BLAS and not a direct loop: the three products above are single large float32
 GEMMs that OpenBLAS runs near peak, while a direct convolution is a 7-deep loop that Numba does
 not vectorise as well (see benchmarks/bench_conv.py, which times a direct Numba kernel too).
-The gather (im2col) and scatter-add (col2im) are memory-bound loops; col2im runs in Numba (1.3–1.5×
-faster than its NumPy twin), im2col in NumPy strided copies (faster than the Numba twin, see below).
+The gather (im2col) and scatter-add (col2im) are memory-bound loops; col2im runs in Numba (faster
+than its NumPy twin), im2col in NumPy strided copies (faster than its Numba twin, see below;
+`benchmarks/bench_conv.py` times them).
 
-Numba practice: `cache=True`, compiled lazily on first call (or by `tinyopt.warmup()`), and no
-`parallel=True`.  Measured both ways on the 2-core VM: with the machine quiet, `prange` over
-(sample, channel) halves col2im and max-pool times (e.g. col2im 1.6 → 0.8 ms, max-pool 2.2 →
-1.1 ms at LeNet sizes); with the machine shared (load average 6–10, other jobs running) the
-parallel versions were up to 10× *slower* than serial ones, because every parallel region ends in
-a barrier that waits for a descheduled thread, and its threads competed with OpenBLAS's.  The
-loops stay serial, so the cores go to the GEMMs and a loaded machine degrades gracefully.  (Also
-tried: `nogil` kernels on batch halves in a 2-thread pool, which blocks instead of spinning: 1.7×
-on col2im and max-pool alone, but no gain on a whole LeNet step beyond the noise, so not kept.)  Inner loops
+Numba practice: `cache=True`, compiled lazily on first call (or by `tinyopt.warmup()`).  col2im has
+a `parallel=True` twin (`col2im_parallel`, a `prange` over (sample, channel) planes) that runs only
+after `tinyopt.set_num_threads(n > 1)`: on a quiet machine it uses the second core, but on a shared
+one every parallel region ends in a barrier that waits for a descheduled thread and its threads
+compete with OpenBLAS's, so by default the serial loop runs and the cores go to the GEMMs
+(`tinyopt/threads.py` says why; README "Threads" has the measurements).  Inner loops
 carry no bounds tests: `_valid_range` computes, per kernel offset, the output rows/columns that
 read inside the input, and the padding is written as zeros around them.
 
@@ -46,6 +44,7 @@ import numba
 import numpy as np
 
 from .backend import dispatch
+from .blas import matmul
 
 
 def conv_output_size(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int, dilation: int) -> int:
@@ -106,10 +105,9 @@ def im2col_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     return cols
 
 
-# Measured (benchmarks/bench_conv.py shapes, batch 64, one core): NumPy's strided block copies in
-# im2col_reference beat this Numba loop by 1.4–2× (e.g. 0.5 vs 1.0 ms for LeNet conv1, 1.7 vs
-# 3.5 ms for Keras conv2; the Numba loop copies rows of only OH·OW ≤ 28 elements, where
-# NumPy's copy loop is faster).  So the fast path of im2col is the NumPy version; the Numba twin
+# NumPy's strided block copies in im2col_reference beat this Numba loop at the LeNet and Keras-CNN
+# shapes (the Numba loop copies rows of only OH·OW ≤ 28 elements, where NumPy's copy loop is faster;
+# benchmarks/bench_conv.py compares them).  So the fast path of im2col is the NumPy version; the Numba twin
 # stays, tested against it, for the backend comparison and as the loop-level statement of the gather.
 im2col = dispatch(im2col_reference, im2col_reference)
 im2col.fast_numba = im2col_numba
@@ -153,7 +151,29 @@ def col2im_numba(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     return dx
 
 
-col2im = dispatch(col2im_reference, col2im_numba)
+@numba.njit(cache=True, parallel=True)
+def col2im_parallel(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """col2im_numba with the (sample, channel) planes split over Numba's threads: each plane of dx
+    is written by one iteration only, so there is no race and the sums are in the same order."""
+    dx = np.zeros((n, c, h, w), dtype=cols.dtype)
+    for t in numba.prange(n * c):
+        b = t // c
+        ch = t % c
+        for i in range(kh):
+            a_lo, a_hi = _valid_range(ph, i * dh, sh, h, oh)
+            for j in range(kw):
+                q_lo, q_hi = _valid_range(pw, j * dw, sw, w, ow)
+                r = (ch * kh + i) * kw + j
+                row = cols[r]
+                for a in range(a_lo, a_hi):
+                    out = dx[b, ch, a * sh - ph + i * dh]
+                    k0 = b * oh * ow + a * ow
+                    for q in range(q_lo, q_hi):
+                        out[q * sw - pw + j * dw] += row[k0 + q]
+    return dx
+
+
+col2im = dispatch(col2im_reference, col2im_numba, col2im_parallel)
 
 
 # ----------------------------------------------------------------------------- convolution
@@ -175,10 +195,10 @@ def conv2d_forward(x, w, bias, stride, padding, dilation, groups, out_hw):
     oh, ow = out_hw
     cols = im2col(np.ascontiguousarray(x), *geo)
     if groups == 1:
-        y = w.reshape(o, -1) @ cols  # (O, N·OH·OW)
+        y = matmul(w.reshape(o, -1), cols)  # (O, N·OH·OW)
     else:
         w_g = w.reshape(groups, o // groups, -1)
-        y = np.matmul(w_g, cols.reshape(groups, w_g.shape[2], -1)).reshape(o, -1)
+        y = matmul(w_g, cols.reshape(groups, w_g.shape[2], -1)).reshape(o, -1)
     if bias is not None:
         y += bias.reshape(o, 1)
     out = np.ascontiguousarray(y.reshape(o, n, oh, ow).transpose(1, 0, 2, 3))
@@ -199,18 +219,18 @@ def conv2d_backward(grad, x_shape, w, cols, stride, padding, dilation, groups,
     if groups == 1:
         w2 = w.reshape(o, -1)
         if need_weight:
-            dw = (g2 @ cols.T).reshape(w.shape)
+            dw = matmul(g2, cols.T).reshape(w.shape)
         if need_input:
-            dcols = w2.T @ g2
+            dcols = matmul(w2.T, g2)
     else:
         og = o // groups
         w_g = w.reshape(groups, og, -1)
         g_g = g2.reshape(groups, og, -1)
         if need_weight:
             cols_g = cols.reshape(groups, w_g.shape[2], -1)
-            dw = np.matmul(g_g, cols_g.transpose(0, 2, 1)).reshape(w.shape)
+            dw = matmul(g_g, cols_g.transpose(0, 2, 1)).reshape(w.shape)
         if need_input:
-            dcols = np.matmul(w_g.transpose(0, 2, 1), g_g).reshape(c * w.shape[2] * w.shape[3], -1)
+            dcols = matmul(w_g.transpose(0, 2, 1), g_g).reshape(c * w.shape[2] * w.shape[3], -1)
     if need_input:
         dx = col2im(np.ascontiguousarray(dcols), n, c, h, w_in, *geo)
     return dx, dw, db

@@ -3,8 +3,8 @@
 An Adam step written with NumPy expressions reads and writes each parameter-sized array several
 times (g + λθ, m's update, v's update, sqrt, division, ...), each with its own temporary. The Numba
 twins do the whole update element by element in one loop, in place, which is what torch's
-`fused=True` does in C++ (5-9x faster than the NumPy twin from 10⁵ elements up; the numbers are in
-benchmarks/bench_optim_step.py's output and the README).
+`fused=True` does in C++ (several times faster than the NumPy twin from 10⁵ elements up; the numbers
+are in benchmarks/bench_optim_step.py's output and the README).
 
 Every op exists twice with the same signature (see backend.py): `<op>_reference`, the formula as
 NumPy expressions with the symbols of its optimizer's docstring, and `<op>_numba`, a loop over
@@ -42,7 +42,7 @@ of the right dtype, e.g. of size 0.
 Precision: the hyperparameters are Python floats; both twins compute in the arrays' dtype (the
 NumPy twin because NumPy treats Python scalars as "weak", the Numba twin because its wrapper
 converts them, 1 − β included, before the call). For float32 this is what torch does too, and
-it is 3x faster than float64 arithmetic on float32 data (twice the SIMD lanes for sqrt and
+it is faster than float64 arithmetic on float32 data (twice the SIMD lanes for sqrt and
 division). The exceptions are sums (LAMB's two norms, Adafactor's row and column means and RMS values),
 which the Numba twins accumulate in float64.
 """
@@ -57,11 +57,11 @@ from .backend import dispatch
 
 # Compiled lazily on first call and cached on disk. `error_model="numpy"`: a division by zero
 # gives inf/nan as in the NumPy twin (and torch) instead of raising ZeroDivisionError; it also
-# drops the per-element zero check that kept LLVM from vectorizing the loop (4x slower). No
+# drops the per-element zero check that kept LLVM from vectorizing the loop. No
 # `fastmath`: every operation stays IEEE-exact, so the twins agree to the last bit or nearly.
 #
 # Single-threaded on purpose: once vectorized, the update is memory-bound, and a `parallel=True`
-# twin measured several times *slower* on the shared 2-core machine, where a descheduled worker
+# twin was slower on a shared machine, where a descheduled worker
 # stalls the whole loop (bench_optim_step.py has the measurement's setup).
 _jit = njit(cache=True, error_model="numpy")
 
@@ -710,7 +710,7 @@ def _lamb_moments_kernel(grad, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta
 
 
 # Pass 2 is a sum: without permission to reorder it LLVM keeps it sequential and does not vectorize
-# the loop (5x slower). `reassoc` allows exactly that reordering (as NumPy's pairwise sum reorders
+# the loop. `reassoc` allows exactly that reordering (as NumPy's pairwise sum reorders
 # too) and nothing else: no assumptions about NaN or inf, no fused multiply-adds.
 @njit(cache=True, error_model="numpy", fastmath={"reassoc"})
 def _lamb_norms_kernel(param, exp_avg, exp_avg_sq, eps, weight_decay, bias_correction1, bias_correction2):

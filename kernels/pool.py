@@ -89,7 +89,7 @@ def _windows(out, s, p, k, d, size):
 @numba.njit(cache=True)
 def _max_pool2d_2x2_numba(x, oh, ow):
     """The common case, kernel 2×2, stride 2, no padding, every window inside x: the tap loops have
-    constant trip counts, so Numba unrolls them (2× faster than the general loop below)."""
+    constant trip counts, so Numba unrolls them (faster than the general loop below)."""
     n, c, h, w = x.shape
     y = np.empty((n, c, oh, ow), dtype=x.dtype)
     argmax = np.empty((n, c, oh, ow), dtype=np.int64)
@@ -143,7 +143,38 @@ def max_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     return y, argmax
 
 
-max_pool2d_forward = dispatch(max_pool2d_forward_reference, max_pool2d_forward_numba)
+@numba.njit(cache=True, parallel=True)
+def max_pool2d_forward_parallel(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """max_pool2d_forward_numba's general loop with the (sample, channel) planes split over Numba's threads."""
+    n, c, h, w = x.shape
+    y = np.empty((n, c, oh, ow), dtype=x.dtype)
+    argmax = np.empty((n, c, oh, ow), dtype=np.int64)
+    h0, i_lo, i_hi = _windows(oh, sh, ph, kh, dh, h)
+    w0, j_lo, j_hi = _windows(ow, sw, pw, kw, dw, w)
+    for t in numba.prange(n * c):
+        b_ = t // c
+        ch = t % c
+        plane = x[b_, ch]
+        for a in range(oh):
+            for b in range(ow):
+                yy = h0[a] + i_lo[a] * dh
+                xx = w0[b] + j_lo[b] * dw
+                best = plane[yy, xx]
+                best_idx = yy * w + xx
+                for i in range(i_lo[a], i_hi[a]):
+                    yy = h0[a] + i * dh
+                    for j in range(j_lo[b], j_hi[b]):
+                        xx = w0[b] + j * dw
+                        v = plane[yy, xx]
+                        better = (v > best) | (v != v)
+                        best = v if better else best
+                        best_idx = yy * w + xx if better else best_idx
+                y[b_, ch, a, b] = best
+                argmax[b_, ch, a, b] = best_idx
+    return y, argmax
+
+
+max_pool2d_forward = dispatch(max_pool2d_forward_reference, max_pool2d_forward_numba, max_pool2d_forward_parallel)
 
 
 def max_pool2d_backward_reference(grad, argmax, h, w):
@@ -170,7 +201,23 @@ def max_pool2d_backward_numba(grad, argmax, h, w):
     return dx.reshape(n, c, h, w)
 
 
-max_pool2d_backward = dispatch(max_pool2d_backward_reference, max_pool2d_backward_numba)
+@numba.njit(cache=True, parallel=True)
+def max_pool2d_backward_parallel(grad, argmax, h, w):
+    """max_pool2d_backward_numba with the planes split over Numba's threads (argmax stays in its plane)."""
+    n, c, oh, ow = grad.shape
+    dx = np.zeros((n, c, h * w), dtype=grad.dtype)
+    for t in numba.prange(n * c):
+        b_ = t // c
+        ch = t % c
+        for a in range(oh):
+            for b in range(ow):
+                k = argmax[b_, ch, a, b]
+                if k >= 0:
+                    dx[b_, ch, k] += grad[b_, ch, a, b]
+    return dx.reshape(n, c, h, w)
+
+
+max_pool2d_backward = dispatch(max_pool2d_backward_reference, max_pool2d_backward_numba, max_pool2d_backward_parallel)
 
 
 # ----------------------------------------------------------------------------- average pooling

@@ -42,3 +42,7 @@ def __getattr__(name):
 
 # torch.distributed's place: `to.distributed` (MPI, loaded on first use; importing it does not start MPI).
 _LAZY += ("distributed",)
+# Profiling (time per op type, forward and backward) and the thread count of Numba and BLAS together.
+from tinyopt.profiler import profile, record_function  # noqa: E402
+from tinyopt.threads import get_num_threads, set_num_threads  # noqa: E402
+from tinyopt import transforms  # noqa: E402,F401  (to.transforms: image transforms for the data sets)

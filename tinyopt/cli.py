@@ -10,6 +10,7 @@
     tinyopt tour [--fast]                         the guided tour: train the default CNN, summary, plots
     tinyopt verify ... / tinyopt quantize ...     provided by tinyopt.verify / tinyopt.quant when installed
     tinyopt prune DIR --method M --sparsity S     prune, fine-tune, shrink/compress; table + plots (tinyopt.prune.cli)
+    tinyopt bench [--model lenet5|mlp] [--steps N] where a training step's time goes (tinyopt.bench)
     tinyopt verify --candidate MODULE:CLASS [--reference adam] [--steps N] [--lr LR] [--option NAME=VALUE]
                                                   check an optimizer class you wrote (tinyopt.optimizer_check)
 
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     from tinyopt.train import DEFAULT_LR, MODELS, OPTIMIZERS, SCHEDULES
 
     parser = _Parser(prog="tinyopt", description="Train, evaluate and explore small networks on Fashion-MNIST.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,eval,tour,verify,quantize,course,check}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{train,eval,tour,verify,quantize,prune,bench,course,check}", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model, writing metrics.jsonl, checkpoint.npz and plots into --out")
     t.add_argument("--model", choices=MODELS, default="mlp")
@@ -93,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", type=Path, default=None, metavar="DIR", help="continue the run saved in DIR")
     t.add_argument("--data", type=Path, default=None, help="folder with the Fashion-MNIST .gz files")
     t.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    t.add_argument("--augment", action="store_true",
+                   help="random crop (padding 2) and horizontal flip of each training batch (tinyopt.transforms)")
     t.add_argument("--stop-after-epoch", type=_positive_int, default=None, help=argparse.SUPPRESS)  # simulates an interruption
     t.add_argument("--amp", choices=("fp16", "bf16"), default=None,
                    help="mixed precision: float16 autocast + GradScaler, or bfloat16 autocast (weights stay float32)")
@@ -117,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("args", nargs=argparse.REMAINDER)
     sub.add_parser("course", help="build the course site: tinyopt course build [--fast] [--student] OUT", add_help=False)
     sub.add_parser("check", help="grade a lesson's exercises: tinyopt check LESSON [--student-file F]", add_help=False)
+    b = sub.add_parser("bench", help="profile LeNet-5 / MLP training steps: time per op, BLAS share, vs torch",
+                       add_help=False)
+    b.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -165,7 +171,7 @@ def cmd_train(args) -> int:
                              epochs=args.epochs or 5, batch_size=args.batch_size, weight_decay=args.weight_decay,
                              momentum=0.9 if args.momentum is None else args.momentum, seed=args.seed,
                              train_size=args.train_size, test_size=args.test_size, amp=args.amp or "none",
-                             **distributed)
+                             augment=args.augment, **distributed)
         out = args.out or Path("runs") / f"{args.model}-{args.optimizer}"
         result = run(config, out, verbose=0 if args.quiet else 1, data_path=args.data,
                      stop_after_epoch=args.stop_after_epoch)
@@ -465,6 +471,8 @@ def main(argv=None) -> int:
             from tinyopt.course import cli as course_cli
 
             return (course_cli.course_main if argv[0] == "course" else course_cli.check_main)(argv[1:])
+        if argv[:1] == ["bench"]:
+            return _delegate("tinyopt.bench", argv[1:])
         if argv and argv[0] in ("verify", "quantize"):
             return _delegate("tinyopt.verify" if argv[0] == "verify" else "tinyopt.quant.cli", argv[1:])
         if argv[:1] == ["prune"]:

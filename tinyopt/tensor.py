@@ -22,6 +22,7 @@ import numpy as np
 from tinyopt import dtypes
 from tinyopt.autograd import graph
 from tinyopt.autograd.function import Function, bind_tensor_class
+from tinyopt.autograd.graph import VersionCounter as _VersionCounter
 from tinyopt.autograd.grad_mode import is_grad_enabled as _grad_enabled
 from tinyopt.autograd.grad_mode import no_grad
 from tinyopt.device import check_device, device as _device
@@ -154,7 +155,13 @@ class Tensor:
         """A Tensor around an existing array, without copying (used by `Function.apply`)."""
         t = cls.__new__(cls)
         t.data = array if isinstance(array, np.ndarray) else np.asarray(array)
-        t._init_graph_fields()
+        # _init_graph_fields, inlined: this runs once per op call (the hottest path of the engine).
+        t._grad = None
+        t._node = None
+        t._version = _VersionCounter()
+        t._grad_hooks = None
+        t._post_accumulate_hooks = None
+        t._requires_grad = False
         return t
 
     # ------------------------------------------------------------------ attributes

@@ -46,6 +46,7 @@ from tinyopt.loop import (
 )
 from tinyopt.nn import functional as F
 from tinyopt.tensor import Tensor
+from tinyopt.transforms import fashion_mnist_augment
 
 MODELS = ("mlp", "lenet5", "cnn")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
@@ -93,6 +94,7 @@ class TrainConfig:
     world_size: int = 1              # ranks; batch_size is per rank, the global batch batch_size · world_size
     scale_lr: str = "none"           # 'linear': lr · world_size (Goyal et al. 2017)
     warmup_epochs: float = 0.0       # with scale_lr 'linear': ramp lr → lr · world_size over these epochs
+    augment: bool = False            # random crop (pad 2) + horizontal flip per batch (tinyopt.transforms)
 
     def validate(self) -> "TrainConfig":
         """Check every setting (types too, for a config.json edited by hand); raise ConfigError
@@ -120,6 +122,8 @@ class TrainConfig:
             raise ConfigError(f"--amp {self.amp!r} is not one of: {', '.join(AMP_MODES)}")
         if not (_is_real(self.val_fraction) and 0.0 < self.val_fraction < 1.0):
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        if not isinstance(self.augment, bool):
+            raise ConfigError(f"augment must be true or false, got {self.augment!r}")
         for name in ("train_size", "test_size"):
             value = getattr(self, name)
             if value is not None and (not _is_int(value) or value < 2):
@@ -348,6 +352,14 @@ class _RunHooks(Hooks):
         return f"this step was not applied; lower it, e.g. --lr {step.lr / 10:g}"
 
 
+def augmented(batches, transform):
+    """(transform(x) in x's shape, y) for every batch: images are viewed as (N, 1, 28, 28) for the
+    transform (the MLP's flat 784-vectors too) and given back in their own shape."""
+    for xb, yb in batches:
+        xb = np.asarray(xb)
+        yield transform(xb.reshape(len(xb), 1, 28, 28)).reshape(xb.shape), yb
+
+
 def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int = 1, plots: bool = True,
         data_path=None, stop_after_epoch: int | None = None) -> RunResult:
     """Train according to `config`, writing into folder `out` (see the module docstring).
@@ -425,18 +437,24 @@ def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int 
 
     loader = DataLoader((x_train, y_train), batch_size=global_batch, shuffle=True, rng=rng)
     trained, batches, loss_fn = model, loader, F.cross_entropy
-    trained, batches, loss_fn = model, loader, F.cross_entropy
+    trained, loss_fn = model, F.cross_entropy
     if parallel:
-        trained, batches, loss_fn = parallel.wrap(model), parallel.batches(loader), parallel.loss_fn(F.cross_entropy)
+        trained, loss_fn = parallel.wrap(model), parallel.loss_fn(F.cross_entropy)
     interactive = verbose >= 1 and sys.stdout.isatty()
     if verbose and start_epoch:
         print(f"resuming {out} after epoch {start_epoch}/{config.epochs}", flush=True)
+    if config.augment and int(np.prod(x_train.shape[1:])) != 28 * 28:
+        raise ConfigError(f"--augment is for 28×28 images; these have shape {x_train.shape[1:]}")
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
         with ProgressBar(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", interactive) as bar:
             hooks = _RunHooks(model, bar) if parallel is None else parallel.hooks(_RunHooks(model, bar))
+            # The augmentation draws from the run's generator (restored on resume), after the shuffle; under
+            # --distributed every rank augments the same global batch (same generator), then takes its slice.
+            source = augmented(loader, fashion_mnist_augment(generator=rng)) if config.augment else loader
+            epoch_batches = parallel.batches(source) if parallel else source
             with autocast("cpu", dtype=amp_dtype, enabled=amp_dtype is not None):
-                done = train_epoch(trained, optimizer, batches, loss_fn,
+                done = train_epoch(trained, optimizer, epoch_batches, loss_fn,
                                    scheduler=scheduler if sched_every == "step" else None, hooks=hooks, epoch=epoch,
                                    global_step=global_step, scaler=scaler if scaler.is_enabled() else None)
         global_step = done.global_step

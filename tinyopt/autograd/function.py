@@ -45,6 +45,13 @@ from tinyopt.dtypes import is_floating_point
 # the ops, which tensor.py imports, build on this module, so it cannot import tensor.py itself.
 _Tensor = None
 
+# The float dtypes NumPy has natively (a set test, cheaper than `is_floating_point`, which also
+# knows bfloat16): the outputs that record a graph.
+_FLOAT_DTYPES = frozenset(np.dtype(t) for t in (np.float16, np.float32, np.float64))
+
+# The active `tinyopt.profile()` (set by tinyopt/profiler.py), or None: then `apply` pays one test.
+_PROFILER = None
+
 
 def bind_tensor_class(cls) -> None:
     global _Tensor
@@ -54,10 +61,11 @@ def bind_tensor_class(cls) -> None:
 class Context:
     """What `forward` leaves for `backward`: saved arrays plus any attribute the op sets."""
 
-    def __init__(self):
-        self.saved_tensors: tuple = ()
-        self.needs_input_grad: tuple = ()
-        self.saved_versions: tuple = ()   # (counter, version, shape) of the tensors whose arrays were saved
+    # Class-level defaults (immutable tuples), so that making a Context costs no __init__ call: one
+    # is made per op call. An op's forward sets instance attributes over them.
+    saved_tensors: tuple = ()
+    needs_input_grad: tuple = ()
+    saved_versions: tuple = ()   # (counter, version, shape) of the tensors whose arrays were saved
 
     def save_for_backward(self, *arrays) -> None:
         self.saved_tensors = arrays
@@ -107,16 +115,20 @@ class Function:
             policy = _autocast.policy_of(cls)
             if policy is not None:
                 raw = _autocast.cast_inputs(policy, args, raw, Tensor)
-        out = cls.forward(ctx, *raw, **kwargs)
+        if _PROFILER is None:
+            out = cls.forward(ctx, *raw, **kwargs)
+        else:
+            out = _PROFILER.run_forward(cls, ctx, raw, kwargs)
         result = Tensor._wrap(out)
         if cls.is_view and (cls.is_view is True or np.may_share_memory(out, raw[0])):
             result._version = args[0]._version
         if is_grad_enabled():
             needs = tuple(isinstance(a, Tensor) and a._requires_grad for a in args)
-            if True in needs and is_floating_point(result.data.dtype):
+            dtype = result.data.dtype
+            if True in needs and (dtype in _FLOAT_DTYPES or is_floating_point(dtype)):
                 ctx.needs_input_grad = needs
-                tensors = [a for a in args if isinstance(a, Tensor)]
                 if ctx.saved_tensors:
+                    tensors = [a for a in args if isinstance(a, Tensor)]
                     ctx.saved_versions = _saved_versions(ctx, tensors, result)
                 edges = tuple(_edge(a) if need else None for a, need in zip(args, needs))
                 result._requires_grad = True
@@ -141,7 +153,10 @@ class Function:
             )
         if not records:
             raw = [a.data if isinstance(a, Tensor) else a for a in args]
-            out = cls.forward(Context(), target.data, *raw, **kwargs)
+            if _PROFILER is None:
+                out = cls.forward(Context(), target.data, *raw, **kwargs)
+            else:
+                out = _PROFILER.run_forward(cls, Context(), [target.data, *raw], kwargs)
             _write_into(target, out)
             target._version.value += 1
             return target

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# The active `tinyopt.profile()` (set by tinyopt/profiler.py), or None.
+_PROFILER = None
+
 
 class VersionCounter:
     """How many in-place changes a tensor's memory has seen (shared by a tensor and its views)."""
@@ -145,14 +148,22 @@ def run_backward(root_tensor, grad: np.ndarray, retain_graph: bool, wrap) -> Non
             node.retained._accumulate_grad(g)
         if node.ctx.saved_versions:
             _check_versions(node)
-        input_grads = node.fn.backward(node.ctx, g)
+        if _PROFILER is None:
+            input_grads = node.fn.backward(node.ctx, g)
+        else:
+            input_grads = _PROFILER.run_backward(node, g)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         for edge, pg in zip(node.edges, input_grads):
             if edge is None or pg is None:
                 continue
-            shape, dtype = (edge.shape, edge.dtype) if isinstance(edge, Node) else (edge.data.shape, edge.data.dtype)
-            pg = unbroadcast(np.asarray(pg), shape).astype(dtype, copy=False)
+            shape, dtype = (edge.shape, edge.dtype) if type(edge) is Node else (edge.data.shape, edge.data.dtype)
+            if type(pg) is not np.ndarray:
+                pg = np.asarray(pg)
+            if pg.shape != shape:
+                pg = unbroadcast(pg, shape)
+            if pg.dtype != dtype:
+                pg = pg.astype(dtype)
             key = id(edge)
             grads[key] = grads[key] + pg if key in grads else pg
         if not retain_graph:

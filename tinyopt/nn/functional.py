@@ -14,6 +14,7 @@ import numpy as np
 
 from tinyopt import dtypes
 from tinyopt.errors import ShapeError
+from tinyopt.ops import batchnorm as BN
 from tinyopt.ops import conv_pool as CP
 from tinyopt.ops import dims as D
 from tinyopt.ops import elementwise as E
@@ -194,7 +195,7 @@ def batch_norm(input: Tensor, running_mean, running_var, weight: Tensor | None =
                bias: Tensor | None = None, training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """torch.nn.functional.batch_norm (formulas in `tinyopt.nn.batchnorm`). `running_mean`/`running_var`
     are ndarrays (or None) updated in place when `training` is True; in evaluation they are required and
-    used to normalise. The backward pass comes out of the chain rule through the composed mean and variance."""
+    used to normalise. In training, forward and backward are one kernel each (`ops.batchnorm`)."""
     if input.ndim < 2:
         raise ShapeError(f"batch_norm expects input of shape (N, C, *), got {tuple(input.shape)}")
     c = input.shape[1]
@@ -207,16 +208,28 @@ def batch_norm(input: Tensor, running_mean, running_var, weight: Tensor | None =
         m = input.numel() // c
         if m <= 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got input of shape {tuple(input.shape)}")
-        mean = input.mean(dim=axes, keepdim=True)
-        centered = input - mean
-        var = (centered * centered).mean(dim=axes, keepdim=True)
+        if input.dtype in (np.float32, np.float64) and all(p is None or p.dtype == input.dtype for p in (weight, bias)):
+            # One fused node (ops.batchnorm, kernels.batchnorm): same formula, one kernel each way.
+            stats = {}
+            out = BN.BatchNormTrain.apply(input, weight, bias, eps=eps, stats_out=stats)
+            batch_mean, batch_var = stats["mean"], stats["var"]
+        else:  # half precision or mixed dtypes: the composed formula (NumPy's promotion rules)
+            mean = input.mean(dim=axes, keepdim=True)
+            centered = input - mean
+            var = (centered * centered).mean(dim=axes, keepdim=True)
+            out = centered / (var + eps).sqrt()
+            if weight is not None:
+                out = out * weight.reshape(shape)
+            if bias is not None:
+                out = out + bias.reshape(shape)
+            batch_mean, batch_var = mean.data.reshape(c), var.data.reshape(c)
         if running_mean is not None:
             running_mean *= 1 - momentum
-            running_mean += momentum * mean.data.reshape(c).astype(running_mean.dtype)
+            running_mean += momentum * batch_mean.astype(running_mean.dtype)
         if running_var is not None:
             running_var *= 1 - momentum
-            running_var += momentum * var.data.reshape(c).astype(running_var.dtype) * (m / (m - 1))
-        x_hat = centered / (var + eps).sqrt()
+            running_var += momentum * batch_var.astype(running_var.dtype) * (m / (m - 1))
+        return out
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm in evaluation needs running_mean and running_var (track_running_stats=True)")

@@ -15,6 +15,7 @@ Users call them through `Tensor` methods and `tinyopt.nn.functional`, never dire
     distributed  differentiable collectives (all-reduce, tensor-parallel copy/reduce/gather/scatter)
     recurrent    RNN / LSTM / GRU layers (one direction, all steps in one node, explicit BPTT)
     embedding    embedding lookup (row gather, scatter-add backward)
+    batchnorm    batch normalisation in training mode (one kernel forward, one backward)
 """
 from tinyopt.ops import conv_pool, dims, elementwise, linalg, nn, reduce, resample, shape
 from tinyopt.ops import quant
@@ -26,3 +27,6 @@ __all__ += ["distributed"]
 from tinyopt.ops import embedding, recurrent  # noqa: E402
 
 __all__ += ["embedding", "recurrent"]
+from tinyopt.ops import batchnorm  # noqa: E402
+
+__all__ += ["batchnorm"]

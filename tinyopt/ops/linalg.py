@@ -5,6 +5,7 @@ import numpy as np
 
 from tinyopt.autograd.autocast_mode import LOWER
 from tinyopt.autograd.function import Function
+from tinyopt.kernels.blas import matmul
 from tinyopt.autograd.graph import unbroadcast
 from tinyopt.ops.precision import low_precision_dtype, narrow, widen
 
@@ -21,8 +22,8 @@ class MatMul(Function):
         ctx.save_for_backward(a, b)
         low = low_precision_dtype(a, b)
         if low is not None:
-            return narrow(np.matmul(widen(a), widen(b)), low)
-        return np.matmul(a, b)
+            return narrow(matmul(widen(a), widen(b)), low)
+        return matmul(a, b)
 
     @staticmethod
     def backward(ctx, grad):
@@ -47,9 +48,9 @@ class MatMul(Function):
             g = np.expand_dims(g, -2)
         grad_a = grad_b = None
         if need_a:
-            grad_a = np.matmul(g, np.swapaxes(b2, -1, -2))
+            grad_a = matmul(g, np.swapaxes(b2, -1, -2))
             grad_a = unbroadcast(grad_a, a2.shape).reshape(a.shape)
         if need_b:
-            grad_b = np.matmul(np.swapaxes(a2, -1, -2), g)
+            grad_b = matmul(np.swapaxes(a2, -1, -2), g)
             grad_b = unbroadcast(grad_b, b2.shape).reshape(b.shape)
         return grad_a, grad_b

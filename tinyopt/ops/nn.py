@@ -7,6 +7,7 @@ import numpy as np
 from tinyopt.autograd.autocast_mode import FP32, LOWER
 from tinyopt.autograd.function import Function
 from tinyopt.ops.precision import low_precision_dtype, narrow, widen
+from tinyopt.kernels.blas import matmul
 
 
 class LogSoftmax(Function):
@@ -63,11 +64,11 @@ class Linear(Function):
         ctx.save_for_backward(x, weight)
         low = low_precision_dtype(x, weight, bias)
         if low is not None:
-            out = np.matmul(widen(x), widen(weight).T)
+            out = matmul(widen(x), widen(weight).T)
             if bias is not None:
                 out += widen(bias)
             return narrow(out, low)
-        out = np.matmul(x, weight.T)
+        out = matmul(x, weight.T)
         if bias is not None:
             out += bias
         return out
@@ -85,8 +86,8 @@ class Linear(Function):
     def _backward(ctx, grad, x, weight):
         need_x, need_w, need_b = (ctx.needs_input_grad + (False,))[:3]
         rows = grad.reshape(-1, grad.shape[-1])
-        grad_x = np.matmul(grad, weight) if need_x else None
-        grad_w = np.matmul(rows.T, x.reshape(-1, x.shape[-1])) if need_w else None
+        grad_x = matmul(grad, weight) if need_x else None
+        grad_w = matmul(rows.T, x.reshape(-1, x.shape[-1])) if need_w else None
         grad_b = rows.sum(axis=0) if need_b else None
         return grad_x, grad_w, grad_b
 

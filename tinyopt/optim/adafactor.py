@@ -48,7 +48,7 @@ class Adafactor(Optimizer):
     (..., 1, m)) for ≥ 2-D parameters, 'variance' otherwise.
 
     The formula is `kernels/optim_update.py::adafactor_update` (NumPy twin, traced; Numba twin in
-    three passes over the parameter otherwise, unless `fused=False`: 3-6x faster than the NumPy
+    three passes over the parameter otherwise, unless `fused=False`: faster than the NumPy
     twin, which makes a temporary for every expression). The Numba twin accumulates its sums
     (row and column means, the two RMS values) in float64, the NumPy twin in the arrays' dtype.
 
