@@ -175,3 +175,34 @@ assert model.count_params() == 122_570
 assert model.output_shape == (None, 10)
 assert cnn_history["loss"][-1] < cnn_history["loss"][0]
 assert cnn_acc > 0.3
+
+# %% [markdown]
+# ## Exercises (graded by `tinyopt check 00`)
+#
+# The two formulas behind the seed's softmax-twice bug: a numerically stable softmax
+# p_i = exp(z_i − max z) / Σ_j exp(z_j − max z), and the cross-entropy of probabilities
+# L = −mean_n log p[n, y_n] (what `from_logits=False` computes; `from_logits=True` applies softmax first).
+
+# %%
+import tinyopt as to  # noqa: E402
+import tinyopt.nn.functional as F  # noqa: E402
+
+def softmax(z):
+    """Row-wise softmax of an (N, C) array, stable for large logits."""
+    # BEGIN SOLUTION softmax
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+    # END SOLUTION
+
+
+def crossentropy_from_probs(p, y):
+    """Mean −log p[n, y_n] of (N, C) probabilities and (N,) integer labels."""
+    # BEGIN SOLUTION crossentropy_from_probs
+    return float(-np.mean(np.log(p[np.arange(len(y)), y])))
+    # END SOLUTION
+
+
+z_ex = np.random.default_rng(3).standard_normal((5, 10)) * 30
+y_ex = np.arange(5)
+assert np.allclose(softmax(z_ex).sum(axis=1), 1.0)
+assert abs(crossentropy_from_probs(softmax(z_ex), y_ex) - float(F.cross_entropy(to.tensor(z_ex), to.tensor(y_ex)))) < 1e-9

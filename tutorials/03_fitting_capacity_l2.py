@@ -130,3 +130,28 @@ assert overfit_rise(big) > 0.05
 assert sum_sq(l2_model) < 0.7 * sum_sq(big_model)
 assert overfit_rise(l2_hist) < overfit_rise(big)
 print("all checks passed; plots in", OUT)
+
+# %% [markdown]
+# ## Exercises (graded by `tinyopt check 03`)
+#
+# Keras' L2 penalty λ Σ w² (no ½: torch's `weight_decay=λ'` adds λ' w to the gradient, which is this
+# penalty with λ = λ'/2) and its gradient 2 λ w.
+
+# %%
+def l2_penalty(weights, lam):
+    """λ Σ_w w² over a list of weight arrays (Keras' `regularizers.l2(λ)` convention)."""
+    # BEGIN SOLUTION l2_penalty
+    return float(lam * sum(np.sum(w * w) for w in weights))
+    # END SOLUTION
+
+
+def l2_gradient(w, lam):
+    """∂/∂w of λ Σ w²."""
+    # BEGIN SOLUTION l2_gradient
+    return 2 * lam * w
+    # END SOLUTION
+
+
+w_ex = np.random.default_rng(4).standard_normal((3, 4))
+assert abs(l2_penalty([w_ex], 0.01) - float(layers.L2(0.01)(to.tensor(w_ex)))) < 1e-12
+assert np.allclose(l2_gradient(w_ex, 0.01), 0.02 * w_ex)

@@ -196,3 +196,32 @@ tail = lambda c: float(np.mean(c[-10:]))  # noqa: E731
 assert tail(right) < tail(small) < small[0]
 assert not np.all(np.isfinite(large)) or tail(large) > large[0]
 print("all checks passed; plots in", OUT)
+
+# %% [markdown]
+# ## Exercises (graded by `tinyopt check 04`)
+#
+# How many steps an epoch has (⌈N/B⌉, or ⌊N/B⌋ when the last short batch is dropped), and the linear
+# scaling rule of Goyal et al. 2017: when the batch grows k-fold, grow the learning rate k-fold,
+# η = η₀ · B / B₀ (with a warmup; lesson 10 uses it for data parallelism).
+
+# %%
+def steps_per_epoch(n, batch_size, drop_last=False):
+    """Optimizer steps in one pass over n examples."""
+    # BEGIN SOLUTION steps_per_epoch
+    return n // batch_size if drop_last else -(-n // batch_size)
+    # END SOLUTION
+
+
+def linear_scaled_lr(base_lr, base_batch, batch):
+    """η = η₀ · B / B₀."""
+    # BEGIN SOLUTION linear_scaled_lr
+    return base_lr * batch / base_batch
+    # END SOLUTION
+
+
+from tinyopt.utils.data import DataLoader as _Loader, TensorDataset as _Dataset  # noqa: E402
+
+_ds = _Dataset(to.tensor(np.zeros((103, 2))), to.tensor(np.zeros(103)))
+assert steps_per_epoch(103, 10) == len(_Loader(_ds, batch_size=10)) == 11
+assert steps_per_epoch(103, 10, drop_last=True) == len(_Loader(_ds, batch_size=10, drop_last=True)) == 10
+assert linear_scaled_lr(0.1, 256, 1024) == 0.4

@@ -523,3 +523,21 @@ assert moved > 0 and frozen_unchanged                                       # Ba
 assert results[10]["frozen"] > 0.5                                          # features of 0-4 serve 5-9 (chance: 0.2)
 assert "Non-trainable params: 25,120" in summary                           # 784·32 + 32 frozen
 print("all checks passed")
+
+# %% [markdown]
+# ## One more exercise (graded by `tinyopt check 07`): the softened softmax softmax(z / T)
+
+# %%
+import tinyopt.nn.functional as F  # noqa: E402
+
+def softmax_T(z, T):
+    """Row-wise softmax of z / T: T = 1 is the usual softmax, a large T flattens it."""
+    # BEGIN SOLUTION softmax_T
+    s = z / T
+    e = np.exp(s - s.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+    # END SOLUTION
+
+
+_z = np.random.default_rng(11).standard_normal((3, 5)) * 4
+assert np.allclose(softmax_T(_z, 4.0), F.softmax(to.tensor(_z / 4.0), dim=1).data)

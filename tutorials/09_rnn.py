@@ -444,3 +444,20 @@ else:
 
 # %%
 print("all checks passed")
+
+# %% [markdown]
+# ## One more exercise (graded by `tinyopt check 09`): the Elman cell h' = tanh(W_ih x + b_ih + W_hh h + b_hh)
+
+# %%
+def rnn_cell(x, h, W_ih, W_hh, b_ih, b_hh):  # noqa: N803 - torch's names
+    """One step of nn.RNNCell (tanh) on (N, I) inputs and an (N, H) state."""
+    # BEGIN SOLUTION rnn_cell
+    return np.tanh(x @ W_ih.T + b_ih + h @ W_hh.T + b_hh)
+    # END SOLUTION
+
+
+_cell = nn.RNNCell(3, 4)
+_x, _h = np.random.default_rng(13).standard_normal((2, 3)), np.random.default_rng(14).standard_normal((2, 4))
+_ref = _cell(to.tensor(_x.astype(np.float32)), to.tensor(_h.astype(np.float32))).data
+assert np.allclose(rnn_cell(_x, _h, *(np.asarray(p.data, np.float64) for p in (_cell.weight_ih, _cell.weight_hh,
+                                                                               _cell.bias_ih, _cell.bias_hh))), _ref, atol=1e-5)

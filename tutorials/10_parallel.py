@@ -507,3 +507,16 @@ assert efficiency[("100 Gb/s InfiniBand (RDMA)", "100M params (t_c 0.25 s)")][-1
     efficiency[("10 Gb/s Ethernet (TCP)", "100M params (t_c 0.25 s)")][-1]
 assert horovod < horovod_overlap and 0.6 < horovod < 0.95
 print("all checks passed; plots in", OUT)
+
+# %% [markdown]
+# ## One more exercise (graded by `tinyopt check 10`): the GPipe bubble (K − 1) / (M + K − 1)
+
+# %%
+def pipeline_bubble(stages, micro_batches):
+    """Idle fraction of a K-stage pipeline fed M equal micro-batches (forward and backward alike)."""
+    # BEGIN SOLUTION pipeline_bubble
+    return (stages - 1) / (micro_batches + stages - 1)
+    # END SOLUTION
+
+
+assert pipeline_bubble(2, 1) == 0.5 and abs(pipeline_bubble(4, 8) - 3 / 11) < 1e-15

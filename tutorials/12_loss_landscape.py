@@ -353,3 +353,48 @@ for name in ("surface_1d", "surface_2d", "edge_of_stability", "optimizer_paths",
     assert (OUT / f"{name}.png").stat().st_size > 1000, name
 print("optimizers compared:", ", ".join(names))
 print("all checks passed")
+
+# %% [markdown]
+# ## Exercises (graded by `tinyopt check 12`)
+#
+# Li et al.'s filter normalisation (each filter of the random direction rescaled to the norm of the
+# same filter of the weights, d_i ← d_i / ‖d_i‖ · ‖w_i‖; biases and other 1-D parameters set to 0),
+# and power iteration for the largest-magnitude eigenvalue of a symmetric operator.
+
+# %%
+from tinyopt import landscape  # noqa: E402
+
+def filter_normalize_direction(direction, weights):
+    """Li et al. 2018's filter-normalised copy of `direction` (lists of arrays shaped like the weights)."""
+    # BEGIN SOLUTION filter_normalize_direction
+    out = []
+    for d, w in zip(direction, weights):
+        if w.ndim <= 1:
+            out.append(np.zeros_like(d))
+            continue
+        d2, w2 = d.reshape(len(d), -1), w.reshape(len(w), -1)
+        scale = np.linalg.norm(w2, axis=1) / (np.linalg.norm(d2, axis=1) + 1e-10)
+        out.append((d2 * scale[:, None]).reshape(d.shape))
+    return out
+    # END SOLUTION
+
+
+def power_iteration(matvec, v, iters=100):
+    """The eigenvalue of largest magnitude of the symmetric operator `matvec`, from start vector v."""
+    # BEGIN SOLUTION power_iteration
+    v = v / np.linalg.norm(v)
+    lam = 0.0
+    for _ in range(iters):
+        w = matvec(v)
+        lam = float(v @ w)
+        v = w / np.linalg.norm(w)
+    return lam
+    # END SOLUTION
+
+
+_ws = [np.random.default_rng(5).standard_normal((4, 3, 2, 2)), np.random.default_rng(6).standard_normal(4)]
+_ds_ = [np.random.default_rng(7).standard_normal((4, 3, 2, 2)), np.random.default_rng(8).standard_normal(4)]
+_lib = landscape.filter_normalize(_ds_, _ws)
+assert all(np.allclose(a, np.asarray(b), atol=1e-8) for a, b in zip(filter_normalize_direction(_ds_, _ws), _lib))
+_A = np.diag([3.0, -1.0, 0.5])
+assert abs(power_iteration(lambda x: _A @ x, np.ones(3), 200) - 3.0) < 1e-6

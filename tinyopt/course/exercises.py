@@ -425,6 +425,104 @@ def check_ring_all_reduce(fn):
     return Result("ring_all_reduce", True, "N = 2, 3, 4: every rank holds the sum after 2(N−1) steps", checks=3)
 
 
+# ----------------------------------------------------------------------------- the second exercises
+
+def _values(name, cases, reference, hint, rtol=1e-9):
+    """A check that calls the student's function on each case (a tuple of arguments) and compares
+    the result with `reference(*case)`."""
+    def check(fn):
+        for case in cases:
+            bad = _compare(name, f"{name}{tuple(np.shape(a) if isinstance(a, np.ndarray) else a for a in case)}",
+                           fn(*case), reference(*case), hint, rtol=rtol)
+            if bad:
+                return bad
+        return Result(name, True, f"{len(cases)} cases equal the reference", checks=len(cases))
+    return check
+
+
+def _torch_softmax(z, T=1.0):
+    import tinyopt as to
+    import tinyopt.nn.functional as F
+    return F.softmax(to.tensor(np.asarray(z, np.float64) / T), dim=1).data
+
+
+def _cross_entropy(p, y):
+    import tinyopt as to
+    import tinyopt.nn.functional as F
+    return float(F.nll_loss(to.tensor(np.log(p)), to.tensor(y)))
+
+
+def _keras_l2(weights, lam):
+    import tinyopt as to
+    from tinyopt.keras.layers import L2
+    return float(sum(float(L2(lam)(to.tensor(w))) for w in weights))
+
+
+def _l2_grad(w, lam):
+    import tinyopt as to
+    from tinyopt.keras.layers import L2
+    t = to.tensor(w, requires_grad=True)
+    L2(lam)(t).backward()
+    return t.grad.data
+
+
+def _loader_steps(n, batch, drop_last=False):
+    import tinyopt as to
+    from tinyopt.utils.data import DataLoader, TensorDataset
+    return len(DataLoader(TensorDataset(to.tensor(np.zeros((n, 1)))), batch_size=batch, drop_last=drop_last))
+
+
+def _filter_normalized(direction, weights):
+    from tinyopt.landscape import filter_normalize
+    return [np.asarray(d) for d in filter_normalize(direction, weights)]
+
+
+def check_filter_normalize(fn):
+    rng = np.random.default_rng(15)
+    weights = [rng.standard_normal((4, 3, 2, 2)), rng.standard_normal(4), rng.standard_normal((5, 4))]
+    direction = [rng.standard_normal(w.shape) for w in weights]
+    got, want = fn(direction, weights), _filter_normalized(direction, weights)
+    for k, (g, w) in enumerate(zip(got, want)):
+        bad = _compare("filter_normalize_direction", f"direction[{k}]", g, w,
+                       "d_i ← d_i / ‖d_i‖ · ‖w_i‖ per filter (row of dim 0); 1-D parameters (biases) → 0", rtol=1e-7)
+        if bad:
+            return bad
+    return Result("filter_normalize_direction", True, "conv, bias and linear parameters equal landscape.filter_normalize",
+                  checks=3)
+
+
+def check_power_iteration(fn):
+    rng = np.random.default_rng(16)
+    q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    for eigenvalues in ([5.0, 1, 0.5, -0.2, 0.1, 2], [-4.0, 1, 2, 0.3, -0.5, 0.1]):
+        a = q @ np.diag(eigenvalues) @ q.T
+        want = max(eigenvalues, key=abs)
+        bad = _compare("power_iteration", f"λ of largest |λ| (spectrum {eigenvalues})", fn(lambda v: a @ v, np.ones(6), 300),
+                       want, "v ← A v / ‖A v‖; λ = vᵀ A v (the Rayleigh quotient keeps the sign)", rtol=1e-6)
+        if bad:
+            return bad
+    return Result("power_iteration", True, "positive and negative dominant eigenvalues found", checks=2)
+
+
+def check_rnn_cell(fn):
+    import tinyopt as to
+    from tinyopt import nn
+
+    rng = np.random.default_rng(17)
+    cell = nn.RNNCell(3, 4)
+    for prm in cell.parameters():
+        prm.data = rng.standard_normal(prm.data.shape)
+    x, h = rng.standard_normal((2, 3)), rng.standard_normal((2, 4))
+    want = cell(to.tensor(x), to.tensor(h)).data
+    bad = _compare("rnn_cell", "h'", fn(x, h, cell.weight_ih.data, cell.weight_hh.data, cell.bias_ih.data,
+                                         cell.bias_hh.data), want, "h' = tanh(W_ih x + b_ih + W_hh h + b_hh) (x @ W_ih.T)")
+    return bad or Result("rnn_cell", True, "h' equals nn.RNNCell", checks=1)
+
+
+_Z = np.random.default_rng(18).standard_normal((4, 6)) * 5
+_P = _torch_softmax(_Z)
+_W = [np.random.default_rng(19).standard_normal((3, 4)), np.random.default_rng(20).standard_normal(4)]
+
 # ----------------------------------------------------------------------------- the registry
 
 def _optim(name):
@@ -435,6 +533,12 @@ def _optim(name):
 
 
 EXERCISES = (
+    Exercise("00_keras_seed_examples", "softmax", "softmax", "a numerically stable softmax", "subtract the row max",
+             _values("softmax", [(_Z,), (_Z * 100,)], _torch_softmax, "p_i = exp(z_i − max z) / Σ_j exp(z_j − max z)")),
+    Exercise("00_keras_seed_examples", "crossentropy_from_probs", "crossentropy_from_probs",
+             "cross-entropy of probabilities", "−mean log p[n, y_n]",
+             _values("crossentropy_from_probs", [(_P, np.arange(4))], _cross_entropy,
+                     "L = −(1/N) Σ_n log p[n, y_n] (probabilities in: no second softmax)")),
     Exercise("01_optimizers", "adam_update", "adam_update", "one Adam step on arrays",
              "m_t, v_t, bias correction, ε outside the root", check_adam_update),
     Exercise("01_optimizers", "momentum_update", "momentum_update", "one SGD-with-momentum step (torch's form)",
@@ -442,6 +546,16 @@ EXERCISES = (
     Exercise("02_schedules", "cosine_lr", "cosine_lr", "cosine annealing in closed form",
              "η_min + (η₀ − η_min)(1 + cos(π t / T_max)) / 2", check_cosine_lr),
     Exercise("02_schedules", "step_lr", "step_lr", "step decay in closed form", "η₀ γ^⌊t/step⌋", check_step_lr),
+    Exercise("03_fitting_capacity_l2", "l2_penalty", "l2_penalty", "Keras' L2 penalty", "λ Σ w²",
+             _values("l2_penalty", [(_W, 0.01), (_W, 0.5)], _keras_l2, "λ Σ w² over every weight (Keras: no ½)")),
+    Exercise("03_fitting_capacity_l2", "l2_gradient", "l2_gradient", "its gradient", "2 λ w",
+             _values("l2_gradient", [(_W[0], 0.01), (_W[0], 0.5)], _l2_grad, "∂(λ Σ w²)/∂w = 2 λ w")),
+    Exercise("04_batch_size_and_lr", "steps_per_epoch", "steps_per_epoch", "steps in an epoch", "⌈N/B⌉ or ⌊N/B⌋",
+             _values("steps_per_epoch", [(103, 10), (100, 10), (103, 10, True), (5, 10), (5, 10, True)],
+                     _loader_steps, "⌈N / B⌉ steps, ⌊N / B⌋ with drop_last (len(DataLoader))", rtol=0)),
+    Exercise("04_batch_size_and_lr", "linear_scaled_lr", "linear_scaled_lr", "the linear scaling rule", "η₀ B / B₀",
+             _values("linear_scaled_lr", [(0.1, 256, 1024), (0.05, 64, 32)], lambda lr, b0, b: lr * b / b0,
+                     "η = η₀ · B / B₀ (Goyal et al. 2017)", rtol=1e-12)),
     Exercise("05_quantization", "affine_qparams", "affine_qparams", "scale and zero point from a range",
              "s = range / (q_max − q_min), z integer", check_affine_qparams),
     Exercise("05_quantization", "fake_quantize", "fake_quantize", "quantize then dequantize",
@@ -452,17 +566,33 @@ EXERCISES = (
              "zero the amount smallest |w|", check_magnitude_mask),
     Exercise("07_distillation_transfer", "kd_loss", "kd_loss", "the knowledge-distillation loss",
              "α T² KL(p_t^T ‖ p_s^T) + (1 − α) CE", check_kd_loss),
+    Exercise("07_distillation_transfer", "softmax_T", "softmax_T", "softmax with temperature", "softmax(z / T)",
+             _values("softmax_T", [(_Z, 1.0), (_Z, 4.0), (_Z, 20.0)], _torch_softmax,
+                     "p_i = exp(z_i / T) / Σ_j exp(z_j / T), stable: subtract the max of z / T")),
+    Exercise("08_mixed_precision", "fixed_point", "fixed_point", "the seeds' fixed point, done right",
+             "round(x · 2^k) / 2^k",
+             _values("fixed_point", [(_Z, 10), (_Z, 3)], lambda x, k: np.rint(x * 2.0**k) / 2.0**k,
+                     "x̂ = round_half_even(x · 2^k) / 2^k", rtol=1e-15)),
     Exercise("08_mixed_precision", "scaler_update", "scaler_update", "GradScaler's scale update by hand",
              "backoff on inf, growth after growth_interval clean steps", check_scaler_update),
+    Exercise("09_rnn", "rnn_cell", "rnn_cell", "one Elman RNN step", "tanh(W_ih x + b_ih + W_hh h + b_hh)",
+             check_rnn_cell),
     Exercise("09_rnn", "lstm_cell", "lstm_cell", "one LSTM step (torch's gate order i, f, g, o)",
              "c' = f ⊙ c + i ⊙ g; h' = o ⊙ tanh(c')", check_lstm_cell),
     Exercise("10_parallel", "ring_all_reduce", "ring_all_reduce_simulated", "a ring all-reduce, simulated",
              "reduce-scatter then all-gather, 2(N−1) steps", check_ring_all_reduce),
+    Exercise("10_parallel", "pipeline_bubble", "pipeline_bubble", "the GPipe bubble", "(K − 1)/(M + K − 1)",
+             _values("pipeline_bubble", [(2, 1), (4, 8), (3, 5)], lambda k, m: (k - 1) / (m + k - 1),
+                     "bubble = (K − 1) / (M + K − 1) for K stages and M micro-batches", rtol=1e-15)),
     Exercise("11_write_your_own_optimizer", "my_adam", "MyAdam", "Adam as an optimizer class",
              "see the Adam algorithm in the lesson", _check_optimizer_class("my_adam", _optim("Adam"), lr=1e-2)),
     Exercise("11_write_your_own_optimizer", "my_sgd", "MySGD", "SGD with momentum as an optimizer class",
              "see the SGD algorithm in the lesson",
              _check_optimizer_class("my_sgd", _optim("SGD"), lr=1e-2, momentum=0.9)),
+    Exercise("12_loss_landscape", "filter_normalize_direction", "filter_normalize_direction",
+             "Li et al.'s filter normalisation", "per-filter rescaling", check_filter_normalize),
+    Exercise("12_loss_landscape", "power_iteration", "power_iteration", "power iteration", "Rayleigh quotient",
+             check_power_iteration),
     Exercise("13_cnn", "conv2d_forward", "conv2d_forward", "a convolution from its formula",
              "sum over channels and the kernel window", check_conv2d_forward),
     Exercise("13_cnn", "conv2d_backward", "conv2d_backward", "its backward pass", "δ correlated back", check_conv2d_backward),
