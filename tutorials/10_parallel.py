@@ -388,13 +388,16 @@ print(f"column-then-row split over 4 ranks: relative difference {tp_sim_err:.1e}
 # %%
 ranks_result = None
 mpiexec = shutil.which("mpiexec")
-if mpiexec and dist.is_available():
+# The file the ranks run: this script, or (in a notebook, which has no __file__) the lesson the course
+# build names in TINYOPT_LESSON_FILE.
+lesson_file = globals().get("__file__") or os.environ.get("TINYOPT_LESSON_FILE")
+if mpiexec and dist.is_available() and lesson_file:
     result_file = OUT / "ranks.json"
     env = dict(os.environ, TINYOPT_LESSON10_WORKER="1", TINYOPT_LESSON10_RESULT=str(result_file),
                OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
     root = str(Path(to.__file__).resolve().parents[1])
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    run = subprocess.run([mpiexec, "-n", "2", sys.executable, os.path.abspath(__file__)], env=env,
+    run = subprocess.run([mpiexec, "-n", "2", sys.executable, os.path.abspath(lesson_file)], env=env,
                          capture_output=True, text=True, timeout=120)
     if run.returncode != 0:
         raise RuntimeError(f"the 2-rank run failed:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")

@@ -104,7 +104,8 @@ def lesson_notebook(source: str, lessons, i, *, student: bool):
     return nb
 
 
-def _execute(stem: str, notebook_json: str, workdir: str, fast: bool, timeout: int) -> tuple:
+def _execute(stem: str, notebook_json: str, workdir: str, fast: bool, timeout: int,
+             threads_per_lesson: int | None = None) -> tuple:
     """Execute one notebook in a fresh kernel; returns (the executed notebook as JSON, seconds)."""
     import time
 
@@ -116,6 +117,10 @@ def _execute(stem: str, notebook_json: str, workdir: str, fast: bool, timeout: i
     env_backup = dict(os.environ)
     os.environ["TINYOPT_OUTPUT_DIR"] = str(Path(workdir) / "runs")
     os.environ["MPLBACKEND"] = "Agg"
+    os.environ["TINYOPT_LESSON_FILE"] = str(syllabus.find(stem).path)   # a notebook has no __file__
+    if threads_per_lesson:   # several lessons at once: one thread each, so BLAS and Numba do not oversubscribe
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+            os.environ[name] = str(threads_per_lesson)
     if fast:
         os.environ["TINYOPT_FAST"] = "1"
     else:
@@ -230,8 +235,10 @@ def build(out, *, fast: bool = False, student: bool = False, only=None, jobs: in
             work = staging / "_work"
             work.mkdir()
             with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
+                # With several lessons running at once, each gets an equal share of the cores.
+                share = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
                 futures = {x.stem: pool.submit(_execute, x.stem, nbformat.writes(notebooks[x.stem]), str(work),
-                                               fast, timeout) for x in lessons}
+                                               fast, timeout, share) for x in lessons}
                 for stem, future in futures.items():
                     executed, seconds = future.result()
                     notebooks[stem] = nbformat.reads(executed, as_version=4)
