@@ -62,13 +62,15 @@ def bn_cnn(rng):
 
 
 RECIPES = {"fast92": dict(model="bn", epochs=12, batch_size=128, lr=3e-3, augment=True, schedule="onecycle",
-                          optimizer="adamw", weight_decay=5e-4, time_budget=600.0)}
+                          optimizer="adamw", weight_decay=5e-4, time_budget=600.0),
+           "cnn92": dict(model="cnn92", epochs=9, batch_size=128, lr=3e-3, augment=True, schedule="onecycle",
+                         optimizer="adamw", weight_decay=1e-2, threads=2)}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", choices=sorted(RECIPES), default=None, help="preset settings (module docstring)")
-    parser.add_argument("--model", choices=("keras", "lenet5", "bn"), default=None, help="default keras")
+    parser.add_argument("--model", choices=("keras", "lenet5", "bn", "cnn92"), default=None, help="default keras")
     parser.add_argument("--epochs", type=int, default=None, help="default 5")
     parser.add_argument("--batch-size", type=int, default=None, help="default 64")
     parser.add_argument("--lr", type=float, default=None, help="default 1e-3 (the max lr with onecycle)")
@@ -96,7 +98,7 @@ def main(argv=None):
     if args.threads is not None:
         to.set_num_threads(args.threads)
     from tinyopt.data import DataLoader
-    from tinyopt.models import KerasCNN, LeNet5
+    from tinyopt.models import CNN92, KerasCNN, LeNet5
 
     (x_train, y_train), (x_test, y_test) = to.datasets.fashion_mnist.load_data()
     if args.limit:
@@ -106,7 +108,7 @@ def main(argv=None):
     y_train, y_test = y_train.astype(np.int64), y_test.astype(np.int64)
 
     rng = np.random.default_rng(args.seed)
-    model = {"keras": KerasCNN, "lenet5": LeNet5, "bn": bn_cnn}[args.model](rng=rng)
+    model = {"keras": KerasCNN, "lenet5": LeNet5, "bn": bn_cnn, "cnn92": CNN92}[args.model](rng=rng)
     if args.optimizer == "adamw":
         opt = to.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     else:
