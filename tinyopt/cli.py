@@ -69,7 +69,7 @@ def _float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tinyopt.train import DEFAULT_LR, MODELS, OPTIMIZERS, SCHEDULES
+    from tinyopt.train import DEFAULT_LR, MODELS, OPTIMIZERS, PRESETS, SCHEDULES
 
     parser = _Parser(prog="tinyopt", description="Train, evaluate and explore small networks on Fashion-MNIST.")
     sub = parser.add_subparsers(dest="command", metavar="{train,eval,tour,verify,quantize}", parser_class=_Parser)
@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--augment", action="store_true",
                    help="random crop (padding 2) and horizontal flip of each training batch (tinyopt.transforms)")
     t.add_argument("--stop-after-epoch", type=_positive_int, default=None, help=argparse.SUPPRESS)  # simulates an interruption
+    t.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="a named set of the flags above, e.g. cnn92 (the >= 92.5%% recipe); flags given override it")
 
     e = sub.add_parser("eval", help="test accuracy and confusion matrix of a trained run")
     e.add_argument("run", type=Path, metavar="DIR")
@@ -453,6 +455,11 @@ def main(argv=None) -> int:
             return _delegate("tinyopt.verify" if argv[0] == "verify" else "tinyopt.quant.cli", argv[1:])
         parser = build_parser()
         args = parser.parse_args(argv)
+        if getattr(args, "preset", None):  # the preset's flags right after "train", so the explicit ones (later) win
+            from tinyopt.train import PRESETS
+
+            at = argv.index("train") + 1
+            args = parser.parse_args(argv[:at] + list(PRESETS[args.preset]) + argv[at:])
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE
