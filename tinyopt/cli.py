@@ -72,7 +72,7 @@ def _float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tinyopt.train import DEFAULT_LR, MODELS, OPTIMIZERS, SCHEDULES
+    from tinyopt.train import DEFAULT_LR, MODELS, OPTIMIZERS, PRESETS, SCHEDULES
 
     parser = _Parser(prog="tinyopt", description="Train, evaluate and explore small networks on Fashion-MNIST.")
     sub = parser.add_subparsers(dest="command", metavar="{train,eval,tour,verify,quantize,prune,bench,course,check}", parser_class=_Parser)
@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--amp", choices=("fp16", "bf16"), default=None,
                    help="mixed precision: float16 autocast + GradScaler, or bfloat16 autocast (weights stay float32)")
     importlib.import_module("tinyopt.distributed.training").add_arguments(t)   # --distributed, --scale-lr, --warmup-epochs
+    t.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="a named set of the flags above, e.g. cnn92 (the >= 92.5%% recipe); flags given override it")
 
     e = sub.add_parser("eval", help="test accuracy and confusion matrix of a trained run")
     e.add_argument("run", type=Path, metavar="DIR")
@@ -479,6 +481,11 @@ def main(argv=None) -> int:
             return _delegate("tinyopt.prune.cli", argv[1:])
         parser = build_parser()
         args = parser.parse_args(argv)
+        if getattr(args, "preset", None):  # the preset's flags right after "train", so the explicit ones (later) win
+            from tinyopt.train import PRESETS
+
+            at = argv.index("train") + 1
+            args = parser.parse_args(argv[:at] + list(PRESETS[args.preset]) + argv[at:])
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE

@@ -48,10 +48,15 @@ from tinyopt.nn import functional as F
 from tinyopt.tensor import Tensor
 from tinyopt.transforms import fashion_mnist_augment
 
-MODELS = ("mlp", "lenet5", "cnn")
+MODELS = ("mlp", "lenet5", "cnn", "cnn92")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULES = ("none", "step", "exp", "cosine", "linear", "onecycle", "plateau")
 AMP_MODES = ("none", "fp16", "bf16")
+# `tinyopt train --preset NAME`: these flags first, so any flag given on the command line overrides them.
+# 'cnn92' is benchmarks/train_cnn.py --recipe cnn92 (README "Accuracy in a time budget"; train.py holds out
+# val_fraction of the training images, so it trains on 54,000 of them where the benchmark uses all 60,000).
+PRESETS = {"cnn92": ("--model", "cnn92", "--optimizer", "adamw", "--lr", "3e-3", "--schedule", "onecycle",
+                     "--epochs", "9", "--batch-size", "128", "--weight-decay", "1e-2", "--augment")}
 
 # Learning rates that train each optimizer well on Fashion-MNIST with batch 64 (used when --lr is omitted).
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.01, "rmsprop": 0.001,
@@ -206,6 +211,8 @@ def build_model(name: str, rng, in_features: int = 784, num_classes: int = 10):
         return models.LeNet5(num_classes=num_classes, rng=rng)
     if name == "cnn":
         return models.KerasCNN(num_classes=num_classes, rng=rng)
+    if name == "cnn92":
+        return models.CNN92(num_classes=num_classes, rng=rng)
     raise ConfigError(f"--model {name!r} is not one of: {', '.join(MODELS)}")
 
 
@@ -430,7 +437,10 @@ def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int 
         _check_against_checkpoint(out, file_config, ckpt)
         if isinstance(ckpt.get("scaler"), dict) and ckpt["scaler"] and scaler.is_enabled():
             scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, global_step, rng = int(ckpt["epoch"]), int(ckpt["global_step"]), ckpt["rng"]
+        start_epoch, global_step = int(ckpt["epoch"]), int(ckpt["global_step"])
+        # Restored in place, not replaced: the model's layers that hold the run's generator (CNN92's
+        # Dropout) must draw from the restored stream too, or a resumed run is not bit-identical.
+        rng.bit_generator.state = ckpt["rng"].bit_generator.state
         history = ckpt["history"] if isinstance(ckpt.get("history"), list) else \
             [r for r in read_metrics(out) if r["epoch"] <= start_epoch]
     config_written = resume and config == file_config
