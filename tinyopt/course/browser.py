@@ -93,7 +93,7 @@ def main(argv=None) -> int:
         meta = json.loads((folder / "course.json").read_text())
     except (OSError, ValueError):
         meta = {}
-    with_plots = set() if meta.get("student") else set(meta.get("lessons", []))
+    with_plots = set() if meta.get("student") else set(meta.get("plots", meta.get("lessons", [])))
     try:
         problems = check_site(folder, must_have_images=with_plots)
     except FileNotFoundError as e:

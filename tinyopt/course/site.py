@@ -262,8 +262,11 @@ def build(out, *, fast: bool = False, student: bool = False, only=None, jobs: in
                 (staging / "lessons" / f"{x.stem}.py").write_text(text, encoding="utf-8")
             pages.append(out / f"{x.stem}.html")
         (staging / "index.html").write_text(_index_page(lessons, fast=fast, student=student), encoding="utf-8")
+        # The lessons that save figures: their pages must show them (the browser check reads this).
+        plots = [x.stem for x in lessons if re.search(r"savefig\(|\bsave=", x.path.read_text(encoding="utf-8"))]
         (staging / "course.json").write_text(json.dumps({"fast": fast, "student": student,
-                                                         "lessons": [x.stem for x in lessons]}, indent=1))
+                                                         "lessons": [x.stem for x in lessons], "plots": plots},
+                                                        indent=1))
         # Replace the old site only once the new one is complete.
         if out.exists():
             old = out.with_name(out.name + ".old")
