@@ -20,36 +20,16 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-EXIT_USAGE = 2
+from tinyopt.cli_args import EXIT_USAGE, OneLineParser as _Parser, UsageError as _UsageError  # noqa: F401
+from tinyopt.cli_args import positive_float as _positive_float, usage_error, whole as _whole  # noqa: F401
+
 METHODS = ("magnitude", "global", "structured", "taylor", "entropy", "agp")
-
-
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise _UsageError(f"{message} (see `tinyopt prune --help`)")
-
-
-def _whole(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}")
-        return value
-    return parse
 
 
 def _sparsity(text: str) -> float:
@@ -60,16 +40,6 @@ def _sparsity(text: str) -> float:
     if not 0.0 < value < 1.0:
         hint = f" (for {value:g} % use {value / 100:g})" if 1.0 < value < 100.0 else ""
         raise argparse.ArgumentTypeError(f"expected a fraction strictly between 0 and 1, got {text}{hint}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
 
@@ -87,11 +57,6 @@ def build_parser():
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--data", type=Path, default=None, help="folder with the Fashion-MNIST files")
     return p
-
-
-def _error(message: str) -> int:
-    print(f"tinyopt prune: error: {' '.join(str(message).split())}", file=sys.stderr)
-    return EXIT_USAGE
 
 
 def accuracy(model, x, y) -> float:
@@ -300,3 +265,7 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+def _error(message: str) -> int:
+    return usage_error("tinyopt prune", message)

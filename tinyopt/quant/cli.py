@@ -8,46 +8,11 @@ argument is checked before anything is loaded; a mistake is one line naming the 
 """
 from __future__ import annotations
 
-import argparse
-import math
 import sys
 from pathlib import Path
 
-EXIT_USAGE = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but an error is one line (the usage block is available with --help)."""
-
-    def error(self, message):
-        raise _UsageError(f"{message} (see `tinyopt quantize --help`)")
-
-
-class _UsageError(Exception):
-    pass
-
-
-def _whole(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}")
-        return value
-    parse.__name__ = f"whole number >= {minimum}"
-    return parse
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+from tinyopt.cli_args import EXIT_USAGE, OneLineParser as _Parser, UsageError as _UsageError  # noqa: F401
+from tinyopt.cli_args import positive_float as _positive_float, usage_error, whole as _whole  # noqa: F401
 
 
 def build_parser():
@@ -62,11 +27,6 @@ def build_parser():
     p.add_argument("--latency-batch", type=_whole(1), default=256)
     p.add_argument("--data", type=Path, default=None, help="folder with the Fashion-MNIST files")
     return p
-
-
-def _error(message: str) -> int:
-    print(f"tinyopt quantize: error: {' '.join(str(message).split())}", file=sys.stderr)
-    return EXIT_USAGE
 
 
 def main(argv=None) -> int:
@@ -104,3 +64,7 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+def _error(message: str) -> int:
+    return usage_error("tinyopt quantize", message)
