@@ -215,6 +215,8 @@ def build(out, *, fast: bool = False, student: bool = False, only=None, jobs: in
           log=print) -> list:
     """Build the course into folder `out`; returns the pages written. `only`: lesson numbers/stems."""
     require_tools()
+    import nbformat
+
     lessons = list(syllabus.available())
     if only:
         wanted = {syllabus.find(x).stem for x in only}
@@ -230,8 +232,6 @@ def build(out, *, fast: bool = False, student: bool = False, only=None, jobs: in
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         if not student:
-            import nbformat
-
             work = staging / "_work"
             work.mkdir()
             with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -248,8 +248,6 @@ def build(out, *, fast: bool = False, student: bool = False, only=None, jobs: in
         if student:
             (staging / "lessons").mkdir()
         pages = []
-        import nbformat
-
         mathjax_url = copy_mathjax(staging)
         if mathjax_url is None:
             log("no local MathJax (apt-get install libjs-mathjax): formulas are shown as TeX source")
