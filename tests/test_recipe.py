@@ -56,6 +56,7 @@ def test_preset_sets_the_recipe_and_explicit_flags_win(tmp_path, data_dir, capsy
     assert (config["model"], config["optimizer"], config["schedule"], config["augment"]) == ("cnn92", "adamw", "onecycle", True)
     assert (config["lr"], config["weight_decay"]) == (3e-3, 1e-2)
     assert (config["epochs"], config["batch_size"]) == (1, 32)  # the flags given win over the preset's 9 and 128
+    assert config["crop"] is False  # the recipe flips only
     assert "test accuracy" in capsys.readouterr().out
     assert cli.main(["train", "--preset", "fast"]) == 2
     assert "'cnn92'" in capsys.readouterr().err
@@ -78,3 +79,23 @@ def test_augment_changes_the_run(tmp_path, data_dir):
     assert cli.main(common + ["--out", str(tmp_path / "plain")]) == 0
     assert cli.main(common + ["--out", str(tmp_path / "aug"), "--augment"]) == 0
     assert strip(tmp_path / "plain")[0]["train_loss"] != strip(tmp_path / "aug")[0]["train_loss"]
+
+
+def test_no_crop_flips_only_and_crop_is_the_default(tmp_path, data_dir):
+    steps = to.transforms.fashion_mnist_augment(generator=0, crop=False).transforms
+    assert [type(t).__name__ for t in steps] == ["RandomHorizontalFlip"]
+    steps = to.transforms.fashion_mnist_augment(generator=0).transforms
+    assert [type(t).__name__ for t in steps] == ["RandomCrop", "RandomHorizontalFlip"]
+    with pytest.raises(TypeError, match="crop"):
+        to.transforms.fashion_mnist_augment(crop="no")
+    common = ["train", "--model", "mlp", "--epochs", "1", "--batch-size", "16", "--data", str(data_dir), "--quiet",
+              "--augment"]
+    assert cli.main(common + ["--out", str(tmp_path / "both")]) == 0
+    assert cli.main(common + ["--out", str(tmp_path / "flip"), "--no-crop"]) == 0
+    assert json.loads((tmp_path / "both" / "config.json").read_text())["crop"] is True
+    assert json.loads((tmp_path / "flip" / "config.json").read_text())["crop"] is False
+    assert strip(tmp_path / "both")[0]["train_loss"] != strip(tmp_path / "flip")[0]["train_loss"]
+    # the preset's --no-crop is overridden by an explicit --crop
+    assert cli.main(["train", "--preset", "cnn92", "--crop", "--epochs", "1", "--batch-size", "32",
+                     "--data", str(data_dir), "--out", str(tmp_path / "p"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "p" / "config.json").read_text())["crop"] is True

@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     t.add_argument("--augment", action="store_true",
                    help="random crop (padding 2) and horizontal flip of each training batch (tinyopt.transforms)")
+    t.add_argument("--crop", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --augment: the random crop too (--no-crop: flips only, as the cnn92 preset)")
     t.add_argument("--stop-after-epoch", type=_positive_int, default=None, help=argparse.SUPPRESS)  # simulates an interruption
     t.add_argument("--amp", choices=("fp16", "bf16"), default=None,
                    help="mixed precision: float16 autocast + GradScaler, or bfloat16 autocast (weights stay float32)")
@@ -173,7 +175,7 @@ def cmd_train(args) -> int:
                              epochs=args.epochs or 5, batch_size=args.batch_size, weight_decay=args.weight_decay,
                              momentum=0.9 if args.momentum is None else args.momentum, seed=args.seed,
                              train_size=args.train_size, test_size=args.test_size, amp=args.amp or "none",
-                             augment=args.augment, **distributed)
+                             augment=args.augment, crop=args.crop, **distributed)
         out = args.out or Path("runs") / f"{args.model}-{args.optimizer}"
         result = run(config, out, verbose=0 if args.quiet else 1, data_path=args.data,
                      stop_after_epoch=args.stop_after_epoch)

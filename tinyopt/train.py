@@ -56,7 +56,7 @@ AMP_MODES = ("none", "fp16", "bf16")
 # 'cnn92' is benchmarks/train_cnn.py --recipe cnn92 (README "Accuracy in a time budget"; train.py holds out
 # val_fraction of the training images, so it trains on 54,000 of them where the benchmark uses all 60,000).
 PRESETS = {"cnn92": ("--model", "cnn92", "--optimizer", "adamw", "--lr", "3e-3", "--schedule", "onecycle",
-                     "--epochs", "9", "--batch-size", "128", "--weight-decay", "1e-2", "--augment")}
+                     "--epochs", "9", "--batch-size", "128", "--weight-decay", "1e-2", "--augment", "--no-crop")}
 
 # Learning rates that train each optimizer well on Fashion-MNIST with batch 64 (used when --lr is omitted).
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.01, "rmsprop": 0.001,
@@ -100,6 +100,7 @@ class TrainConfig:
     scale_lr: str = "none"           # 'linear': lr · world_size (Goyal et al. 2017)
     warmup_epochs: float = 0.0       # with scale_lr 'linear': ramp lr → lr · world_size over these epochs
     augment: bool = False            # random crop (pad 2) + horizontal flip per batch (tinyopt.transforms)
+    crop: bool = True                # with augment: the random crop too (False: flips only, as the cnn92 preset)
 
     def validate(self) -> "TrainConfig":
         """Check every setting (types too, for a config.json edited by hand); raise ConfigError
@@ -129,6 +130,8 @@ class TrainConfig:
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
         if not isinstance(self.augment, bool):
             raise ConfigError(f"augment must be true or false, got {self.augment!r}")
+        if not isinstance(self.crop, bool):
+            raise ConfigError(f"crop must be true or false, got {self.crop!r}")
         for name in ("train_size", "test_size"):
             value = getattr(self, name)
             if value is not None and (not _is_int(value) or value < 2):
@@ -461,7 +464,7 @@ def run(config: TrainConfig, out, resume: bool = False, data=None, verbose: int 
             hooks = _RunHooks(model, bar) if parallel is None else parallel.hooks(_RunHooks(model, bar))
             # The augmentation draws from the run's generator (restored on resume), after the shuffle; under
             # --distributed every rank augments the same global batch (same generator), then takes its slice.
-            source = augmented(loader, fashion_mnist_augment(generator=rng)) if config.augment else loader
+            source = augmented(loader, fashion_mnist_augment(generator=rng, crop=config.crop)) if config.augment else loader
             epoch_batches = parallel.batches(source) if parallel else source
             with autocast("cpu", dtype=amp_dtype, enabled=amp_dtype is not None):
                 done = train_epoch(trained, optimizer, epoch_batches, loss_fn,
