@@ -22,12 +22,12 @@ so that, per group g (rows of cols and of w in contiguous blocks),
 Why im2col + BLAS and not a direct loop: the three products above are single large float32
 GEMMs that OpenBLAS runs near peak, while a direct convolution is a 7-deep loop that Numba does
 not vectorise as well (see benchmarks/bench_conv.py, which times a direct Numba kernel too).
-The gather (im2col) and scatter-add (col2im) are memory-bound loops; col2im runs in Numba (faster
-than its NumPy twin), im2col in NumPy strided copies (faster than its Numba twin, see below;
-`benchmarks/bench_conv.py` times them).
+The gather (im2col) and scatter-add (col2im) are memory-bound loops, both in Numba (faster than
+their NumPy twins; `benchmarks/bench_conv.py` times them).
 
-Numba practice: `cache=True`, compiled lazily on first call (or by `tinyopt.warmup()`).  col2im has
-a `parallel=True` twin (`col2im_parallel`, a `prange` over (sample, channel) planes) that runs only
+Numba practice: `cache=True`, compiled lazily on first call (or by `tinyopt.warmup()`).  Both have
+a `parallel=True` twin (`im2col_parallel` over (row, sample) blocks, `col2im_parallel` over (sample,
+channel) planes, bit-identical to the serial loops) that runs only
 after `tinyopt.set_num_threads(n > 1)`: on a quiet machine it uses the second core, but on a shared
 one every parallel region ends in a barrier that waits for a descheduled thread and its threads
 compete with OpenBLAS's, so by default the serial loop runs and the cores go to the GEMMs
@@ -81,36 +81,59 @@ def _valid_range(pad, offset, stride, size, out):
     return lo, max(lo, hi)
 
 
+# Why the Numba loops below copy through 1-D slices (`dst = cols[k0:k0 + L]`, then `dst[q]` for q in
+# range(L)): Numba wraps negative indices around (x[-1] is the last element), so an index it cannot
+# prove non-negative, such as `k0 + q`, costs a test and a select per access and keeps LLVM from
+# vectorising the loop. A range variable from 0 needs no such test, and the copies of a row become
+# SIMD loads and stores (3-4x faster at the LeNet shapes; benchmarks/bench_conv.py times the twins).
+
+
+@numba.njit(cache=True)
+def _im2col_row(x_flat, cols_flat, r, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """Row r = (ch, i, j) of cols: the entries x_pad[b, ch, a·sh + i·dh, q·sw + j·dw] for every
+    sample b. Only the entries that read inside x are written; cols starts zeroed (the padding)."""
+    ch, i, j = r // (kh * kw), (r // kw) % kh, r % kw
+    a_lo, a_hi = _valid_range(ph, i * dh, sh, h, oh)
+    q_lo, q_hi = _valid_range(pw, j * dw, sw, w, ow)
+    length = q_hi - q_lo
+    row0 = r * n * oh * ow
+    for b in range(n):
+        plane = (b * c + ch) * h * w
+        for a in range(a_lo, a_hi):
+            src0 = plane + (a * sh - ph + i * dh) * w + q_lo * sw - pw + j * dw
+            dst0 = row0 + (b * oh + a) * ow + q_lo
+            dst = cols_flat[dst0:dst0 + length]
+            if sw == 1:
+                src = x_flat[src0:src0 + length]
+                for q in range(length):
+                    dst[q] = src[q]
+            else:
+                for q in range(length):
+                    dst[q] = x_flat[src0 + q * sw]
+
+
 @numba.njit(cache=True)
 def im2col_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     n, c, h, w = x.shape
-    cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
+    cols = np.zeros((c * kh * kw, n * oh * ow), dtype=x.dtype)
+    x_flat, cols_flat = x.reshape(-1), cols.reshape(-1)
     for r in range(c * kh * kw):  # row r of cols is (channel ch, kernel offset i, j)
-        ch = r // (kh * kw)
-        i = (r // kw) % kh
-        j = r % kw
-        a_lo, a_hi = _valid_range(ph, i * dh, sh, h, oh)  # rows a whose input row is inside x
-        q_lo, q_hi = _valid_range(pw, j * dw, sw, w, ow)  # columns likewise: no test in the inner loop
-        for b in range(n):
-            for a in range(oh):
-                k0 = b * oh * ow + a * ow
-                if a < a_lo or a >= a_hi:
-                    cols[r, k0:k0 + ow] = 0
-                    continue
-                y = a * sh - ph + i * dh
-                cols[r, k0:k0 + q_lo] = 0
-                cols[r, k0 + q_hi:k0 + ow] = 0
-                x0 = q_lo * sw - pw + j * dw
-                cols[r, k0 + q_lo:k0 + q_hi] = x[b, ch, y, x0:x0 + (q_hi - q_lo - 1) * sw + 1:sw]
+        _im2col_row(x_flat, cols_flat, r, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     return cols
 
 
-# NumPy's strided block copies in im2col_reference beat this Numba loop at the LeNet and Keras-CNN
-# shapes (the Numba loop copies rows of only OH·OW ≤ 28 elements, where NumPy's copy loop is faster;
-# benchmarks/bench_conv.py compares them).  So the fast path of im2col is the NumPy version; the Numba twin
-# stays, tested against it, for the backend comparison and as the loop-level statement of the gather.
-im2col = dispatch(im2col_reference, im2col_reference)
-im2col.fast_numba = im2col_numba
+@numba.njit(cache=True, parallel=True)
+def im2col_parallel(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """im2col_numba with the rows of cols split over Numba's threads (each row is written by one)."""
+    n, c, h, w = x.shape
+    cols = np.zeros((c * kh * kw, n * oh * ow), dtype=x.dtype)
+    x_flat, cols_flat = x.reshape(-1), cols.reshape(-1)
+    for r in numba.prange(c * kh * kw):
+        _im2col_row(x_flat, cols_flat, r, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+    return cols
+
+
+im2col = dispatch(im2col_reference, im2col_numba, im2col_parallel)
 
 
 # ----------------------------------------------------------------------------- col2im
@@ -133,43 +156,47 @@ def col2im_reference(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
 
 
 @numba.njit(cache=True)
+def _col2im_channel(cols_flat, dx_flat, ch, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """dx[:, ch] += every entry of cols that im2col read from channel ch, rows (ch, i, j) in order,
+    each read front to back."""
+    for i in range(kh):
+        a_lo, a_hi = _valid_range(ph, i * dh, sh, h, oh)
+        for j in range(kw):
+            q_lo, q_hi = _valid_range(pw, j * dw, sw, w, ow)
+            length = q_hi - q_lo
+            row0 = ((ch * kh + i) * kw + j) * n * oh * ow
+            for b in range(n):
+                plane = (b * c + ch) * h * w
+                for a in range(a_lo, a_hi):
+                    dst0 = plane + (a * sh - ph + i * dh) * w + q_lo * sw - pw + j * dw
+                    src0 = row0 + (b * oh + a) * ow + q_lo
+                    src = cols_flat[src0:src0 + length]
+                    if sw == 1:
+                        dst = dx_flat[dst0:dst0 + length]
+                        for q in range(length):
+                            dst[q] += src[q]
+                    else:
+                        for q in range(length):
+                            dx_flat[dst0 + q * sw] += src[q]
+
+
+@numba.njit(cache=True)
 def col2im_numba(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     dx = np.zeros((n, c, h, w), dtype=cols.dtype)
-    for b in range(n):
-        for ch in range(c):
-            for i in range(kh):
-                a_lo, a_hi = _valid_range(ph, i * dh, sh, h, oh)
-                for j in range(kw):
-                    q_lo, q_hi = _valid_range(pw, j * dw, sw, w, ow)
-                    r = (ch * kh + i) * kw + j
-                    row = cols[r]
-                    for a in range(a_lo, a_hi):
-                        out = dx[b, ch, a * sh - ph + i * dh]  # one input row, as a 1-D view
-                        k0 = b * oh * ow + a * ow
-                        for q in range(q_lo, q_hi):
-                            out[q * sw - pw + j * dw] += row[k0 + q]
+    cols_flat, dx_flat = np.ascontiguousarray(cols).reshape(-1), dx.reshape(-1)
+    for ch in range(c):
+        _col2im_channel(cols_flat, dx_flat, ch, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     return dx
 
 
 @numba.njit(cache=True, parallel=True)
 def col2im_parallel(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
-    """col2im_numba with the (sample, channel) planes split over Numba's threads: each plane of dx
-    is written by one iteration only, so there is no race and the sums are in the same order."""
+    """col2im_numba with the input channels split over Numba's threads: each channel of dx is
+    written by one iteration only, so there is no race and the sums are in the same order."""
     dx = np.zeros((n, c, h, w), dtype=cols.dtype)
-    for t in numba.prange(n * c):
-        b = t // c
-        ch = t % c
-        for i in range(kh):
-            a_lo, a_hi = _valid_range(ph, i * dh, sh, h, oh)
-            for j in range(kw):
-                q_lo, q_hi = _valid_range(pw, j * dw, sw, w, ow)
-                r = (ch * kh + i) * kw + j
-                row = cols[r]
-                for a in range(a_lo, a_hi):
-                    out = dx[b, ch, a * sh - ph + i * dh]
-                    k0 = b * oh * ow + a * ow
-                    for q in range(q_lo, q_hi):
-                        out[q * sw - pw + j * dw] += row[k0 + q]
+    cols_flat, dx_flat = np.ascontiguousarray(cols).reshape(-1), dx.reshape(-1)
+    for ch in numba.prange(c):
+        _col2im_channel(cols_flat, dx_flat, ch, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     return dx
 
 
@@ -186,51 +213,75 @@ def _geometry(x_shape, w_shape, stride, padding, dilation, out_hw):
     return kh, kw, sh, sw, ph, pw, dh, dw, oh, ow
 
 
+# The samples are processed in chunks whose im2col matrix takes about this many bytes, so that
+# the matrix is still in the cache when the GEMM reads it (and, in backward, when col2im scatters
+# its gradient). One matrix for a whole batch of 256 LeNet images is 20 MB, past this machine's
+# caches; in chunks of at most 8 MB the batch-256 step ran about 4% faster (near the noise), while
+# smaller chunks slowed the batch-64 step (narrower GEMMs), whose matrices (5 MB) stay whole.
+CHUNK_BYTES = 8 << 20
+
+
+def sample_chunks(n: int, bytes_per_sample: int, budget: int | None = None):
+    """Equal slices of range(n) whose im2col matrices take at most about `budget` bytes each
+    (default CHUNK_BYTES); a single sample larger than that is a chunk of its own."""
+    budget = CHUNK_BYTES if budget is None else budget
+    if n == 0:
+        return [slice(0, 0)]
+    count = max(1, min(n, -(-n * bytes_per_sample // budget)))
+    size = -(-n // count)
+    return [slice(s, min(n, s + size)) for s in range(0, n, size)]
+
+
 def conv2d_forward(x, w, bias, stride, padding, dilation, groups, out_hw):
-    """y = W·im2col(x) + bias, per group.  Returns (y of shape (N, O, OH, OW), cols) — cols is kept
-    for the weight gradient.  `padding` is the top/left padding; `out_hw` = (OH, OW)."""
+    """y = W·im2col(x) + bias, per group, over chunks of samples.  Returns (y of shape
+    (N, O, OH, OW), cols): cols is the list of the chunks' im2col matrices, kept for the weight
+    gradient.  `padding` is the top/left padding; `out_hw` = (OH, OW)."""
     n = x.shape[0]
     o = w.shape[0]
     geo = _geometry(x.shape, w.shape, stride, padding, dilation, out_hw)
     oh, ow = out_hw
-    cols = im2col(np.ascontiguousarray(x), *geo)
-    if groups == 1:
-        y = matmul(w.reshape(o, -1), cols)  # (O, N·OH·OW)
-    else:
-        w_g = w.reshape(groups, o // groups, -1)
-        y = matmul(w_g, cols.reshape(groups, w_g.shape[2], -1)).reshape(o, -1)
-    if bias is not None:
-        y += bias.reshape(o, 1)
-    out = np.ascontiguousarray(y.reshape(o, n, oh, ow).transpose(1, 0, 2, 3))
-    return out, cols
+    x = np.ascontiguousarray(x)
+    k = w[0].size * groups  # rows of cols: C·KH·KW
+    out = np.empty((n, o, oh, ow), dtype=np.result_type(x, w))
+    saved = []
+    for part in sample_chunks(n, k * oh * ow * x.itemsize):
+        cols = im2col(x[part], *geo)
+        m = part.stop - part.start
+        if groups == 1:
+            y = matmul(w.reshape(o, -1), cols)  # (O, m·OH·OW)
+        else:
+            w_g = w.reshape(groups, o // groups, -1)
+            y = matmul(w_g, cols.reshape(groups, w_g.shape[2], -1)).reshape(o, -1)
+        if bias is not None:
+            y += bias.reshape(o, 1)
+        out[part] = y.reshape(o, m, oh, ow).transpose(1, 0, 2, 3)
+        saved.append((part, cols))
+    return out, saved
 
 
 def conv2d_backward(grad, x_shape, w, cols, stride, padding, dilation, groups,
                     need_input=True, need_weight=True, need_bias=True):
-    """(dx, dw, dbias) from dy = `grad` (N, O, OH, OW); each is None when not needed."""
+    """(dx, dw, dbias) from dy = `grad` (N, O, OH, OW) and the forward's chunks `cols`; each is
+    None when not needed.  dW and dbias are summed over the chunks in order."""
     n, c, h, w_in = x_shape
     o = w.shape[0]
     oh, ow = grad.shape[2], grad.shape[3]
     geo = _geometry(x_shape, w.shape, stride, padding, dilation, (oh, ow))
-    g2 = np.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(o, -1)  # (O, N·OH·OW)
-    dx = dw = db = None
-    if need_bias:
-        db = g2.sum(axis=1)
-    if groups == 1:
-        w2 = w.reshape(o, -1)
-        if need_weight:
-            dw = matmul(g2, cols.T).reshape(w.shape)
-        if need_input:
-            dcols = matmul(w2.T, g2)
-    else:
-        og = o // groups
-        w_g = w.reshape(groups, og, -1)
+    dx = np.empty(x_shape, dtype=grad.dtype) if need_input else None
+    dw = np.zeros(w.shape, dtype=grad.dtype) if need_weight else None
+    db = np.zeros(o, dtype=grad.dtype) if need_bias else None
+    og = o // groups
+    w_g = w.reshape(groups, og, -1)
+    for part, cols_part in cols:
+        m = part.stop - part.start
+        g2 = np.ascontiguousarray(grad[part].transpose(1, 0, 2, 3)).reshape(o, -1)  # (O, m·OH·OW)
+        if need_bias:
+            db += g2.sum(axis=1)
         g_g = g2.reshape(groups, og, -1)
         if need_weight:
-            cols_g = cols.reshape(groups, w_g.shape[2], -1)
-            dw = matmul(g_g, cols_g.transpose(0, 2, 1)).reshape(w.shape)
+            cols_g = cols_part.reshape(groups, w_g.shape[2], -1)
+            dw += matmul(g_g, cols_g.transpose(0, 2, 1)).reshape(w.shape)
         if need_input:
             dcols = matmul(w_g.transpose(0, 2, 1), g_g).reshape(c * w.shape[2] * w.shape[3], -1)
-    if need_input:
-        dx = col2im(np.ascontiguousarray(dcols), n, c, h, w_in, *geo)
+            dx[part] = col2im(np.ascontiguousarray(dcols), m, c, h, w_in, *geo)
     return dx, dw, db

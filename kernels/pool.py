@@ -87,27 +87,50 @@ def _windows(out, s, p, k, d, size):
 
 
 @numba.njit(cache=True)
+def _max_pool2d_2x2_plane(x_flat, y_flat, idx_flat, t, h, w, oh, ow):
+    """Plane t = (sample, channel) of the common case, kernel 2×2, stride 2, no padding, every
+    window inside x. The taps are read in row-major window order from two 1-D row slices: indices
+    from `range` need no negative-index test in Numba, so the loop compiles to plain loads."""
+    for a in range(oh):
+        top0 = t * h * w + 2 * a * w
+        top = x_flat[top0:top0 + 2 * ow]
+        bottom = x_flat[top0 + w:top0 + w + 2 * ow]
+        out = y_flat[(t * oh + a) * ow:(t * oh + a + 1) * ow]
+        where = idx_flat[(t * oh + a) * ow:(t * oh + a + 1) * ow]
+        for b in range(ow):
+            best, best_idx = top[2 * b], 2 * a * w + 2 * b
+            v = top[2 * b + 1]
+            if v > best or v != v:  # v != v: v is NaN (NaN wins, as in torch)
+                best, best_idx = v, 2 * a * w + 2 * b + 1
+            v = bottom[2 * b]
+            if v > best or v != v:
+                best, best_idx = v, (2 * a + 1) * w + 2 * b
+            v = bottom[2 * b + 1]
+            if v > best or v != v:
+                best, best_idx = v, (2 * a + 1) * w + 2 * b + 1
+            out[b] = best
+            where[b] = best_idx
+
+
+@numba.njit(cache=True)
 def _max_pool2d_2x2_numba(x, oh, ow):
-    """The common case, kernel 2×2, stride 2, no padding, every window inside x: the tap loops have
-    constant trip counts, so Numba unrolls them (faster than the general loop below)."""
     n, c, h, w = x.shape
     y = np.empty((n, c, oh, ow), dtype=x.dtype)
     argmax = np.empty((n, c, oh, ow), dtype=np.int64)
-    for b_ in range(n):
-        for ch in range(c):
-            plane = x[b_, ch]
-            for a in range(oh):
-                for b in range(ow):
-                    best = plane[2 * a, 2 * b]
-                    best_idx = 2 * a * w + 2 * b
-                    for i in range(2):
-                        for j in range(2):
-                            v = plane[2 * a + i, 2 * b + j]
-                            better = (v > best) | (v != v)  # v != v: v is NaN; written branch-free
-                            best = v if better else best
-                            best_idx = (2 * a + i) * w + 2 * b + j if better else best_idx
-                    y[b_, ch, a, b] = best
-                    argmax[b_, ch, a, b] = best_idx
+    x_flat, y_flat, idx_flat = x.reshape(-1), y.reshape(-1), argmax.reshape(-1)
+    for t in range(n * c):
+        _max_pool2d_2x2_plane(x_flat, y_flat, idx_flat, t, h, w, oh, ow)
+    return y, argmax
+
+
+@numba.njit(cache=True, parallel=True)
+def _max_pool2d_2x2_parallel(x, oh, ow):
+    n, c, h, w = x.shape
+    y = np.empty((n, c, oh, ow), dtype=x.dtype)
+    argmax = np.empty((n, c, oh, ow), dtype=np.int64)
+    x_flat, y_flat, idx_flat = x.reshape(-1), y.reshape(-1), argmax.reshape(-1)
+    for t in numba.prange(n * c):
+        _max_pool2d_2x2_plane(x_flat, y_flat, idx_flat, t, h, w, oh, ow)
     return y, argmax
 
 
@@ -145,8 +168,10 @@ def max_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
 
 @numba.njit(cache=True, parallel=True)
 def max_pool2d_forward_parallel(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
-    """max_pool2d_forward_numba's general loop with the (sample, channel) planes split over Numba's threads."""
+    """max_pool2d_forward_numba with the (sample, channel) planes split over Numba's threads."""
     n, c, h, w = x.shape
+    if kh == kw == sh == sw == 2 and ph == pw == 0 and dh == dw == 1 and 2 * oh <= h and 2 * ow <= w:
+        return _max_pool2d_2x2_parallel(x, oh, ow)
     y = np.empty((n, c, oh, ow), dtype=x.dtype)
     argmax = np.empty((n, c, oh, ow), dtype=np.int64)
     h0, i_lo, i_hi = _windows(oh, sh, ph, kh, dh, h)

@@ -122,14 +122,7 @@ def test_conv2d_forward_and_backward_agree_across_backends():
         np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5)
 
 
-def test_im2col_fast_path_is_the_measured_faster_numpy_version():
-    """im2col's Numba loop measured slower than NumPy's strided copies (kernels/conv.py), so both
-    backends use the NumPy version; the Numba twin is still checked above."""
-    assert K.im2col.reference is K.im2col_reference and K.im2col.fast is K.im2col_reference
-    assert K.im2col.fast_numba is K.im2col_numba
-
-
-@pytest.mark.parametrize("module, name", [(K, "col2im"), (P, "max_pool2d_forward"),
+@pytest.mark.parametrize("module, name", [(K, "im2col"), (K, "col2im"), (P, "max_pool2d_forward"),
                                           (P, "max_pool2d_backward"), (P, "avg_pool2d_forward"),
                                           (P, "avg_pool2d_backward")])
 def test_every_public_kernel_dispatches_to_its_twins(module, name):
@@ -150,3 +143,35 @@ def test_max_pool_2x2_fast_path_agrees_with_reference(shape, ceil_mode):
     y_ref, idx_ref = P.max_pool2d_forward_reference(x, 2, 2, 2, 2, 0, 0, 1, 1, oh, ow)
     np.testing.assert_array_equal(y_fast, y_ref)
     np.testing.assert_array_equal(idx_fast, idx_ref)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_conv_in_chunks_of_samples_equals_one_chunk(monkeypatch, groups):
+    """The sample chunks (kernels.conv.sample_chunks) give the same results to rounding (dW and
+    dbias are summed chunk by chunk, and BLAS may round a narrower product differently)."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((7, 4, 9, 8))
+    w = rng.standard_normal((6, 4 // groups, 3, 3))
+    b = rng.standard_normal(6)
+    args = ((2, 1), (1, 2), (1, 1), groups, (5, 10))
+    g = rng.standard_normal((7, 6, 5, 10))
+    results = {}
+    for budget in (1 << 30, 1):  # one chunk; one sample per chunk
+        monkeypatch.setattr(K, "CHUNK_BYTES", budget)
+        y, chunks = K.conv2d_forward(x, w, b, *args)
+        assert len(chunks) == (1 if budget > 1 else 7)
+        results[budget] = (y,) + K.conv2d_backward(g, x.shape, w, chunks, *args[:4])
+    one, many = results[1 << 30], results[1]
+    np.testing.assert_allclose(one[0], many[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(one[1], many[1], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(one[2], many[2], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(one[3], many[3], rtol=1e-12, atol=1e-12)
+
+
+def test_sample_chunks_cover_the_batch_evenly():
+    assert K.sample_chunks(0, 100, 1000) == [slice(0, 0)]
+    assert K.sample_chunks(10, 100, 1000) == [slice(0, 10)]
+    assert K.sample_chunks(64, 100, 3200) == [slice(0, 32), slice(32, 64)]
+    parts = K.sample_chunks(256, 78_400, 4 << 20)  # conv1 of LeNet, 4 MB
+    assert [p.stop - p.start for p in parts] == [52, 52, 52, 52, 48]
+    assert K.sample_chunks(3, 10_000, 10) == [slice(0, 1), slice(1, 2), slice(2, 3)]

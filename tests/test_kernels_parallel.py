@@ -26,6 +26,15 @@ def test_col2im_parallel_agrees(shape, geometry, dtype):
     np.testing.assert_allclose(par, K.col2im_reference(cols, *shape, *geometry), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape, geometry", GEOMETRIES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_im2col_parallel_agrees(shape, geometry, dtype):
+    x = np.random.default_rng(sum(shape)).standard_normal(shape).astype(dtype)
+    par = K.im2col_parallel(x, *geometry)
+    np.testing.assert_array_equal(par, K.im2col_numba(x, *geometry))
+    np.testing.assert_array_equal(par, K.im2col_reference(x, *geometry))
+
+
 @pytest.mark.parametrize("shape, window", [((3, 4, 8, 8), (2, 2, 2, 2, 0, 0, 1, 1)), ((2, 3, 9, 7), (3, 2, 2, 1, 1, 1, 1, 2)),
                                            ((2, 2, 7, 9), (3, 3, 2, 2, 1, 0, 2, 1))])
 def test_max_pool_parallel_agrees(shape, window):
@@ -54,6 +63,6 @@ def test_parallel_twins_run_only_with_more_than_one_kernel_thread(monkeypatch):
     assert op() == "parallel" and calls == [1]
     monkeypatch.setattr(backend, "_current", "reference")
     assert op() == "reference"
-    assert K.col2im.parallel is K.col2im_parallel and P.max_pool2d_forward.parallel is P.max_pool2d_forward_parallel
+    assert K.col2im.parallel is K.col2im_parallel and K.im2col.parallel is K.im2col_parallel and P.max_pool2d_forward.parallel is P.max_pool2d_forward_parallel
     with pytest.raises(ValueError):
         backend.set_kernel_threads(0)

@@ -22,7 +22,7 @@ def warmup(dtypes=(np.float32,), verbose: bool = False) -> float:
     for dtype in dtypes:
         x = np.zeros((1, 1, 4, 4), dtype=dtype)
         geometry = (3, 3, 1, 1, 1, 1, 1, 1, 4, 4)  # kh, kw, sh, sw, ph, pw, dh, dw, oh, ow
-        cols = _conv.im2col(x, *geometry)  # NumPy in both backends (measured faster, kernels/conv.py)
+        cols = _conv.im2col_numba(x, *geometry)
         _conv.col2im_numba(cols, 1, 1, 4, 4, *geometry)
         y, argmax = _pool.max_pool2d_forward_numba(x, 2, 2, 2, 2, 0, 0, 1, 1, 2, 2)
         _pool.max_pool2d_backward_numba(y, argmax, 4, 4)

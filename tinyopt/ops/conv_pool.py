@@ -133,7 +133,8 @@ class Conv2dFunction(Function):
 
     float16/bfloat16 input, weight and bias run on the float32 kernels (float32 accumulation) and each
     result is rounded once to 16 bits (ops/precision.py); the im2col columns are saved in 16 bits (exact,
-    they are copies of 16-bit inputs), so the memory kept for backward is halved."""
+    they are copies of 16-bit inputs), so the memory kept for backward is halved. The kernels work
+    on chunks of samples (`kernels.conv.sample_chunks`); ctx keeps each chunk's columns."""
 
     autocast_policy = LOWER
 
@@ -146,25 +147,26 @@ class Conv2dFunction(Function):
             raise ShapeError(f"conv2d: bias must have shape ({weight.shape[0]},), got {bias.shape}")
         low = low_precision_dtype(x, weight, bias)
         if low is not None:
-            y, cols = K.conv2d_forward(widen(x), widen(weight), widen(bias), stride, pad, dilation, groups, out_hw)
-            y, cols = narrow(y, low), cols.astype(low)
+            y, chunks = K.conv2d_forward(widen(x), widen(weight), widen(bias), stride, pad, dilation, groups, out_hw)
+            y, chunks = narrow(y, low), [(part, cols.astype(low)) for part, cols in chunks]
         else:
-            y, cols = K.conv2d_forward(x, weight, bias, stride, pad, dilation, groups, out_hw)
-        ctx.save_for_backward(weight, cols)
+            y, chunks = K.conv2d_forward(x, weight, bias, stride, pad, dilation, groups, out_hw)
+        ctx.save_for_backward(weight, *(cols for _, cols in chunks))  # each chunk's im2col matrix
+        ctx.parts = [part for part, _ in chunks]
         ctx.geometry = (x.shape, stride, pad, dilation, groups)
         ctx.has_bias = bias is not None
         return y
 
     @staticmethod
     def backward(ctx, grad):
-        weight, cols = ctx.saved_tensors
+        weight, *cols = ctx.saved_tensors
         x_shape, stride, pad, dilation, groups = ctx.geometry
         need_x, need_w, need_b = ctx.needs_input_grad  # one flag per (x, weight, bias)
-        low = low_precision_dtype(weight, cols, grad)
+        low = low_precision_dtype(weight, cols[0], grad)
         if low is not None:
-            grad, weight, cols = widen(grad), widen(weight), widen(cols)
+            grad, weight, cols = widen(grad), widen(weight), [widen(c) for c in cols]
         dx, dw, db = K.conv2d_backward(
-            np.ascontiguousarray(grad), x_shape, weight, cols, stride, pad, dilation, groups,
+            np.ascontiguousarray(grad), x_shape, weight, list(zip(ctx.parts, cols)), stride, pad, dilation, groups,
             need_input=need_x, need_weight=need_w, need_bias=need_b and ctx.has_bias,
         )
         if low is not None:
