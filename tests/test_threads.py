@@ -44,7 +44,11 @@ def test_set_num_threads_switches_the_parallel_kernel_twins():
     before = to.get_num_threads()
     try:
         to.set_num_threads(2)
-        assert backend.kernel_threads() == 2
+        assert backend.kernel_threads() == 1  # BLAS has the 2 threads: the kernels stay serial
+        to.set_num_threads(2, blas_threads=1)
+        assert backend.kernel_threads() == 2  # BLAS on 1: the parallel twins get the 2
+        to.set_num_threads(2, blas_threads=2)
+        assert backend.kernel_threads() == 1
         to.set_num_threads(1)
         assert backend.kernel_threads() == 1
     finally:

@@ -1,28 +1,35 @@
 """`tinyopt.set_num_threads(n)` / `get_num_threads()`: one thread count for BLAS and Numba together.
 
 tinyopt's time goes to two thread pools: the BLAS library under NumPy (OpenBLAS, MKL or BLIS; the
-GEMMs of linear and conv layers) and Numba's (the `parallel=True` kernels: col2im, the pooling
-loops). Each sizes itself to every core by default, and they do not know of each other.
+GEMMs of linear and conv layers) and Numba's (the `parallel=True` twins of im2col, col2im and max
+pooling). Each sizes itself to every core by default, and they do not know of each other.
 
-Why one knob matters: both pools *busy-wait*. An OpenBLAS worker spins for a while after its GEMM
-returns, and every parallel region (a GEMM split in two, a Numba `prange` loop) ends in a barrier
-that waits for its slowest thread. On 2 cores, 2 BLAS threads still spinning while 2 Numba threads
-start a loop means 4 runnable threads on 2 cores; and on a machine shared with other jobs a thread
-of the region is often descheduled, so the other one spins for a whole scheduler slice. That was
-why the earlier attempt's `parallel=True` kernels were many times slower under load (it hits BLAS's own 2-thread
-GEMMs as much: on a loaded machine one thread is often faster than two).
-On a loaded machine the parallel twins with the 'omp' layer were several times slower than the
-serial kernels, and with 'workqueue' about as fast (README, "Threads", has the figures). So the parallel
-kernel twins (`kernels/backend.py`) run only after `set_num_threads(n > 1)`, which also selects the
-'workqueue' layer (its idle threads sleep instead of spinning) unless NUMBA_THREADING_LAYER is set.
-With `set_num_threads(1)` nothing spins for a partner and a loaded machine degrades gracefully;
-with 2 on a quiet 2-core machine both cores work. On a shared machine the BLAS threads were the
-worse offender (OpenBLAS spins; the workqueue kernels sleep), so `blas_threads=1` with n = 2 keeps
-the kernels' second thread without OpenBLAS's (README, "Threads", has the measurements).
+Why they must not both hold the cores: both *busy-wait*. An OpenBLAS worker spins for a long
+while after its GEMM returns (its THREAD_TIMEOUT, about 2^28 cycles by default), and every parallel
+region ends in a barrier that waits for its slowest thread. With 2 BLAS threads still spinning
+while 2 Numba threads start a loop, 4 runnable threads share 2 cores; on a machine shared with
+other jobs a thread of a region is often descheduled too, and its partner spins for a whole
+scheduler slice. Measured on 2 cores (README, "Threads", has the tables): a LeNet-5 training step
+with both pools on 2 threads was 2.6× slower than with BLAS alone on 2 threads.
 
-    tinyopt.set_num_threads(n)   # BLAS (via threadpoolctl) and Numba (numba.set_num_threads) to n
-    tinyopt.set_num_threads(2, blas_threads=1)   # Numba's kernels on 2 threads, BLAS on 1
-    tinyopt.get_num_threads()    # the count last set, or BLAS's current count
+So one pool gets the cores at a time:
+
+    tinyopt.set_num_threads(n)                   # BLAS on n threads; the Numba kernels serial
+    tinyopt.set_num_threads(n, blas_threads=1)   # BLAS on 1 thread; the kernels' parallel twins on n
+    tinyopt.set_num_threads(1)                   # everything on one thread (the best on a loaded machine)
+    tinyopt.get_num_threads()                    # the count last set, or BLAS's current count
+
+The first is the default choice because the GEMMs are most of a step: a LeNet-5 step ran at the
+same speed either way, a CNN92 step (larger GEMMs) 1.3× faster with BLAS on 2 threads. The second
+suits networks whose time is in the memory-bound loops (small channel counts, large images).
+
+The parallel twins run on Numba's 'omp' layer (GNU OpenMP) unless NUMBA_THREADING_LAYER says
+otherwise: its regions start in microseconds, where the 'workqueue' layer took about 0.25 ms per
+region and made every kernel at these sizes slower than the serial loop. OpenMP's threads spin
+after a region too, so unless GOMP_SPINCOUNT or OMP_WAIT_POLICY is set, `set_num_threads` sets
+GOMP_SPINCOUNT=10000 (a few microseconds of spinning, then sleep) before Numba loads OpenMP:
+as fast as the default spin on a quiet machine, and it gives the core back under load. That
+environment variable is the one process-wide effect, and only of this call (never of the import).
 
 Torch's equivalents: `torch.set_num_threads` / `torch.get_num_threads`. Notes:
 
@@ -54,11 +61,13 @@ def _check_count(n, what: str) -> int:
 
 
 def set_num_threads(n: int, *, blas_threads: int | None = None) -> None:
-    """Use `n` threads in Numba's parallel kernels and in BLAS (n ≥ 1); `blas_threads` gives BLAS
-    its own count (e.g. `set_num_threads(2, blas_threads=1)` on a shared machine)."""
+    """Use `n` threads (n ≥ 1): BLAS gets n and the Numba kernels run serially; with
+    `blas_threads` < n, BLAS gets that many and the kernels' parallel twins get n (the module
+    docstring says why the two pools never both get the cores)."""
     global _requested
     n = _check_count(n, "the number of threads")
     blas = n if blas_threads is None else _check_count(blas_threads, "blas_threads")
+    kernel_threads = n if blas < n else 1
     import numba
 
     from tinyopt.kernels.backend import set_kernel_threads
@@ -66,22 +75,32 @@ def set_num_threads(n: int, *, blas_threads: int | None = None) -> None:
     _choose_threading_layer()
     _blas_controller().limit(limits=blas, user_api="blas")
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    set_kernel_threads(n)
+    set_kernel_threads(kernel_threads)
     _requested = n
 
 
+# A few microseconds of spinning before an idle OpenMP thread sleeps (GNU's default is 300,000
+# spins, or much longer with OMP_WAIT_POLICY=active); measured as fast on a quiet machine.
+GOMP_SPINCOUNT = "10000"
+
+
 def _choose_threading_layer() -> None:
-    """Numba's 'workqueue' threading layer unless the user chose one (NUMBA_THREADING_LAYER):
-    its idle threads sleep, while the default 'omp' layer (GNU OpenMP) spins after each parallel
-    loop, taking the core from BLAS and from other processes. Only possible before Numba starts
-    its threads (the first parallel kernel or numba.set_num_threads); afterwards left as it is."""
+    """Numba's 'omp' threading layer (then 'workqueue' if OpenMP is missing) unless the user chose
+    one with NUMBA_THREADING_LAYER, and OpenMP's short spin (GOMP_SPINCOUNT) unless the user set
+    its wait policy. Only possible before Numba starts its threads (the first parallel kernel or
+    numba.set_num_threads); afterwards left as it is."""
     import os
 
     import numba
     from numba.np.ufunc import parallel
 
-    if "NUMBA_THREADING_LAYER" not in os.environ and not parallel._is_initialized:
-        numba.config.THREADING_LAYER = "workqueue"
+    if parallel._is_initialized:
+        return
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        numba.config.THREADING_LAYER = "default"
+        numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
+    if "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ:
+        os.environ["GOMP_SPINCOUNT"] = GOMP_SPINCOUNT
 
 
 def get_num_threads() -> int:
