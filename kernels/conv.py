@@ -26,14 +26,13 @@ The gather (im2col) and scatter-add (col2im) are memory-bound loops, both in Num
 their NumPy twins; `benchmarks/bench_conv.py` times them).
 
 Numba practice: `cache=True`, compiled lazily on first call (or by `tinyopt.warmup()`).  Both have
-a `parallel=True` twin (`im2col_parallel` over (row, sample) blocks, `col2im_parallel` over (sample,
-channel) planes, bit-identical to the serial loops) that runs only
-after `tinyopt.set_num_threads(n > 1)`: on a quiet machine it uses the second core, but on a shared
-one every parallel region ends in a barrier that waits for a descheduled thread and its threads
-compete with OpenBLAS's, so by default the serial loop runs and the cores go to the GEMMs
+a `parallel=True` twin (`im2col_parallel` over the rows of cols, `col2im_parallel` over the input
+channels, bit-identical to the serial loops) that runs only after
+`tinyopt.set_num_threads(n, blas_threads=1)`: the two thread pools (BLAS's and Numba's) both
+busy-wait and cannot share the cores, and by default the cores go to the GEMMs
 (`tinyopt/threads.py` says why; README "Threads" has the measurements).  Inner loops
 carry no bounds tests: `_valid_range` computes, per kernel offset, the output rows/columns that
-read inside the input, and the padding is written as zeros around them.
+read inside the input; cols starts zeroed, which is the padding.
 
 Each loop exists twice with the same signature: `<op>_reference` (NumPy slicing, the readable
 specification) and `<op>_numba`; the public `<op>` dispatches (see `backend.py`).
