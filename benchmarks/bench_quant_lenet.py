@@ -14,8 +14,8 @@ the int8 ranges come from 512 calibration images either way).  In one process, o
 - PyTorch fp32 LeNet-5 with the same weights (when torch is importable).
 
 The whole-model variants (fp32, static int8, static int8 with 7-bit activations
-`reduce_range=True`, torch fp32) alternate in rounds, so a change of machine load hits them
-alike; the table gives median wall and CPU time (all threads of this process) and the ratio
+`reduce_range=True`, torch fp32) alternate in rounds (each after an idle pause, so the previous
+variant's spinning BLAS/OpenMP threads are asleep), so a change of machine load hits them alike; the table gives median wall and CPU time (all threads of this process) and the ratio
 fp32 / variant.  The per-stage times are medians of `--repeats` wall-clock runs.  The machine's
 load average is printed: with other jobs running, trust the CPU times more.
 """
@@ -52,18 +52,25 @@ def median_ms(fn, repeats):
     return 1e3 * statistics.median(times)
 
 
-def alternate(fns: dict, rounds: int) -> dict:
-    """{name: (median wall ms, median CPU ms)}: a warm-up each, then `rounds` rounds of one run each."""
+def alternate(fns: dict, rounds: int, calls: int = 5, pause: float = 0.2) -> dict:
+    """{name: (median wall ms, median CPU ms)}: a warm-up each, then `rounds` rounds in which each
+    variant runs `calls` times after `pause` seconds of idle. The pause matters: OpenBLAS's and
+    OpenMP's worker threads spin for a while after their last call, and without it the previous
+    variant's spinning threads would take the cores from the next one (measured: the int8 model,
+    whose kernels run on Numba's threads, 1.4 ms after an idle pause and 4 ms right after the fp32
+    model's GEMMs)."""
     for fn in fns.values():
         fn()
     wall = {k: [] for k in fns}
     cpu = {k: [] for k in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            c0, t0 = time.process_time(), time.perf_counter()
-            fn()
-            wall[name].append(1e3 * (time.perf_counter() - t0))
-            cpu[name].append(1e3 * (time.process_time() - c0))
+            time.sleep(pause)
+            for _ in range(calls):
+                c0, t0 = time.process_time(), time.perf_counter()
+                fn()
+                wall[name].append(1e3 * (time.perf_counter() - t0))
+                cpu[name].append(1e3 * (time.process_time() - c0))
     return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
 
 
@@ -110,7 +117,7 @@ def main(argv=None):
     q7 = calibrate(copy.deepcopy(model), QZ.get_default_qconfig(reduce_range=True), calib)
     print(f"batch {args.batch}, Numba threads {numba.get_num_threads()}, OpenBLAS "
           f"{os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, load average {os.getloadavg()[0]:.1f}; "
-          f"median of {args.repeats} alternating rounds")
+          f"median of {args.repeats} alternating rounds of 5 calls")
     with no_grad():
         variants = {"tinyopt fp32": lambda: model(Tensor(x)), "tinyopt static int8": lambda: q(Tensor(x)),
                     "tinyopt static int8, 7-bit act.": lambda: q7(Tensor(x))}
