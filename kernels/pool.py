@@ -135,34 +135,45 @@ def _max_pool2d_2x2_parallel(x, oh, ow):
 
 
 @numba.njit(cache=True)
+def _max_pool2d_plane(plane, y, argmax, h0, i_lo, i_hi, w0, j_lo, j_hi, dh, dw, w):
+    """One (sample, channel) plane of the general case: y[a, b] = the max over the window's taps
+    inside x, argmax[a, b] its flat index."""
+    for a in range(y.shape[0]):
+        for b in range(y.shape[1]):
+            # Start from the first tap inside x (kept in x's dtype); padding never wins.
+            yy = h0[a] + i_lo[a] * dh
+            xx = w0[b] + j_lo[b] * dw
+            best = plane[yy, xx]
+            best_idx = yy * w + xx
+            for i in range(i_lo[a], i_hi[a]):
+                yy = h0[a] + i * dh
+                for j in range(j_lo[b], j_hi[b]):
+                    xx = w0[b] + j * dw
+                    v = plane[yy, xx]
+                    better = (v > best) | (v != v)  # v != v: v is NaN; written branch-free
+                    best = v if better else best
+                    best_idx = yy * w + xx if better else best_idx
+            y[a, b] = best
+            argmax[a, b] = best_idx
+
+
+@numba.njit(cache=True)
+def _is_2x2(kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, h, w):
+    return kh == kw == sh == sw == 2 and ph == pw == 0 and dh == dw == 1 and 2 * oh <= h and 2 * ow <= w
+
+
+@numba.njit(cache=True)
 def max_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     n, c, h, w = x.shape
-    if kh == kw == sh == sw == 2 and ph == pw == 0 and dh == dw == 1 and 2 * oh <= h and 2 * ow <= w:
+    if _is_2x2(kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, h, w):
         return _max_pool2d_2x2_numba(x, oh, ow)
     y = np.empty((n, c, oh, ow), dtype=x.dtype)
     argmax = np.empty((n, c, oh, ow), dtype=np.int64)
     h0, i_lo, i_hi = _windows(oh, sh, ph, kh, dh, h)
     w0, j_lo, j_hi = _windows(ow, sw, pw, kw, dw, w)
-    for b_ in range(n):
-        for ch in range(c):
-            plane = x[b_, ch]
-            for a in range(oh):
-                for b in range(ow):
-                    # Start from the first tap inside x (kept in x's dtype); padding never wins.
-                    yy = h0[a] + i_lo[a] * dh
-                    xx = w0[b] + j_lo[b] * dw
-                    best = plane[yy, xx]
-                    best_idx = yy * w + xx
-                    for i in range(i_lo[a], i_hi[a]):
-                        yy = h0[a] + i * dh
-                        for j in range(j_lo[b], j_hi[b]):
-                            xx = w0[b] + j * dw
-                            v = plane[yy, xx]
-                            better = (v > best) | (v != v)  # v != v: v is NaN; written branch-free
-                            best = v if better else best
-                            best_idx = yy * w + xx if better else best_idx
-                    y[b_, ch, a, b] = best
-                    argmax[b_, ch, a, b] = best_idx
+    for t in range(n * c):
+        b_, ch = t // c, t % c
+        _max_pool2d_plane(x[b_, ch], y[b_, ch], argmax[b_, ch], h0, i_lo, i_hi, w0, j_lo, j_hi, dh, dw, w)
     return y, argmax
 
 
@@ -170,32 +181,15 @@ def max_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
 def max_pool2d_forward_parallel(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     """max_pool2d_forward_numba with the (sample, channel) planes split over Numba's threads."""
     n, c, h, w = x.shape
-    if kh == kw == sh == sw == 2 and ph == pw == 0 and dh == dw == 1 and 2 * oh <= h and 2 * ow <= w:
+    if _is_2x2(kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, h, w):
         return _max_pool2d_2x2_parallel(x, oh, ow)
     y = np.empty((n, c, oh, ow), dtype=x.dtype)
     argmax = np.empty((n, c, oh, ow), dtype=np.int64)
     h0, i_lo, i_hi = _windows(oh, sh, ph, kh, dh, h)
     w0, j_lo, j_hi = _windows(ow, sw, pw, kw, dw, w)
     for t in numba.prange(n * c):
-        b_ = t // c
-        ch = t % c
-        plane = x[b_, ch]
-        for a in range(oh):
-            for b in range(ow):
-                yy = h0[a] + i_lo[a] * dh
-                xx = w0[b] + j_lo[b] * dw
-                best = plane[yy, xx]
-                best_idx = yy * w + xx
-                for i in range(i_lo[a], i_hi[a]):
-                    yy = h0[a] + i * dh
-                    for j in range(j_lo[b], j_hi[b]):
-                        xx = w0[b] + j * dw
-                        v = plane[yy, xx]
-                        better = (v > best) | (v != v)
-                        best = v if better else best
-                        best_idx = yy * w + xx if better else best_idx
-                y[b_, ch, a, b] = best
-                argmax[b_, ch, a, b] = best_idx
+        b_, ch = t // c, t % c
+        _max_pool2d_plane(x[b_, ch], y[b_, ch], argmax[b_, ch], h0, i_lo, i_hi, w0, j_lo, j_hi, dh, dw, w)
     return y, argmax
 
 
@@ -212,17 +206,23 @@ def max_pool2d_backward_reference(grad, argmax, h, w):
 
 
 @numba.njit(cache=True)
+def _max_pool2d_backward_plane(grad, argmax, dx, t):
+    """dx[b, ch, argmax[b, ch, a, b']] += grad[b, ch, a, b'] over plane t = (b, ch) (dx's planes flat)."""
+    c = grad.shape[1]
+    b_, ch = t // c, t % c
+    for a in range(grad.shape[2]):
+        for b in range(grad.shape[3]):
+            k = argmax[b_, ch, a, b]
+            if k >= 0:
+                dx[b_, ch, k] += grad[b_, ch, a, b]
+
+
+@numba.njit(cache=True)
 def max_pool2d_backward_numba(grad, argmax, h, w):
     n, c, oh, ow = grad.shape
     dx = np.zeros((n, c, h * w), dtype=grad.dtype)
     for t in range(n * c):
-        b_ = t // c
-        ch = t % c
-        for a in range(oh):
-            for b in range(ow):
-                k = argmax[b_, ch, a, b]
-                if k >= 0:
-                    dx[b_, ch, k] += grad[b_, ch, a, b]
+        _max_pool2d_backward_plane(grad, argmax, dx, t)
     return dx.reshape(n, c, h, w)
 
 
@@ -232,13 +232,7 @@ def max_pool2d_backward_parallel(grad, argmax, h, w):
     n, c, oh, ow = grad.shape
     dx = np.zeros((n, c, h * w), dtype=grad.dtype)
     for t in numba.prange(n * c):
-        b_ = t // c
-        ch = t % c
-        for a in range(oh):
-            for b in range(ow):
-                k = argmax[b_, ch, a, b]
-                if k >= 0:
-                    dx[b_, ch, k] += grad[b_, ch, a, b]
+        _max_pool2d_backward_plane(grad, argmax, dx, t)
     return dx.reshape(n, c, h, w)
 
 
