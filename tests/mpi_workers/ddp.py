@@ -124,5 +124,17 @@ except RuntimeError as exc:
 else:
     raise AssertionError("unfinished reduction not detected")
 
+# Every rank must build the same model: the parameter shapes are compared (JSON, nothing unpickled).
+try:
+    DDP(nn.Linear(3, 2 + rank).double())
+except RuntimeError as exc:
+    assert "every rank must build the same model" in str(exc), exc
+else:
+    raise AssertionError("different models on the ranks were not detected")
+from tinyopt.distributed.messages import allgather_json  # noqa: E402
+
+assert allgather_json(dist._comm(None), {"rank": rank, "text": "é" * rank}) == [
+    {"rank": r, "text": "é" * r} for r in range(dist.get_world_size())]
+
 print(f"OK rank {rank} worst={max(results.values()):.2e} plain_bn_err={err:.2e}", flush=True)
 dist.destroy_process_group()

@@ -2,7 +2,8 @@
 
 mpi4py's lower-case methods (`comm.bcast(obj)`) pickle their argument, and tinyopt never unpickles
 anything. `broadcast_json` sends a JSON-encodable value as UTF-8 bytes through the buffer method
-`Bcast` (first its length, then the bytes), so every rank decodes text, never code.
+`Bcast` (first its length, then the bytes), and `allgather_json` gathers one value from every rank
+through `Allgather` (the lengths) and `Allgatherv` (the bytes), so every rank decodes text, never code.
 """
 from __future__ import annotations
 
@@ -23,3 +24,21 @@ def broadcast_json(comm, value, root: int = 0):
         payload = np.empty(int(size[0]), dtype=np.uint8)
     comm.Bcast(payload, root=root)
     return json.loads(payload.tobytes().decode("utf-8"))
+
+
+def allgather_json(comm, value) -> list:
+    """[value of rank 0, value of rank 1, ...] on every rank of `comm` (tuples come back as lists)."""
+    payload = np.frombuffer(json.dumps(value, allow_nan=True).encode("utf-8"), dtype=np.uint8).copy()
+    sizes = np.zeros(comm.Get_size(), dtype=np.int64)
+    comm.Allgather(np.array([payload.size], dtype=np.int64), sizes)
+    gathered = np.empty(int(sizes.sum()), dtype=np.uint8)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    comm.Allgatherv(payload, [gathered, sizes, offsets, _mpi_byte()])
+    return [json.loads(gathered[o:o + n].tobytes().decode("utf-8")) for o, n in zip(offsets, sizes)]
+
+
+def _mpi_byte():
+    """mpi4py's MPI.BYTE, imported only when a message is gathered (mpi4py is an optional extra)."""
+    from mpi4py import MPI
+
+    return MPI.BYTE

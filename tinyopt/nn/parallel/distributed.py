@@ -37,6 +37,7 @@ import contextlib
 import numpy as np
 
 from tinyopt import distributed as dist
+from tinyopt.distributed.messages import allgather_json
 from tinyopt.nn.module import Module
 
 
@@ -75,8 +76,8 @@ class DistributedDataParallel(Module):
         if not params:
             raise RuntimeError("DistributedDataParallel is not needed when a module doesn't have any parameter "
                                "that requires a gradient")
-        signature = [(tuple(p.shape), str(p.dtype)) for p in module.parameters()]
-        everyone = comm.allgather(signature)  # a few tuples (not arrays): pickled metadata is fine here
+        signature = [[list(p.shape), str(p.dtype)] for p in module.parameters()]
+        everyone = allgather_json(comm, signature)  # JSON through buffer collectives: nothing is unpickled
         for r, other in enumerate(everyone):
             if other != signature:
                 raise RuntimeError(f"DistributedDataParallel: rank {r}'s model has parameters {other}, rank "
