@@ -115,7 +115,7 @@ def _im2col_row(x_flat, cols_flat, r, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw
 def im2col_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     n, c, h, w = x.shape
     cols = np.zeros((c * kh * kw, n * oh * ow), dtype=x.dtype)
-    x_flat, cols_flat = x.reshape(-1), cols.reshape(-1)
+    x_flat, cols_flat = np.ascontiguousarray(x).reshape(-1), cols.reshape(-1)
     for r in range(c * kh * kw):  # row r of cols is (channel ch, kernel offset i, j)
         _im2col_row(x_flat, cols_flat, r, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     return cols
@@ -126,7 +126,7 @@ def im2col_parallel(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     """im2col_numba with the rows of cols split over Numba's threads (each row is written by one)."""
     n, c, h, w = x.shape
     cols = np.zeros((c * kh * kw, n * oh * ow), dtype=x.dtype)
-    x_flat, cols_flat = x.reshape(-1), cols.reshape(-1)
+    x_flat, cols_flat = np.ascontiguousarray(x).reshape(-1), cols.reshape(-1)
     for r in numba.prange(c * kh * kw):
         _im2col_row(x_flat, cols_flat, r, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     return cols

@@ -137,7 +137,7 @@ def _max_pool2d_2x2_horizontal(v, v_idx, y_flat, idx_flat, lo, hi):
 @numba.njit(cache=True)
 def _max_pool2d_2x2_numba(x, oh, ow):
     n, c, h, w = x.shape
-    x_flat = x.reshape(-1)
+    x_flat = np.ascontiguousarray(x).reshape(-1)
     v = np.empty(n * c * oh * 2 * ow, dtype=x.dtype)
     v_idx = np.empty(n * c * oh * 2 * ow, dtype=np.int64)
     for t in range(n * c):
@@ -151,7 +151,7 @@ def _max_pool2d_2x2_numba(x, oh, ow):
 @numba.njit(cache=True, parallel=True)
 def _max_pool2d_2x2_parallel(x, oh, ow):
     n, c, h, w = x.shape
-    x_flat = x.reshape(-1)
+    x_flat = np.ascontiguousarray(x).reshape(-1)
     v = np.empty(n * c * oh * 2 * ow, dtype=x.dtype)
     v_idx = np.empty(n * c * oh * 2 * ow, dtype=np.int64)
     y = np.empty((n, c, oh, ow), dtype=x.dtype)

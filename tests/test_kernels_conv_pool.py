@@ -175,3 +175,18 @@ def test_sample_chunks_cover_the_batch_evenly():
     parts = K.sample_chunks(256, 78_400, 4 << 20)  # conv1 of LeNet, 4 MB
     assert [p.stop - p.start for p in parts] == [52, 52, 52, 52, 48]
     assert K.sample_chunks(3, 10_000, 10) == [slice(0, 1), slice(1, 2), slice(2, 3)]
+
+
+def test_numba_twins_take_non_contiguous_input():
+    """The Numba loops index a flat copy when the input is a strided view (e.g. every other channel)."""
+    x = np.random.default_rng(3).standard_normal((3, 4, 9, 10))[:, ::2]
+    geometry = (3, 3, 1, 1, 1, 1, 1, 1, 9, 10)
+    np.testing.assert_array_equal(K.im2col_numba(x, *geometry), K.im2col_reference(x, *geometry))
+    np.testing.assert_array_equal(K.im2col_parallel(x, *geometry), K.im2col_reference(x, *geometry))
+    for fast in (P.max_pool2d_forward_numba, P.max_pool2d_forward_parallel):
+        for window in ((2, 2, 2, 2, 0, 0, 1, 1), (3, 3, 2, 2, 1, 1, 1, 1)):
+            oh = P.pool_output_size(9, window[0], window[2], window[4], window[6])
+            ow = P.pool_output_size(10, window[1], window[3], window[5], window[7])
+            got, want = fast(x, *window, oh, ow), P.max_pool2d_forward_reference(x, *window, oh, ow)
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1])
