@@ -190,3 +190,18 @@ def test_numba_twins_take_non_contiguous_input():
             got, want = fast(x, *window, oh, ow), P.max_pool2d_forward_reference(x, *window, oh, ow)
             np.testing.assert_array_equal(got[0], want[0])
             np.testing.assert_array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 7, 9), (1, 1, 5, 5), (4, 2, 28, 28), (3, 2, 2, 3)])
+def test_two_pass_2x2_max_pool_equals_the_window_loop(shape):
+    """The 2×2 stride-2 fast path (two passes) against the reference: odd sizes, many ties and NaNs."""
+    rng = np.random.default_rng(sum(shape))
+    for _ in range(10):
+        x = np.round(rng.standard_normal(shape)).astype(np.float32)  # values in a few integers: ties
+        x[rng.random(shape) < 0.1] = np.nan
+        oh, ow = shape[2] // 2, shape[3] // 2
+        want = P.max_pool2d_forward_reference(x, 2, 2, 2, 2, 0, 0, 1, 1, oh, ow)
+        for fast in (P.max_pool2d_forward_numba, P.max_pool2d_forward_parallel):
+            got = fast(x, 2, 2, 2, 2, 0, 0, 1, 1, oh, ow)
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1])
