@@ -227,6 +227,12 @@ assert xp.grad.data.sum() == 4 and set(np.unique(xp.grad.data)) == {0.0, 1.0}
 #
 # The rule: compute H_out layer by layer with the formula of section 1 (or run one dummy batch
 # through the feature layers and read the shape, as below).
+#
+# The data lines fail before the network does: seed 000 builds
+# `torchvision.datasets.CIFAR10(root='./data', train=True, download=True)` without a transform, so
+# each item is a PIL image and the DataLoader's default collate cannot batch them; it needs
+# `transform=torchvision.transforms.ToTensor()` (tinyopt's `datasets.CIFAR10` already returns that
+# float32 (3, 32, 32) array). Seeds 002 and 004 use a `train_loader` they never define.
 
 # %%
 class Seed000Net(nn.Module):
