@@ -12,8 +12,9 @@
 #
 # The seed article (`seeds/001_*.txt`, "神经网络优化") teaches with two TensorFlow/Keras
 # snippets: an MLP on 784-dimensional inputs and the CIFAR-style CNN from the TensorFlow tutorial.
-# Here both run on tinyopt **with only the import line changed**, on Fashion-MNIST (the only data
-# set tinyopt reads; CIFAR-10 is not on the machine).
+# Here both run on tinyopt **with only the import line changed**, on Fashion-MNIST (tinyopt also
+# reads MNIST and CIFAR-10, `keras.datasets.cifar10.load_data()`, but Fashion-MNIST is the one the
+# course can count on being on the machine, and small enough to train on in a lesson).
 #
 # What changed, and why:
 #

@@ -98,6 +98,17 @@ assert rel_error(step, step_formula) < 1e-12
 schedules["StepLR(15, 0.5)"] = step
 
 # %% [markdown]
+# Seed 000 pairs `StepLR(optimizer, step_size=5, gamma=0.1)` with `lr=0.01` and 100 epochs: the rate
+# is divided by 10 every 5 epochs, so from epoch 25 on it is at most 10⁻⁷ and the last 75 epochs
+# barely move the weights (it ends at 10⁻²¹). Choose `step_size` from the number of epochs (e.g.
+# 30 of 100), or use a cosine schedule that reaches its floor only at the end.
+
+# %%
+seed_000 = lr_sequence(lambda opt: L.StepLR(opt, step_size=5, gamma=0.1), 100, lr=0.01)
+print(f"seed 000's StepLR: η_25 = {seed_000[25]:.0e}, η_99 = {seed_000[99]:.0e}")
+assert seed_000[25] < 1e-6 and rel_error(seed_000, step_lr(np.arange(101), 0.01, 0.1, 5)) < 1e-12
+
+# %% [markdown]
 # **Linear decay**: from η₀ down to a fraction e of it over T epochs, then constant. PyTorch
 # writes it with factors s (start) and e (end): `LinearLR(start_factor=s, end_factor=e, total_iters=T)`,
 #
@@ -270,7 +281,8 @@ assert any("before `optimizer.step()`" in str(w.message) for w in caught)
 # `ReduceLROnPlateau` has no formula in t: it watches a metric (`scheduler.step(val_loss)`) and
 # multiplies the rate by `factor` once the metric has failed to improve for more than
 # `patience` epochs in a row, then waits `cooldown` epochs before counting again. Below, a
-# made-up validation loss that improves, stalls, improves again and stalls.
+# made-up validation loss that improves, stalls, improves again and stalls. (Seed 001 calls this
+# schedule "红外学习率", "infrared learning rate": a mistranslation of reduce-on-plateau.)
 
 # %%
 val_loss = np.concatenate([np.linspace(1.0, 0.6, 10), np.full(10, 0.6), np.linspace(0.6, 0.45, 10), np.full(15, 0.45)])

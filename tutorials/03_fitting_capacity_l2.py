@@ -112,6 +112,33 @@ print(f"H={BIG}, λ=1e-3 Σw² = {sum_sq(l2_model):8.1f}   val acc {l2_hist['val
 plot.training_curves(l2_hist, title=f"MLP 784-{BIG}-10 with L2 (λ = 1e-3)", save=OUT / f"l2_H{BIG}.png", close=True)
 
 # %% [markdown]
+# ## L1, the seed's other penalty
+#
+# Seed 001 names L1 beside L2: `regularizers.l1(λ)` adds λ Σ_i |w_i|, whose (sub)gradient is
+# λ sign(w): a pull of constant size towards 0, however small w already is, where L2's 2λw fades as
+# w shrinks. On one weight with the loss ½(w − a)² the two minimisers show the difference:
+#
+#     L2:  w* = a / (1 + 2λ)                  (every weight shrinks by the same factor, none becomes 0)
+#     L1:  w* = sign(a) · max(|a| − λ, 0)     (soft thresholding: every |a| ≤ λ becomes exactly 0)
+#
+# So L1 makes weights sparse (lesson 06 prunes with the same |w| criterion) and L2 makes them small.
+# (With plain gradient steps, as Keras and tinyopt take them, L1 weights oscillate around 0 instead
+# of landing on it; proximal methods apply the threshold exactly.)
+
+# %%
+a_w = np.linspace(-0.05, 0.05, 11)
+lam = 0.025
+w_l2 = a_w / (1 + 2 * lam)
+w_l1 = np.sign(a_w) * np.maximum(np.abs(a_w) - lam, 0.0) + 0.0      # + 0.0: no "-0." in the print
+print("a      ", np.round(a_w, 3))
+print("L2 w*  ", np.round(w_l2, 3), " zeros:", int(np.sum(w_l2 == 0)))
+print("L1 w*  ", np.round(w_l1, 3), " zeros:", int(np.sum(w_l1 == 0)))
+assert np.sum(w_l1 == 0) == np.sum(np.abs(a_w) <= lam) and np.sum(w_l2 == 0) == 1   # only a = 0 itself
+w_big = next(p for name, p in big_model.named_parameters() if "weight" in name)    # the Keras penalty is λ Σ |w|
+l1_by_hand = lam * float(np.abs(w_big.data.astype(np.float64)).sum())
+assert abs(float(regularizers.l1(lam)(w_big)) - l1_by_hand) < 1e-5 * l1_by_hand
+
+# %% [markdown]
 # ## Checks
 #
 # What this lesson claims, asserted on the runs above:

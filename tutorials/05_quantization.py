@@ -18,7 +18,7 @@
 # the formula `w_quantized = round(w × Q)` (`002_*.txt` §3.2).  That line leaves out what makes it
 # work in practice: an offset (zero point) so that ReLU outputs use all 256 levels, how to pick
 # `Q`, what happens to values outside the range, and how a layer multiplies integers without
-# going back to floats.  (`004_*.txt`'s `torch.quantization.qlinear.Quantizer` does not exist
+# going back to floats.  (`000_*.txt`'s `torch.quantization.qlinear.Quantizer` does not exist
 # in PyTorch; the real API is `torch.ao.quantization`, whose names tinyopt uses.)
 #
 # The scheme everyone ships (Jacob et al. 2018; gemmlowp, TFLite, PyTorch) is **affine**:
@@ -261,8 +261,9 @@ print(rep)
 #   (`tests/test_quant_workflows.py`, QNNPACK vs fbgemm).  tinyopt's kernels are exact for every
 #   int8 input, so they need no reduced range.
 # * **Ties in int8 logits.** Requantizing the last layer to int8 puts close logits on the same level
-#   (about 2 % of test images here); `convert` dequantizes the last layer straight from its int32
-#   accumulators (`float_logits=True`), which raised agreement with fp32 from 98.96 % to 99.74 %.
+#   (a percent or two of the test images, when we measured it); `convert` dequantizes the last layer
+#   straight from its int32 accumulators (`float_logits=True`), which in that measurement raised
+#   agreement with fp32 from about 99.0 % to about 99.7 % (the report above prints today's "agree").
 # * **Unfolded BatchNorm / untrained rounding.** `fuse_known` folds BN; QAT lets the weights adapt
 #   to the grid (its row above also includes extra training steps, so compare it with care).
 #
@@ -271,8 +272,9 @@ print(rep)
 # packs weights once, at `convert`; runs stride-1 int8 convolutions directly on the packed input
 # (no im2col matrix in memory); and fuses requantization with the following 2×2 max pool (the max
 # of the int32 accumulators, requantized once per window: exact, because requantizing preserves
-# order). Those three changes took LeNet-5's int8 forward pass from 26 ms to about 5 ms at batch 256,
-# against about 14 ms for fp32 (`benchmarks/bench_quant_lenet.py` prints it stage by stage).
+# order). When we measured them, those three changes made LeNet-5's int8 forward pass about 5× faster
+# and faster than fp32 at batch 256; `benchmarks/bench_quant_lenet.py` prints it stage by stage on
+# your machine.
 
 # %% [markdown]
 # ### Weights on their grid, and accuracy against bits
@@ -312,8 +314,8 @@ print("accuracy by weight bits:", acc_by_bits)
 # ## The seeds' quantization code, corrected
 #
 # - Seed 000 imports `torch.quantization.qlinear` and calls `QL.Quantizer(ql=QL.Quantizer.Linear,
-#   num_bits=8).quantize(net)`; seed 004 calls `quantize(model, num_bits=8)`. Neither exists in
-#   torch. torch's calls are `torch.ao.quantization.quantize_dynamic(model, {nn.Linear},
+#   num_bits=8).quantize(net)`, a `quantize(model, num_bits=8)` that does not exist in torch
+#   (there is no `qlinear` module and no `Quantizer` class). torch's calls are `torch.ao.quantization.quantize_dynamic(model, {nn.Linear},
 #   dtype=torch.qint8)` (weights int8, activations quantized on the fly) or the static
 #   `prepare` → calibrate → `convert` flow, and for training, `prepare_qat` (fake quantization, so
 #   gradients still flow). Seed 000 then trains the "quantized" network with the float model's

@@ -194,8 +194,10 @@ print(f"{below:.1%} of the activation gradients are below float16's smallest nor
 # %% [markdown]
 # A constructed case where it matters: the same classifier trained on a loss weighted by 10⁻⁵ (as an
 # auxiliary loss or a sum over a huge batch would be). In float16 without scaling most gradients
-# flush to zero and nothing learns; with a GradScaler the result equals float32's (the learning rate
-# is raised by 10⁵ so that float32 trains at the same speed).
+# flush to zero and in 30 steps it barely learns; with a GradScaler the result equals float32's (the
+# learning rate is raised by 10⁵ so that float32 trains at the same speed). Given a few hundred
+# steps, the few gradients that survive do get the unscaled run there too: underflow makes training
+# slower and noisier rather than impossible, which is why it goes unnoticed.
 
 # %%
 def train_weighted(amp: bool, scale: bool, steps: int, seed=0):
@@ -218,7 +220,7 @@ def train_weighted(amp: bool, scale: bool, steps: int, seed=0):
     return final, float(np.mean(zero_fraction))
 
 
-steps = 30 if FAST else 150
+steps = 30   # in both modes: the contrast is in the first steps (after 150 the unscaled run has caught up)
 loss32, zero32 = train_weighted(amp=False, scale=False, steps=steps)
 loss16, zero16 = train_weighted(amp=True, scale=False, steps=steps)
 loss16s, zero16s = train_weighted(amp=True, scale=True, steps=steps)
@@ -334,6 +336,23 @@ def fit_half(with_master: bool):
 w_plain, w_master = fit_half(False), fit_half(True)
 print("float16 weights, no master copy:", w_plain, "  with float32 masters:", w_master, "  target 1.05")
 assert np.all(w_plain == 1.0) and np.all(np.abs(w_master - 1.05) < 0.005)
+
+# %% [markdown]
+# Seed 002's training loop does the same to float32 weights on a fixed-point grid: after every step
+# it sets `param.data = torch.round(param.data * 256) / 256`. An update smaller than half a grid step,
+# 1/512 ≈ 0.002, is rounded away, so with its `lr=0.01` every gradient below 0.2 in size is lost,
+# step after step. Quantize a *copy* for the forward pass (fake quantization, lesson 05's QAT) and
+# keep the float weights, as the master copy above does.
+
+# %%
+w_grid = np.round(np.array([0.25, -0.5, 1.0]) * 256) / 256       # weights already on the 1/256 grid
+g = np.array([0.1, -0.15, 0.19])                                  # gradients below 0.2
+w_seed = w_grid.copy()
+for _ in range(100):                                              # seed 002: step, then round, each time
+    w_seed = np.round((w_seed - 0.01 * g) * 256) / 256
+print("seed 002's rounding after each of 100 steps moves the weights by", np.abs(w_seed - w_grid).max(),
+      "; without it they move by", np.abs(100 * 0.01 * g).max())
+assert np.array_equal(w_seed, w_grid)
 
 # %% [markdown]
 # ## 7. Memory: what backward keeps

@@ -21,8 +21,9 @@
 #    the gradient each.
 # 4. **Bucketing and overlap**: why DDP reduces gradients in buckets while backward is still running.
 # 5. **Pipeline bubbles** against the number of micro-batches, and **tensor-parallel splits** of a Linear.
-# 6. **The α–β cost model**, fitted here, extrapolated to 1024 ranks.
-# 7. What seed article 002 says about parallelism, corrected.
+# 6. **Real ranks**: the same claims checked under `mpiexec -n 2`, when it is installed.
+# 7. **The α–β cost model**, fitted here, extrapolated to 1024 ranks.
+# 8. What seed article 002 says about parallelism, corrected.
 #
 # The lesson runs as one process. Where `mpiexec` and mpi4py are installed (`pip install
 # "tinyopt[distributed]"`) it also launches itself under `mpiexec -n 2` and checks the same claims

@@ -218,14 +218,21 @@ assert xp.grad.data.sum() == 4 and set(np.unique(xp.grad.data)) == {0.0, 1.0}
 #
 # - seed 000 (CIFAR-10, 3×32×32): two 3×3 convolutions with padding 1 keep 32×32, and two 2×2
 #   max pools halve it twice, to **8×8**, so `fc1` takes 128·8·8 = 8192 inputs, not 128·6·6
-#   (`x.view(-1, 128 * 6 * 6)` would silently regroup the batch: 8192·64 values make 113 rows of
-#   4608, and the loss then fails on a batch-size mismatch).
+#   (`x.view(-1, 128 * 6 * 6)` on a batch of 64 raises at once: 8192·64 values are not a whole
+#   number of rows of 4608; for a batch size that is a multiple of 9 it would silently regroup the
+#   batch into 16/9 as many rows, and the loss would then fail on a batch-size mismatch).
 # - seed 002 (MNIST, 1×28×28): padded convolutions keep 28×28 and there is **one** pool, to
 #   14×14, so `fc1` takes 64·14·14 = 12544, not 64·8·8; and `nn.functional.flatten` does not
 #   exist: it is `torch.flatten(x, 1)` (tinyopt: `to.flatten(x, 1)` or `x.flatten(1)`).
 #
 # The rule: compute H_out layer by layer with the formula of section 1 (or run one dummy batch
 # through the feature layers and read the shape, as below).
+#
+# The data lines fail before the network does: seed 000 builds
+# `torchvision.datasets.CIFAR10(root='./data', train=True, download=True)` without a transform, so
+# each item is a PIL image and the DataLoader's default collate cannot batch them; it needs
+# `transform=torchvision.transforms.ToTensor()` (tinyopt's `datasets.CIFAR10` already returns that
+# float32 (3, 32, 32) array). Seeds 002 and 004 use a `train_loader` they never define.
 
 # %%
 class Seed000Net(nn.Module):

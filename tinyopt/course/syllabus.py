@@ -3,7 +3,9 @@
 This list is the one source of `tutorials/README.md`'s syllabus table (`markdown_table()`; a test
 keeps the two equal) and of the order of the course site. `fast`: measured by `tinyopt course build
 --fast` (TINYOPT_FAST=1, two lessons at once, one thread each, on a 2-core machine, 2026-12-02, load
-about 3); `full`: estimated from the step counts, not measured.
+about 3); `full`: measured by running each lesson as a script, one at a time, without TINYOPT_FAST
+(wall seconds, on the same 2 shared cores, 2026-12-02, 1-minute load average 3.4-4.6 from other
+jobs). Numba kernels were already in their cache; a first run also compiles them (~10-30 s more).
 """
 from __future__ import annotations
 
@@ -37,53 +39,53 @@ class Lesson:
 LESSONS = (
     Lesson("00_keras_seed_examples", "The seeds' Keras examples, on tinyopt", "000, 001",
            "structure of a network: neurons, layers, activations; the Keras MLP and CIFAR CNN",
-           (), "2 min", "4 s", "each corrected seed example trains and its shapes are right"),
+           (), "117 s", "4 s", "each corrected seed example trains and its shapes are right"),
     Lesson("13_cnn", "Convolution from its formula", "001, 003",
            "CNNs: the convolution and pooling formulas, im2col, the backward pass, fc sizes",
-           ("00_keras_seed_examples",), "1 min", "6 s",
+           ("00_keras_seed_examples",), "10 s", "6 s",
            "loops = im2col = tinyopt = torch; gradients by central differences; the seeds' fc sizes"),
     Lesson("01_optimizers", "Optimizers, from their formulas, step by step", "001, 003, 004",
            "GD, SGD, Momentum, Adagrad, RMSprop, Adam and the rest of the family",
-           ("00_keras_seed_examples",), "3 min", "13 s",
+           ("00_keras_seed_examples",), "26 s", "13 s",
            "every optimizer equals its formula by hand and torch; Adam bias correction matters"),
     Lesson("02_schedules", "Learning-rate schedules", "000, 001",
            "learning-rate decay: linear, exponential, cosine, reduce-on-plateau and torch's others",
-           ("01_optimizers",), "3 min", "5 s",
+           ("01_optimizers",), "23 s", "5 s",
            "closed forms equal the schedulers; step order; a schedule beats a constant rate"),
     Lesson("03_fitting_capacity_l2", "Underfitting, overfitting and L2", "001",
            "L1/L2 regularisation, capacity, over- and underfitting",
-           ("01_optimizers",), "3 min", "4 s", "the large model overfits and L2 shrinks its weights and its gap"),
+           ("01_optimizers",), "16 s", "4 s", "the large model overfits and L2 shrinks its weights and its gap; L1 zeros small weights"),
     Lesson("04_batch_size_and_lr", "Batch size and learning rate", "001, 003",
            "minibatch SGD: gradient noise against batch size, the learning-rate range",
-           ("01_optimizers",), "3 min", "4 s", "gradient noise falls as 1/√B; too large an lr diverges"),
+           ("01_optimizers",), "4 s", "4 s", "gradient noise falls as 1/√B; too large an lr diverges"),
     Lesson("12_loss_landscape", "The loss landscape optimizers move on", "001, 003",
            "loss surfaces, sharpness, the edge of stability",
-           ("01_optimizers", "04_batch_size_and_lr"), "6 min", "9 s",
+           ("01_optimizers", "04_batch_size_and_lr"), "41 s", "9 s",
            "filter-normalised slices; λ_max by power iteration; sharpness settles near 2/η"),
     Lesson("11_write_your_own_optimizer", "Write your own optimizer", "003, 004",
            "implementing and checking an optimizer (the seeds' Adam errata)",
-           ("01_optimizers",), "1 min", "3 s", "the checker finds each classic mistake at the right term"),
+           ("01_optimizers",), "3 s", "3 s", "the checker finds each classic mistake at the right term"),
     Lesson("09_rnn", "Recurrent networks and activations", "001, 003",
            "RNN/LSTM/GRU, backpropagation through time, vanishing gradients, activations",
-           ("13_cnn", "01_optimizers"), "4 min", "7 s", "cells equal torch; gradient norms vanish for tanh RNNs"),
+           ("13_cnn", "01_optimizers"), "288 s", "7 s", "cells equal torch; gradient norms vanish for tanh RNNs"),
     Lesson("06_pruning", "Pruning that makes a network smaller and faster", "000, 002, 003, 004",
            "pruning: weight, neuron and layer criteria, schedules, shrinking, sparse kernels",
-           ("13_cnn", "03_fitting_capacity_l2"), "6 min", "8 s", "masks equal torch's; shrunk models are equal and faster"),
+           ("13_cnn", "03_fitting_capacity_l2"), "40 s", "8 s", "masks equal torch's; shrunk models are equal and faster"),
     Lesson("05_quantization", "Quantization, from the formula to an integer-only CNN", "000, 002, 003, 004",
            "quantization: integer, low-bit and mixed; PTQ and QAT",
-           ("13_cnn",), "3 min", "5 s", "the integer-only CNN equals its float simulation; error against bits"),
+           ("13_cnn",), "16 s", "5 s", "the integer-only Linear equals the arithmetic by hand, bit for bit; int8 is ~4× smaller and within a point of fp32; each bit halves the error"),
     Lesson("08_mixed_precision", "Mixed precision: fp16, bf16 and loss scaling", "002",
            "half precision: number formats, autocast, loss scaling",
-           ("05_quantization",), "3 min", "4 s", "GradScaler equals torch's; fp16 underflow without scaling"),
+           ("05_quantization",), "4 s", "4 s", "GradScaler equals its update rule by hand; fp16 gradients underflow without scaling; master weights keep small updates"),
     Lesson("07_distillation_transfer", "Knowledge distillation and transfer learning", "003, 004",
            "distillation (soft targets, T²) and transfer learning (freezing, fine-tuning)",
-           ("01_optimizers", "13_cnn"), "6 min", "10 s", "kd_loss equals its formula and torch; the distilled student beats scratch"),
+           ("01_optimizers", "13_cnn"), "73 s", "10 s", "kd_loss equals its formula; T²·KL gradients do not depend on T; with few labels the distilled student beats scratch"),
     Lesson("10_parallel", "Data- and model-parallel training on MPI", "002",
            "data parallelism, model parallelism, distributed training",
-           ("01_optimizers", "04_batch_size_and_lr"), "3 min", "6 s", "2 ranks equal one process; the ring all-reduce equals MPI's"),
+           ("01_optimizers", "04_batch_size_and_lr"), "6 s", "6 s", "2 ranks equal one process; the ring all-reduce equals MPI's"),
     Lesson("14_hardware", "Hardware: what the machine can do, measured", "002, 003",
            "hardware acceleration: peak GFLOP/s, memory bandwidth, roofline, threads, SIMD, int8",
-           ("13_cnn", "05_quantization"), "2 min", "3 s", "measured points lie under the roofline; int8 GEMM is exact"),
+           ("13_cnn", "05_quantization"), "5 s", "3 s", "the roofline and intensity formulas; the measured points are placed on it; int8 GEMM is exact"),
 )
 
 
