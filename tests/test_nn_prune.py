@@ -167,8 +167,8 @@ def test_custom_identity_random_is_pruned_remove(rng):
     assert r1.weight_mask.sum() == 70
     c, _ = pair_conv(rng)
     prune.random_structured(c, "weight", 2, dim=0, generator=3)
-    kept = c.weight_mask.reshape(6, -1).max(axis=1)
-    assert kept.sum() == 4 and np.all(c.weight_mask.reshape(6, -1).min(axis=1) == kept)
+    kept = c.weight_mask.reshape(6, -1).max(dim=1).values  # a Tensor, as in torch
+    assert kept.sum() == 4 and np.all(c.weight_mask.reshape(6, -1).min(dim=1).values == kept)
     prune.remove(c, "weight")
     assert not prune.is_pruned(c) and isinstance(c.weight, nn.Parameter)
     assert np.count_nonzero(np.abs(c.weight.data).reshape(6, -1).sum(axis=1)) == 4
@@ -206,7 +206,7 @@ def test_bad_calls_raise_and_change_nothing(rng):
         prune.l1_unstructured(m, prune_amount=0.1)
     # a failing second call keeps the first pruning intact
     prune.l1_unstructured(m, "weight", 0.5)
-    mask = m.weight_mask.copy()
+    mask = m.weight_mask.clone()
     with pytest.raises(ValueError):
         prune.l1_unstructured(m, "weight", 100)
     np.testing.assert_array_equal(m.weight_mask, mask)

@@ -139,7 +139,7 @@ def test_iterative_and_global_prune_to(rng):
     m2 = mlp(5)
     P.prune_to(P.default_targets(m2), 0.7, scope="global")
     zeros = sum(np.sum(m.weight_mask == 0) for m, _ in P.default_targets(m2))
-    total = sum(m.weight_mask.size for m, _ in P.default_targets(m2))
+    total = sum(m.weight_mask.numel() for m, _ in P.default_targets(m2))
     assert zeros == round(0.7 * total)
 
 

@@ -167,7 +167,7 @@ def test_fold_matches_torch_fuse_conv_bn_eval():
         tconv.weight.copy_(torch.from_numpy(conv.weight.data))
         tconv.bias.copy_(torch.from_numpy(conv.bias.data))
         for name in ("running_mean", "running_var"):
-            getattr(tbn, name).copy_(torch.from_numpy(getattr(bn, name)))
+            getattr(tbn, name).copy_(torch.from_numpy(getattr(bn, name).data))
         tbn.weight.copy_(torch.from_numpy(bn.weight.data))
         tbn.bias.copy_(torch.from_numpy(bn.bias.data))
     ours = Q.fold_conv_bn(conv, bn)

@@ -105,7 +105,6 @@ def outcome(name) -> str:
 
 # Known differences still to fix (strict: the test fails once one is fixed, so the entry must go).
 KNOWN_DIFFERENCES = {
-    "batchnorm_train_and_eval": "buffers (running_mean, ...) are ndarrays, not Tensors, until the observers move too",
 }
 
 

@@ -756,12 +756,14 @@ class Tensor:
         return self + (_operand(end) - self) * weight
 
     # ------------------------------------------------------------------ reductions
-    def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None):
+    def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None, out=None):
+        _no_out(out, "sum")
         x = self if dtype is None else self.to(dtype)
         axes = normalize_dims(_dim_arg(dim, axis), self.ndim, "sum") if _dim_arg(dim, axis) is not None else None
         return R.Sum.apply(x, axes=axes, keepdims=_keepdim_arg(keepdim, keepdims))
 
-    def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None):
+    def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None, out=None):
+        _no_out(out, "mean")
         x = self if dtype is None else self.to(dtype)
         if not dtypes.is_floating_point(x.dtype):
             raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be floating point, got "
@@ -777,9 +779,10 @@ class Tensor:
     def amin(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
         return -(-self).amax(dim, keepdim, axis=axis, keepdims=keepdims)
 
-    def max(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    def max(self, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):
         """max() → the largest element (0-d); max(dim) → (values, indices) along dim; max(other) →
         the element-wise maximum (torch's three forms)."""
+        _no_out(out, "max")
         dim = _dim_arg(dim, axis)
         if isinstance(dim, (Tensor, np.ndarray)):
             return self.maximum(dim)
@@ -787,7 +790,8 @@ class Tensor:
             return R.Amax.apply(self, axes=None, keepdims=False, nan_to_nan=True)
         return MaxResult(*self._select_along(dim, _keepdim_arg(keepdim, keepdims), np.argmax))
 
-    def min(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    def min(self, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):
+        _no_out(out, "min")
         dim = _dim_arg(dim, axis)
         if isinstance(dim, (Tensor, np.ndarray)):
             return self.minimum(dim)
@@ -823,7 +827,8 @@ class Tensor:
             return Tensor._wrap(np.asarray(np.argmin(self.data), dtype=np.int64))
         return self.min(dim, keepdim).indices
 
-    def prod(self, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None):
+    def prod(self, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None, out=None):
+        _no_out(out, "prod")
         x = self if dtype is None else self.to(dtype)
         dim = _dim_arg(dim, axis)
         axis_ = None if dim is None else normalize_dim(dim, self.ndim, "prod")
@@ -1167,3 +1172,9 @@ def where(condition, input=None, other=None) -> Tensor:  # noqa: A002 - torch's 
     if isinstance(b, numbers.Number) and isinstance(a, Tensor):
         b = np.asarray(b, dtype=a.dtype)
     return E.Where.apply(cond, a, b)
+
+
+def _no_out(out, name: str) -> None:
+    """NumPy's np.sum/np.max/... call x.sum(axis=..., out=None) on a Tensor: accept that, refuse a real out=."""
+    if out is not None:
+        raise TypeError(f"{name}(): out= is not supported")

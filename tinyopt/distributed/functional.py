@@ -71,12 +71,14 @@ def sync_batch_norm(input: Tensor, running_mean, running_var, weight: Tensor | N
     mean = all_reduce(input.sum(dim=axes, keepdim=True), group) / m
     centered = input - mean
     var = all_reduce((centered * centered).sum(dim=axes, keepdim=True), group) / m
-    if running_mean is not None:
-        running_mean *= 1 - momentum
-        running_mean += momentum * mean.data.reshape(c).astype(running_mean.dtype)
-    if running_var is not None:
-        running_var *= 1 - momentum
-        running_var += momentum * var.data.reshape(c).astype(running_var.dtype) * (m / (m - 1))
+    for running, batch, correction in ((running_mean, mean, 1.0), (running_var, var, m / (m - 1))):
+        if running is None:
+            continue
+        array = running.data if isinstance(running, Tensor) else running  # a buffer: its memory, in place
+        array *= 1 - momentum
+        array += momentum * batch.data.reshape(c).astype(array.dtype) * correction  # × 1.0 is exact
+        if isinstance(running, Tensor):
+            running._version.value += 1
     out = centered / (var + eps).sqrt()
     shape = (1, c) + (1,) * (input.ndim - 2)
     if weight is not None:

@@ -59,9 +59,10 @@ class _BatchNorm(Module):
 
     def reset_running_stats(self) -> None:
         if self.track_running_stats:
-            self.running_mean[...] = 0
-            self.running_var[...] = 1
-            self.num_batches_tracked = np.array(0, dtype=np.int64)
+            # In place, as torch: a reference kept to a buffer sees the reset.
+            self.running_mean.zero_()
+            self.running_var.fill_(1)
+            self.num_batches_tracked.zero_()
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()
@@ -77,7 +78,7 @@ class _BatchNorm(Module):
         use_batch_stats = self.training or not self.track_running_stats
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
-            self.num_batches_tracked = np.array(self.num_batches_tracked + 1, dtype=np.int64)
+            self.num_batches_tracked.add_(1)
             if self.momentum is None:
                 factor = 1.0 / float(self.num_batches_tracked)
         update = self.training and self.track_running_stats

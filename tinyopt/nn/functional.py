@@ -194,8 +194,9 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bi
 def batch_norm(input: Tensor, running_mean, running_var, weight: Tensor | None = None,  # noqa: A002
                bias: Tensor | None = None, training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """torch.nn.functional.batch_norm (formulas in `tinyopt.nn.batchnorm`). `running_mean`/`running_var`
-    are ndarrays (or None) updated in place when `training` is True; in evaluation they are required and
-    used to normalise. In training, forward and backward are one kernel each (`ops.batchnorm`)."""
+    are Tensors (a module's buffers), ndarrays or None, updated in place when `training` is True (a
+    Tensor's version counter records the write, as torch's); in evaluation they are required and used
+    to normalise. In training, forward and backward are one kernel each (`ops.batchnorm`)."""
     if input.ndim < 2:
         raise ShapeError(f"batch_norm expects input of shape (N, C, *), got {tuple(input.shape)}")
     c = input.shape[1]
@@ -223,16 +224,19 @@ def batch_norm(input: Tensor, running_mean, running_var, weight: Tensor | None =
             if bias is not None:
                 out = out + bias.reshape(shape)
             batch_mean, batch_var = mean.data.reshape(c), var.data.reshape(c)
-        if running_mean is not None:
-            running_mean *= 1 - momentum
-            running_mean += momentum * batch_mean.astype(running_mean.dtype)
-        if running_var is not None:
-            running_var *= 1 - momentum
-            running_var += momentum * batch_var.astype(running_var.dtype) * (m / (m - 1))
+        for running, batch, correction in ((running_mean, batch_mean, 1.0), (running_var, batch_var, m / (m - 1))):
+            if running is None:
+                continue
+            array = running.data if isinstance(running, Tensor) else running
+            array *= 1 - momentum
+            array += momentum * batch.astype(array.dtype) * correction  # × 1.0 is exact for the mean
+            if isinstance(running, Tensor):
+                running._version.value += 1
         return out
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm in evaluation needs running_mean and running_var (track_running_stats=True)")
+        running_mean, running_var = np.asarray(running_mean), np.asarray(running_var)  # a Tensor's data
         mean = np.asarray(running_mean, dtype=input.dtype).reshape(shape)
         inv_std = (1.0 / np.sqrt(np.asarray(running_var, dtype=input.dtype) + eps)).astype(input.dtype).reshape(shape)
         x_hat = (input - mean) * inv_std

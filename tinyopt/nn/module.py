@@ -2,7 +2,8 @@
 
 Assigning a `Parameter` or a `Module` to an attribute registers it (in assignment order, which
 makes `named_parameters()` and `state_dict()` keys stable); `register_buffer` registers state
-that is saved but not trained (BatchNorm's running statistics), kept as an ndarray.
+that is saved but not trained (BatchNorm's running statistics), kept as a Tensor (requires_grad False),
+as in torch; an ndarray given is wrapped without a copy (`from_numpy`: the memory is shared).
 
 Calling a module runs, in order: its forward pre-hooks (`hook(module, args)`, which may return
 new args), `forward`, its forward hooks (`hook(module, args, output)`, which may return a new
@@ -30,6 +31,7 @@ class Module:
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_non_persistent_buffers_set", set())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_forward_pre_hooks", [])
         object.__setattr__(self, "_forward_hooks", [])
@@ -40,7 +42,8 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() before assigning {name!r}")
         if name in self._buffers and not isinstance(value, (Parameter, Module)):
-            object.__setattr__(self, name, value)  # a buffer reassigned (e.g. running_mean) stays a buffer
+            # A buffer reassigned (e.g. running_mean) stays a buffer: torch replaces it by the new Tensor.
+            object.__setattr__(self, name, _as_buffer(value, name))
             return
         # Replacing a module (or parameter) by another keeps its place in registration order, as in
         # torch: Sequential runs its layers in that order, so `seq.0 = new_layer` must stay first.
@@ -54,6 +57,7 @@ class Module:
             return
         for registry in (self._parameters, self._buffers, self._modules):
             registry.pop(name, None)
+        self._non_persistent_buffers_set.discard(name)
         if isinstance(value, Parameter):
             self._parameters[name] = value
         elif isinstance(value, Module):
@@ -63,6 +67,7 @@ class Module:
     def __delattr__(self, name):
         for registry in (self._parameters, self._buffers, self._modules):
             registry.pop(name, None)
+        self._non_persistent_buffers_set.discard(name)
         object.__delattr__(self, name)
 
     def register_parameter(self, name: str, param) -> None:
@@ -72,17 +77,27 @@ class Module:
         else:
             setattr(self, name, param)
 
-    def register_buffer(self, name: str, array, persistent: bool = True) -> None:
-        """Register an array (an ndarray or a Tensor, kept as an ndarray) that belongs to the module's
-        state but is not trained. Non-persistent buffers stay out of `state_dict()`."""
+    def register_buffer(self, name: str, tensor, persistent: bool = True) -> None:
+        """Register a Tensor that belongs to the module's state but is not trained (torch's
+        register_buffer). A Tensor is kept as given (the same object); an ndarray (or NumPy scalar) is
+        wrapped without a copy, sharing its memory as `from_numpy` does; `None` registers an empty slot.
+        Non-persistent buffers are in `named_buffers()` but stay out of `state_dict()`."""
         if not isinstance(name, str) or not name or "." in name:
             raise KeyError(f"buffer name must be a non-empty string without '.', got {name!r}")
-        value = None if array is None else np.asarray(array)
-        object.__setattr__(self, name, value)
+        if hasattr(self, name) and name not in self._buffers and name not in self._parameters \
+                and name not in self._modules:
+            raise KeyError(f"attribute {name!r} already exists")
+        if isinstance(tensor, Parameter):
+            raise TypeError(f"cannot register a Parameter as buffer {name!r}; use register_parameter")
+        value = _as_buffer(tensor, name)
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
+        object.__setattr__(self, name, value)
+        self._buffers[name] = None  # the value lives in the attribute; looked up by name
         if persistent:
-            self._buffers[name] = None  # looked up by name, so reassignment keeps working
+            self._non_persistent_buffers_set.discard(name)
+        else:
+            self._non_persistent_buffers_set.add(name)
 
     def add_module(self, name: str, module) -> None:
         setattr(self, name, module)
@@ -157,8 +172,14 @@ class Module:
             yield p
 
     def named_buffers(self, prefix: str = ""):
+        """(dotted name, Tensor) for every buffer that is not None, persistent or not (as torch)."""
+        return self._named_buffers(prefix)
+
+    def _named_buffers(self, prefix: str = "", persistent_only: bool = False):
         for module_name, module in self.named_modules(prefix):
             for name in module._buffers:
+                if persistent_only and name in module._non_persistent_buffers_set:
+                    continue
                 value = getattr(module, name)
                 if value is not None:
                     yield (f"{module_name}.{name}" if module_name else name), value
@@ -219,8 +240,8 @@ class Module:
         for module in self.modules():
             for name in module._buffers:
                 value = getattr(module, name)
-                if value is not None and dtypes.is_floating_point(value.dtype):
-                    object.__setattr__(module, name, value.astype(dtype))
+                if value is not None and dtypes.is_floating_point(value.dtype) and value.dtype != dtype:
+                    value.data = value.data.astype(dtype)  # the same Tensor, as for parameters
         return self
 
     def float(self):
@@ -258,12 +279,13 @@ class Module:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """Copies of every parameter and persistent buffer, by dotted name."""
+        """Copies of every parameter and persistent buffer, by dotted name, as ndarrays (buffers
+        the same way as parameters; torch gives detached Tensors, which `np.asarray` also reads)."""
         state = OrderedDict()
         for name, p in self.named_parameters():
             state[name] = p.data.copy()
-        for name, b in self.named_buffers():
-            state[name] = np.array(b, copy=True)
+        for name, b in self._named_buffers(persistent_only=True):
+            state[name] = b.data.copy()
         return state
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
@@ -317,15 +339,18 @@ class Module:
             targets[name] = (lambda p=p: p.data, lambda v, p=p: np.copyto(p.data, v, casting="same_kind"))
         for module_name, module in self.named_modules():
             for bname in module._buffers:
-                if getattr(module, bname) is None:
+                if bname in module._non_persistent_buffers_set or getattr(module, bname) is None:
                     continue
                 key = f"{module_name}.{bname}" if module_name else bname
 
                 def setter(v, m=module, n=bname):
+                    # Into the buffer's own memory (as torch's copy_), so a reference kept to it sees the
+                    # loaded values; the version counter records the in-place write.
                     current = getattr(m, n)
-                    object.__setattr__(m, n, np.array(v, dtype=current.dtype, copy=True))
+                    np.copyto(current.data, v, casting="same_kind")
+                    current._version.value += 1
 
-                targets[key] = (lambda m=module, n=bname: getattr(m, n), setter)
+                targets[key] = (lambda m=module, n=bname: getattr(m, n).data, setter)
         return targets
 
     # ------------------------------------------------------------------ printing
@@ -341,6 +366,18 @@ class Module:
             child_repr = repr(child).replace("\n", "\n  ")
             lines.append(f"  ({name}): {child_repr}")
         return "\n".join(lines) + "\n)"
+
+
+def _as_buffer(value, name: str):
+    """What a buffer slot holds: None, or a Tensor that requires no grad. A Tensor is kept as it is
+    (torch keeps the object); an ndarray or NumPy scalar is wrapped without a copy (from_numpy)."""
+    if value is None:
+        return None
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, (np.ndarray, np.generic)):
+        return Tensor._wrap(value if isinstance(value, np.ndarray) else np.asarray(value))
+    raise TypeError(f"cannot assign '{type(value).__name__}' as buffer '{name}' (Tensor, ndarray or None expected)")
 
 
 def check_last_dim(module: Module, x: Tensor, expected: int, what: str = "features") -> None:

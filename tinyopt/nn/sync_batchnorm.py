@@ -41,7 +41,7 @@ class SyncBatchNorm(_BatchNorm):
         factor = 0.0 if self.momentum is None else self.momentum
         update = self.training and self.track_running_stats
         if update:
-            self.num_batches_tracked = np.array(self.num_batches_tracked + 1, dtype=np.int64)
+            self.num_batches_tracked.add_(1)
             if self.momentum is None:
                 factor = 1.0 / float(self.num_batches_tracked)
         from tinyopt.distributed.functional import sync_batch_norm
@@ -54,7 +54,7 @@ class SyncBatchNorm(_BatchNorm):
         use_batch_stats = self.training or not self.track_running_stats
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
-            self.num_batches_tracked = np.array(self.num_batches_tracked + 1, dtype=np.int64)
+            self.num_batches_tracked.add_(1)
             if self.momentum is None:
                 factor = 1.0 / float(self.num_batches_tracked)
         update = self.training and self.track_running_stats

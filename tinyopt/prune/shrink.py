@@ -209,7 +209,7 @@ def shrink(model, example_input, fold_bias: bool = True):
                         _set_param(mod, name, np.asarray(getattr(mod, name).data)[keep])
                 for name in ("running_mean", "running_var"):
                     if getattr(mod, name, None) is not None:
-                        setattr(mod, name, np.ascontiguousarray(getattr(mod, name)[keep]))
+                        setattr(mod, name, np.ascontiguousarray(getattr(mod, name).data[keep]))
                 mod.num_features = int(keep.sum())
         # and the consumer's inputs
         _set_param(q, "weight", np.asarray(q.weight.data)[:, unit_keep])

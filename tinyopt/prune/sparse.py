@@ -45,12 +45,12 @@ class SparseLinear(Module):
 
     @property
     def nnz(self) -> int:
-        return int(self.values.size)
+        return int(self.values.data.size)
 
     def to_dense(self) -> np.ndarray:
-        w = np.zeros((self.out_features, self.in_features), dtype=self.values.dtype)
-        rows = np.repeat(np.arange(self.out_features), np.diff(self.indptr))
-        w[rows, self.indices] = self.values
+        w = np.zeros((self.out_features, self.in_features), dtype=self.values.data.dtype)
+        rows = np.repeat(np.arange(self.out_features), np.diff(self.indptr.data))
+        w[rows, self.indices.data] = self.values.data
         return w
 
     def forward(self, x: Tensor) -> Tensor:
@@ -58,12 +58,12 @@ class SparseLinear(Module):
         if x.requires_grad and is_grad_enabled():
             raise RuntimeError("SparseLinear is for inference (it has no backward): call it under to.no_grad(), "
                                "or fine-tune the masked model and convert it afterwards")
-        data = np.asarray(x.data, dtype=self.values.dtype)
+        data = np.asarray(x.data, dtype=self.values.data.dtype)
         lead = data.shape[:-1]
         xt = np.ascontiguousarray(data.reshape(-1, self.in_features).T)
-        y = kernels.csr_matmul_t(self.indptr, self.indices, self.values, xt).T
+        y = kernels.csr_matmul_t(self.indptr.data, self.indices.data, self.values.data, xt).T
         if self.bias is not None:
-            y = y + self.bias
+            y = y + self.bias.data
         return Tensor(np.ascontiguousarray(y).reshape(lead + (self.out_features,)))
 
     def extra_repr(self) -> str:
@@ -96,7 +96,7 @@ class SparseConv2d(Module):
 
     @property
     def nnz(self) -> int:
-        return int(self.values.size)
+        return int(self.values.data.size)
 
     def forward(self, x: Tensor) -> Tensor:
         from tinyopt.errors import ShapeError
@@ -110,11 +110,11 @@ class SparseConv2d(Module):
         n, _, h, w = x.shape
         oh = conv_kernels.conv_output_size(h, kh, sh, ph, ph, dh)
         ow = conv_kernels.conv_output_size(w, kw, sw, pw, pw, dw)
-        data = np.ascontiguousarray(x.data, dtype=self.values.dtype)
+        data = np.ascontiguousarray(x.data, dtype=self.values.data.dtype)
         cols = np.ascontiguousarray(conv_kernels.im2col(data, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow))
-        y = kernels.csr_matmul_t(self.indptr, self.indices, self.values, cols)
+        y = kernels.csr_matmul_t(self.indptr.data, self.indices.data, self.values.data, cols)
         if self.bias is not None:
-            y += self.bias.reshape(-1, 1)
+            y += self.bias.data.reshape(-1, 1)
         return Tensor(np.ascontiguousarray(y.reshape(self.out_channels, n, oh, ow).transpose(1, 0, 2, 3)))
 
     def extra_repr(self) -> str:

@@ -74,16 +74,16 @@ class FakeQuantize(Module):
             self.scale, self.zero_point = self.calculate_qparams()
         if self.fake_quant_enabled:
             if self.is_per_channel:
-                return F.fake_quantize_per_channel_affine(x, self.scale, self.zero_point, self.ch_axis,
+                return F.fake_quantize_per_channel_affine(x, self.scale.data, self.zero_point.data, self.ch_axis,
                                                         self.quant_min, self.quant_max)
-            return F.fake_quantize_per_tensor_affine(x, float(self.scale[0]), int(self.zero_point[0]),
+            return F.fake_quantize_per_tensor_affine(x, float(self.scale.data[0]), int(self.zero_point.data[0]),
                                                    self.quant_min, self.quant_max)
         return x
 
     def extra_repr(self):
         return (f"fake_quant_enabled={self.fake_quant_enabled}, observer_enabled={self.observer_enabled}, "
                 f"quant_min={self.quant_min}, quant_max={self.quant_max}, dtype={self.dtype.name}, "
-                f"qscheme={self.qscheme}, scale={self.scale}, zero_point={self.zero_point}")
+                f"qscheme={self.qscheme}, scale={self.scale.data}, zero_point={self.zero_point.data}")
 
 
 __all__ = ["FakeQuantize", "FakeQuantizeFunction", "fake_quantize_per_channel_affine", "fake_quantize_per_tensor_affine"]

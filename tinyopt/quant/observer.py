@@ -107,6 +107,18 @@ class ObserverBase(Module):
         self.eps = np.float32(eps)
         self.is_dynamic = is_dynamic
 
+    def _store(self, **values) -> None:
+        """Set buffers (min_val, max_val, histogram) to new values: in the buffer's own memory when the
+        shape is unchanged (as torch's copy_, so a reference kept to the buffer sees the update), else
+        as a new Tensor (a per-channel observer's first batch sets the number of channels)."""
+        for name, value in values.items():
+            buffer, array = getattr(self, name), np.asarray(value)
+            if buffer is not None and buffer.data.shape == array.shape:
+                buffer.data[...] = array
+                buffer._version.value += 1
+            else:
+                setattr(self, name, array.astype(np.float64 if name == "histogram" else np.float32, copy=False))
+
     @property
     def symmetric(self) -> bool:
         return self.qscheme in (PER_TENSOR_SYMMETRIC, PER_CHANNEL_SYMMETRIC)
@@ -121,7 +133,7 @@ class ObserverBase(Module):
                               eps=self.eps)
 
     def has_observed(self) -> bool:
-        return bool(np.all(np.isfinite(self.min_val)) and np.all(np.isfinite(self.max_val)))
+        return bool(np.all(np.isfinite(self.min_val.data)) and np.all(np.isfinite(self.max_val.data)))
 
     def calculate_qparams(self):
         """(scale float32 array, zero_point int64 array), shape (1,) per tensor or (C,) per channel.
@@ -129,12 +141,12 @@ class ObserverBase(Module):
         Before any data was observed, returns scale 1 and zero point 0, like torch."""
         if not self.has_observed():
             return np.ones(1, np.float32), np.zeros(1, np.int64)
-        scale, zp = self._qparams_from(self.min_val, self.max_val)
+        scale, zp = self._qparams_from(self.min_val.data, self.max_val.data)
         return np.atleast_1d(scale).astype(np.float32), np.atleast_1d(zp).astype(np.int64)
 
     def extra_repr(self) -> str:
         return (f"dtype={self.dtype.name}, qscheme={self.qscheme}, quant_min={self.quant_min}, "
-                f"quant_max={self.quant_max}, min_val={self.min_val}, max_val={self.max_val}")
+                f"quant_max={self.quant_max}, min_val={self.min_val.data}, max_val={self.max_val.data}")
 
 
 class MinMaxObserver(ObserverBase):
@@ -154,12 +166,12 @@ class MinMaxObserver(ObserverBase):
         arr = finite_batch(x, type(self).__name__)
         if arr.size == 0:
             return x
-        self.min_val = np.minimum(np.float32(arr.min()), self.min_val)
-        self.max_val = np.maximum(np.float32(arr.max()), self.max_val)
+        self._store(min_val=np.minimum(np.float32(arr.min()), self.min_val.data))
+        self._store(max_val=np.maximum(np.float32(arr.max()), self.max_val.data))
         return x
 
     def reset_min_max_vals(self):
-        self.min_val, self.max_val = np.float32(np.inf), np.float32(-np.inf)
+        self._store(min_val=np.float32(np.inf), max_val=np.float32(-np.inf))
 
 
 class MovingAverageMinMaxObserver(MinMaxObserver):
@@ -181,11 +193,11 @@ class MovingAverageMinMaxObserver(MinMaxObserver):
             return x
         cur_min, cur_max = np.float32(arr.min()), np.float32(arr.max())
         if not self.has_observed():
-            self.min_val, self.max_val = cur_min, cur_max
+            self._store(min_val=cur_min, max_val=cur_max)
         else:
             c = np.float32(self.averaging_constant)
-            self.min_val = np.float32(self.min_val + c * (cur_min - self.min_val))
-            self.max_val = np.float32(self.max_val + c * (cur_max - self.max_val))
+            self._store(min_val=np.float32(self.min_val.data + c * (cur_min - self.min_val.data)))
+            self._store(max_val=np.float32(self.max_val.data + c * (cur_max - self.max_val.data)))
         return x
 
 
@@ -203,7 +215,7 @@ class PerChannelMinMaxObserver(ObserverBase):
         self.register_buffer("max_val", np.zeros(0, np.float32))
 
     def has_observed(self) -> bool:
-        return self.min_val.size > 0
+        return self.min_val.data.size > 0
 
     def forward(self, x):
         arr = finite_batch(x, type(self).__name__)
@@ -213,24 +225,24 @@ class PerChannelMinMaxObserver(ObserverBase):
         y = np.moveaxis(arr, axis, 0).reshape(arr.shape[axis], -1)
         cur_min, cur_max = y.min(axis=1), y.max(axis=1)
         if not self.has_observed():
-            self.min_val, self.max_val = cur_min, cur_max
+            self._store(min_val=cur_min, max_val=cur_max)
         else:
-            if cur_min.shape != self.min_val.shape:
+            if cur_min.shape != self.min_val.data.shape:
                 raise ValueError(
-                    f"PerChannelMinMaxObserver saw {self.min_val.size} channels before, now {cur_min.size} "
+                    f"PerChannelMinMaxObserver saw {self.min_val.data.size} channels before, now {cur_min.size} "
                     f"(input shape {arr.shape}, ch_axis={self.ch_axis})")
-            self.min_val = np.minimum(cur_min, self.min_val)
-            self.max_val = np.maximum(cur_max, self.max_val)
+            self._store(min_val=np.minimum(cur_min, self.min_val.data))
+            self._store(max_val=np.maximum(cur_max, self.max_val.data))
         return x
 
     def calculate_qparams(self):
         if not self.has_observed():
             return np.ones(1, np.float32), np.zeros(1, np.int64)
-        scale, zp = self._qparams_from(self.min_val, self.max_val)
+        scale, zp = self._qparams_from(self.min_val.data, self.max_val.data)
         return scale.astype(np.float32), zp.astype(np.int64)
 
     def reset_min_max_vals(self):
-        self.min_val, self.max_val = np.zeros(0, np.float32), np.zeros(0, np.float32)
+        self._store(min_val=np.zeros(0, np.float32), max_val=np.zeros(0, np.float32))
 
 
 class PercentileObserver(ObserverBase):
@@ -259,24 +271,24 @@ class PercentileObserver(ObserverBase):
         arr = finite_batch(x, type(self).__name__).reshape(-1)
         if arr.size == 0:
             return x
-        lo, hi = np.float32(min(arr.min(), self.min_val)), np.float32(max(arr.max(), self.max_val))
-        if self.has_observed() and (lo < self.min_val or hi > self.max_val) and self.histogram.sum() > 0:
-            old_edges = np.linspace(self.min_val, self.max_val, self.bins + 1)
+        lo, hi = np.float32(min(arr.min(), self.min_val.data)), np.float32(max(arr.max(), self.max_val.data))
+        if self.has_observed() and (lo < self.min_val.data or hi > self.max_val.data) and self.histogram.data.sum() > 0:
+            old_edges = np.linspace(self.min_val.data, self.max_val.data, self.bins + 1)
             centres = (old_edges[:-1] + old_edges[1:]) / 2
             moved, _ = np.histogram(centres, bins=self.bins, range=(lo, hi) if hi > lo else (lo, lo + 1e-12),
-                                    weights=self.histogram)
-            self.histogram = moved
+                                    weights=self.histogram.data)
+            self._store(histogram=moved)
         counts, _ = np.histogram(arr, bins=self.bins, range=(lo, hi) if hi > lo else (lo, lo + 1e-12))
-        self.histogram = self.histogram + counts
-        self.min_val, self.max_val = lo, hi
+        self._store(histogram=self.histogram.data + counts)
+        self._store(min_val=lo, max_val=hi)
         return x
 
     def percentile_range(self):
         """(P_p, P_(100−p)) of the histogram, linear inside bins."""
-        if self.percentile == 0 or self.max_val <= self.min_val:
-            return np.float32(self.min_val), np.float32(self.max_val)
-        edges = np.linspace(self.min_val, self.max_val, self.bins + 1)
-        cdf = np.concatenate([[0.0], np.cumsum(self.histogram)]) / self.histogram.sum()
+        if self.percentile == 0 or self.max_val.data <= self.min_val.data:
+            return np.float32(self.min_val.data), np.float32(self.max_val.data)
+        edges = np.linspace(self.min_val.data, self.max_val.data, self.bins + 1)
+        cdf = np.concatenate([[0.0], np.cumsum(self.histogram.data)]) / self.histogram.data.sum()
         lo = np.interp(self.percentile / 100, cdf, edges)
         hi = np.interp(1 - self.percentile / 100, cdf, edges)
         return np.float32(lo), np.float32(hi)

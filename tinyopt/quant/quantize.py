@@ -231,13 +231,13 @@ def _fold_bn(layer, bn, out_features: int):
                                 f"{out_features} output channels")
     gamma = bn.weight.data if bn.weight is not None else np.ones(bn.num_features, np.float32)
     beta = bn.bias.data if bn.bias is not None else np.zeros(bn.num_features, np.float32)
-    g_hat = gamma.astype(np.float64) / np.sqrt(bn.running_var.astype(np.float64) + bn.eps)
+    g_hat = gamma.astype(np.float64) / np.sqrt(bn.running_var.data.astype(np.float64) + bn.eps)
     bias = layer.bias.data.astype(np.float64) if layer.bias is not None else np.zeros(out_features)
     w = layer.weight.data
     per_row = g_hat.reshape((-1,) + (1,) * (w.ndim - 1))
     fused = copy.deepcopy(layer)
     fused.weight = Parameter((w.astype(np.float64) * per_row).astype(w.dtype))
-    fused.bias = Parameter(((bias - bn.running_mean) * g_hat + beta).astype(w.dtype))
+    fused.bias = Parameter(((bias - bn.running_mean.data) * g_hat + beta).astype(w.dtype))
     return fused
 
 
@@ -454,7 +454,7 @@ def _check_observed(name, obs, what):
         raise QuantizationError(
             f"convert() before calibration: the {what} observer of layer {name!r} has seen no data; run "
             "calibration batches through the prepared model (model(x)) before convert()")
-    lo, hi = np.min(obs.min_val), np.max(obs.max_val)
+    lo, hi = np.min(obs.min_val.data), np.max(obs.max_val.data)
     if not hi > lo:
         raise QuantizationError(
             f"the {what} observer of layer {name!r} saw a zero range (min = max = {lo}); its scale would be "

@@ -108,8 +108,10 @@ class DistributedDataParallel(Module):
 
     def _broadcast_buffers(self) -> None:
         for _, b in self.module.named_buffers():
-            if isinstance(b, np.ndarray) and b.flags.c_contiguous and b.flags.writeable:
-                self._comm.Bcast(b, root=0)
+            array = b.data  # a buffer is a Tensor: broadcast into its memory, so references see rank 0's values
+            if array.flags.c_contiguous and array.flags.writeable:
+                self._comm.Bcast(array, root=0)
+                b._version.value += 1
 
     @staticmethod
     def _make_buckets(params, cap_bytes: int) -> list:

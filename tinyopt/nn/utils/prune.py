@@ -3,7 +3,7 @@
 Pruning `module.<name>` re-parametrises it (torch's scheme, the same state_dict keys):
 
     <name>_orig   the Parameter that is trained (the original tensor, same object as before);
-    <name>_mask   a buffer (ndarray of 0/1 in the parameter's dtype);
+    <name>_mask   a buffer (a Tensor of 0/1 in the parameter's dtype, as torch);
     <name>        = <name>_orig ⊙ <name>_mask, recomputed by a forward pre-hook before every forward,
 
 so the gradient reaching `<name>_orig` is ∂L/∂<name> ⊙ mask: pruned weights receive zero gradient
@@ -68,7 +68,7 @@ class BasePruningMethod(ABC):
             raise RuntimeError(f"Module {type(module).__name__} has to be pruned (apply was not called)")
         mask = getattr(module, self._tensor_name + "_mask")
         orig = getattr(module, self._tensor_name + "_orig")
-        return orig * Tensor(np.asarray(mask, dtype=orig.dtype))
+        return orig * Tensor(np.asarray(mask.data, dtype=orig.dtype))
 
     @classmethod
     def apply(cls, module, name, *args, importance_scores=None, **kwargs):
