@@ -79,7 +79,7 @@ def test_fake_quantize_switches():
     fq = Q.FakeQuantize(dtype="qint8", quant_min=-128, quant_max=127)
     x = to.tensor(np.linspace(-1, 1, 11, dtype=np.float32))
     fq(x)
-    scale_before = fq.scale.copy()
+    scale_before = fq.scale.clone()
     fq.disable_observer()
     fq(x * 10)                                   # not observed: the scale stays
     np.testing.assert_array_equal(fq.scale, scale_before)

@@ -48,7 +48,7 @@ def test_requires_grad_alone_lets_batchnorm_drift_and_freeze_does_not(rng):
     # requires_grad_(False) freezes gamma and beta, but training mode still updates the running statistics
     model = _cnn()
     model.requires_grad_(False)
-    mean0 = model[1].running_mean.copy()
+    mean0 = model[1].running_mean.clone()
     model.train()
     model(to.tensor(x))
     assert not np.allclose(model[1].running_mean, mean0)

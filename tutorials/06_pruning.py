@@ -549,7 +549,7 @@ def with_mask(state, masks, seed=None):
     return m
 
 
-masks = [mod.weight_mask.copy() for mod, _ in weights(iterative)]
+masks = [mod.weight_mask.clone() for mod, _ in weights(iterative)]
 ticket = train(with_mask(init_state, masks), EPOCHS, seed=4)
 random_init = train(with_mask(None, masks, seed=100), EPOCHS, seed=4)
 ticket_acc, random_acc = accuracy(ticket), accuracy(random_init)
