@@ -286,8 +286,9 @@ except ValueError as e:
 # ## 6. A small CNN on Fashion-MNIST
 #
 # Two conv–ReLU–pool stages and a linear classifier learn Fashion-MNIST far faster per parameter
-# than an MLP: the kernels share their weights over all positions. (The full recipe, ~92% in a
-# few minutes, is `tinyopt train --model lenet5`.)
+# than an MLP: the kernels share their weights over all positions. (On all 60,000 images,
+# `tinyopt train --model lenet5` reaches roughly 90% in ten epochs; the 93% recipe, a wider CNN
+# trained with flips, is `tinyopt train --preset cnn92`, about five minutes on 2 cores.)
 
 # %%
 from tinyopt.datasets import fashion_mnist
