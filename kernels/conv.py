@@ -202,6 +202,251 @@ def col2im_parallel(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
 col2im = dispatch(col2im_reference, col2im_numba, col2im_parallel)
 
 
+# ----------------------------------------------------------------------------- direct convolution
+#
+# For a small layer (the first layer of an image network: 1 or 3 input channels, a few output
+# channels), im2col + GEMM is a poor fit: the GEMM has a short K = C·KH·KW and a handful of rows O, so
+# BLAS spends its time packing a matrix that is used only O times, and im2col writes KH·KW copies of
+# the input first. The direct loops below read the input where it is. They work on the padded input
+# of one sample flattened to one vector of length C·HP·WP: for stride 1, output (a, b) at kernel offset
+# (c, i, j) reads element  c·HP·WP + (a + i·d_h)·WP + (b + j·d_w),  so for a fixed (c, i, j) the whole
+# output plane is one contiguous run of the input, shifted by off(c, i, j) = c·HP·WP + i·d_h·WP + j·d_w:
+#
+#     y_wide[o, p] = bias[o] + Σ_{c, i, j} w[o, c, i, j] · x_flat[off(c, i, j) + p],   p = a·WP + b
+#
+# computed for p in [0, L), L = (OH − 1)·WP + OW; the positions with b ≥ OW ("wide" columns that run
+# past the row's end) are computed and dropped, (WP − OW)/WP of the work. The weight gradient is the
+# same identity read the other way, a dot product per weight:
+#
+#     dW[o, c, i, j] = Σ_n Σ_p dY_wide[n, o, p] · x_flat[n, off(c, i, j) + p]     (dY_wide = 0 where b ≥ OW)
+#     dbias[o] = Σ_{n, a, b} dY[n, o, a, b]
+#
+# Only stride 1, groups = 1 and O·C·KH·KW ≤ DIRECT_MAX_MACS (`direct_conv_applies`); the input gradient of such a layer, when it
+# is needed, still goes through the GEMM and col2im. benchmarks/bench_conv.py times both paths.
+
+# A layer takes the direct loops when O·C·KH·KW, its multiply-adds per output position, is at most this.
+# The direct loops do all O·C·KH·KW products per output position with one store per four, while the
+# GEMM blocks them in registers; what the direct loops save is im2col's copies and BLAS's packing, which
+# do not grow with O. Measured (benchmarks/bench_conv.py, batch 64, 2 threads): LeNet-5's 1→6 5×5 layer
+# (150) forward 1.5x and backward 1.2x faster direct; the Keras CNN's 1→32 3×3 layer (288) forward
+# 1.4x and backward 1.2x slower direct; beyond that the GEMM wins by more.
+DIRECT_MAX_MACS = 200
+# The parallel twins split the batch into blocks of this many samples, one thread per block; the weight
+# gradient is summed per block and the blocks are added in order, so serial and parallel agree bit for bit.
+DIRECT_BLOCK = 16
+
+
+def direct_conv_applies(x_shape, w_shape, stride, groups) -> bool:
+    """Whether conv2d_forward/backward take the direct loops: stride 1, one group, O·C·KH·KW ≤ DIRECT_MAX_MACS."""
+    o, c, kh, kw = w_shape
+    return tuple(stride) == (1, 1) and groups == 1 and o * c * kh * kw <= DIRECT_MAX_MACS
+
+
+def _padded_size(h, w, kh, kw, ph, pw, dh, dw, oh, ow):
+    """(HP, WP): the input padded by (ph, pw) on the top/left and by what the output needs on the bottom/right."""
+    return max(h + ph, (oh - 1) + (kh - 1) * dh + 1), max(w + pw, (ow - 1) + (kw - 1) * dw + 1)
+
+
+def conv2d_direct_reference(x, w, bias, ph, pw, dh, dw, oh, ow):
+    """y[n, o, a, b] = bias[o] + Σ_{c, i, j} w[o, c, i, j] · x_pad[n, c, a + i·dh, b + j·dw] (stride 1)."""
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    hp, wp = _padded_size(h, wd, kh, kw, ph, pw, dh, dw, oh, ow)
+    x_pad = np.zeros((n, c, hp, wp), dtype=x.dtype)
+    x_pad[:, :, ph:ph + h, pw:pw + wd] = x
+    y = np.empty((n, o, oh, ow), dtype=x.dtype)
+    y[...] = bias.reshape(1, o, 1, 1)
+    for ch in range(c):
+        for i in range(kh):
+            for j in range(kw):
+                window = x_pad[:, ch, i * dh:i * dh + oh, j * dw:j * dw + ow]  # (N, OH, OW)
+                y += w[:, ch, i, j].reshape(1, o, 1, 1) * window[:, None]
+    return y
+
+
+def conv2d_direct_weight_grad_reference(x, grad, kh, kw, ph, pw, dh, dw):
+    """dW[o, c, i, j] = Σ_{n, a, b} dY[n, o, a, b] · x_pad[n, c, a + i·dh, b + j·dw] (stride 1)."""
+    n, c, h, wd = x.shape
+    o, oh, ow = grad.shape[1:]
+    hp, wp = _padded_size(h, wd, kh, kw, ph, pw, dh, dw, oh, ow)
+    x_pad = np.zeros((n, c, hp, wp), dtype=x.dtype)
+    x_pad[:, :, ph:ph + h, pw:pw + wd] = x
+    dwt = np.empty((o, c, kh, kw), dtype=grad.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            window = x_pad[:, :, i * dh:i * dh + oh, j * dw:j * dw + ow]  # (N, C, OH, OW)
+            dwt[:, :, i, j] = np.einsum("noab,ncab->oc", grad, window)
+    return dwt
+
+
+@numba.njit(cache=True)
+def _pad_sample(x, s, x_pad, ph, pw):
+    """x_pad[:, ph:ph + H, pw:pw + W] = x[s]; the border of x_pad stays as it is (zero)."""
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    for ch in range(c):
+        for a in range(h):
+            src = x[s, ch, a]
+            dst = x_pad[ch, a + ph, pw:pw + w]
+            for q in range(w):
+                dst[q] = src[q]
+
+
+@numba.njit(cache=True)
+def _direct_sample(x_flat, w, bias, y_wide, length, hp, wp, dh, dw):
+    """y_wide[o, p] = bias[o] + Σ_{c,i,j} w[o,c,i,j] · x_flat[off(c,i,j) + p] for p < length, for one
+    sample. Four kernel columns j are added per pass over y_wide (one store per four products: the
+    loop is bound by the stores to y_wide, not by the multiplications)."""
+    o, c, kh, kw = w.shape
+    for oo in range(o):
+        row = y_wide[oo]
+        b = bias[oo]
+        for p in range(length):
+            row[p] = b
+    for ch in range(c):
+        for i in range(kh):
+            base = ch * hp * wp + i * dh * wp
+            j = 0
+            while j + 4 <= kw:
+                s0 = x_flat[base + j * dw:base + j * dw + length]
+                s1 = x_flat[base + (j + 1) * dw:base + (j + 1) * dw + length]
+                s2 = x_flat[base + (j + 2) * dw:base + (j + 2) * dw + length]
+                s3 = x_flat[base + (j + 3) * dw:base + (j + 3) * dw + length]
+                for oo in range(o):
+                    w0, w1, w2, w3 = w[oo, ch, i, j], w[oo, ch, i, j + 1], w[oo, ch, i, j + 2], w[oo, ch, i, j + 3]
+                    row = y_wide[oo]
+                    for p in range(length):
+                        row[p] += w0 * s0[p] + w1 * s1[p] + w2 * s2[p] + w3 * s3[p]
+                j += 4
+            while j < kw:
+                s0 = x_flat[base + j * dw:base + j * dw + length]
+                for oo in range(o):
+                    w0 = w[oo, ch, i, j]
+                    row = y_wide[oo]
+                    for p in range(length):
+                        row[p] += w0 * s0[p]
+                j += 1
+
+
+@numba.njit(cache=True)
+def _direct_samples(x, w, bias, y, first, stop, ph, pw, dh, dw):
+    """y[first:stop] by the direct loops, with this call's own padded-sample and wide-output buffers."""
+    c, h, wd = x.shape[1], x.shape[2], x.shape[3]
+    o, kh, kw = w.shape[0], w.shape[2], w.shape[3]
+    oh, ow = y.shape[2], y.shape[3]
+    hp, wp = max(h + ph, oh + (kh - 1) * dh), max(wd + pw, ow + (kw - 1) * dw)
+    length = (oh - 1) * wp + ow
+    x_pad = np.zeros((c, hp, wp), dtype=x.dtype)
+    y_wide = np.empty((o, length), dtype=x.dtype)
+    x_flat = x_pad.reshape(-1)
+    for s in range(first, stop):
+        _pad_sample(x, s, x_pad, ph, pw)
+        _direct_sample(x_flat, w, bias, y_wide, length, hp, wp, dh, dw)
+        for oo in range(o):
+            for a in range(oh):
+                src = y_wide[oo, a * wp:a * wp + ow]
+                dst = y[s, oo, a]
+                for q in range(ow):
+                    dst[q] = src[q]
+
+
+@numba.njit(cache=True)
+def conv2d_direct_numba(x, w, bias, ph, pw, dh, dw, oh, ow):
+    y = np.empty((x.shape[0], w.shape[0], oh, ow), dtype=x.dtype)
+    _direct_samples(x, w, bias, y, 0, x.shape[0], ph, pw, dh, dw)
+    return y
+
+
+@numba.njit(cache=True, parallel=True)
+def conv2d_direct_parallel(x, w, bias, ph, pw, dh, dw, oh, ow):
+    """conv2d_direct_numba with blocks of samples split over Numba's threads (bit-identical: each
+    sample is computed the same way, by one thread)."""
+    n = x.shape[0]
+    y = np.empty((n, w.shape[0], oh, ow), dtype=x.dtype)
+    for k in numba.prange(-(-n // DIRECT_BLOCK)):
+        _direct_samples(x, w, bias, y, k * DIRECT_BLOCK, min(n, (k + 1) * DIRECT_BLOCK), ph, pw, dh, dw)
+    return y
+
+
+conv2d_direct = dispatch(conv2d_direct_reference, conv2d_direct_numba, conv2d_direct_parallel)
+
+
+# Why fastmath={"reassoc"} here and nowhere else in this module: a dot product is a chain of
+# dependent additions, and LLVM turns it into SIMD partial sums only if it may reorder them (12x
+# faster at the LeNet shapes). The order is fixed by the compiled code, so the result is the same from
+# run to run; it differs from the NumPy twin by rounding, as any two summation orders do.
+@numba.njit(cache=True, fastmath={"reassoc"})
+def _dot(a, b, zero):
+    total = zero
+    for p in range(a.shape[0]):
+        total += a[p] * b[p]
+    return total
+
+
+@numba.njit(cache=True)
+def _direct_weight_grad_block(x, grad, dw_block, first, stop, ph, pw, dh, dw):
+    """dw_block = Σ_{s in [first, stop)} the sample's dW (the dot products of the module comment)."""
+    c, h, wd = x.shape[1], x.shape[2], x.shape[3]
+    o, kh, kw = dw_block.shape[0], dw_block.shape[2], dw_block.shape[3]
+    oh, ow = grad.shape[2], grad.shape[3]
+    hp, wp = max(h + ph, oh + (kh - 1) * dh), max(wd + pw, ow + (kw - 1) * dw)
+    length = (oh - 1) * wp + ow
+    x_pad = np.zeros((c, hp, wp), dtype=x.dtype)
+    g_wide = np.zeros((o, length), dtype=grad.dtype)  # the wide columns b ≥ OW stay 0
+    x_flat = x_pad.reshape(-1)
+    zero = np.zeros(1, dtype=grad.dtype)[0]
+    dw_block[...] = zero
+    for s in range(first, stop):
+        _pad_sample(x, s, x_pad, ph, pw)
+        for oo in range(o):
+            for a in range(oh):
+                src = grad[s, oo, a]
+                dst = g_wide[oo, a * wp:a * wp + ow]
+                for q in range(ow):
+                    dst[q] = src[q]
+        for ch in range(c):
+            for i in range(kh):
+                for j in range(kw):
+                    off = ch * hp * wp + i * dh * wp + j * dw
+                    window = x_flat[off:off + length]
+                    for oo in range(o):
+                        dw_block[oo, ch, i, j] += _dot(g_wide[oo], window, zero)
+
+
+@numba.njit(cache=True)
+def _sum_blocks(blocks):
+    total = blocks[0].copy()
+    for k in range(1, blocks.shape[0]):
+        total += blocks[k]
+    return total
+
+
+@numba.njit(cache=True)
+def conv2d_direct_weight_grad_numba(x, grad, kh, kw, ph, pw, dh, dw):
+    n = x.shape[0]
+    count = max(1, -(-n // DIRECT_BLOCK))
+    blocks = np.empty((count, grad.shape[1], x.shape[1], kh, kw), dtype=grad.dtype)
+    for k in range(count):
+        _direct_weight_grad_block(x, grad, blocks[k], k * DIRECT_BLOCK, min(n, (k + 1) * DIRECT_BLOCK),
+                                  ph, pw, dh, dw)
+    return _sum_blocks(blocks)
+
+
+@numba.njit(cache=True, parallel=True)
+def conv2d_direct_weight_grad_parallel(x, grad, kh, kw, ph, pw, dh, dw):
+    """The serial twin with its sample blocks split over Numba's threads (same blocks, same sum order)."""
+    n = x.shape[0]
+    count = max(1, -(-n // DIRECT_BLOCK))
+    blocks = np.empty((count, grad.shape[1], x.shape[1], kh, kw), dtype=grad.dtype)
+    for k in numba.prange(count):
+        _direct_weight_grad_block(x, grad, blocks[k], k * DIRECT_BLOCK, min(n, (k + 1) * DIRECT_BLOCK),
+                                  ph, pw, dh, dw)
+    return _sum_blocks(blocks)
+
+
+conv2d_direct_weight_grad = dispatch(conv2d_direct_weight_grad_reference, conv2d_direct_weight_grad_numba,
+                                     conv2d_direct_weight_grad_parallel)
+
+
 # ----------------------------------------------------------------------------- convolution
 
 
@@ -233,13 +478,18 @@ def sample_chunks(n: int, bytes_per_sample: int, budget: int | None = None):
 
 def conv2d_forward(x, w, bias, stride, padding, dilation, groups, out_hw):
     """y = W·im2col(x) + bias, per group, over chunks of samples.  Returns (y of shape
-    (N, O, OH, OW), cols): cols is the list of the chunks' im2col matrices, kept for the weight
-    gradient.  `padding` is the top/left padding; `out_hw` = (OH, OW)."""
+    (N, O, OH, OW), cols): cols is the list of (samples, im2col matrix) chunks, kept for the weight
+    gradient.  `padding` is the top/left padding; `out_hw` = (OH, OW).  A layer that
+    `direct_conv_applies` to runs the direct loops instead, and its one "chunk" is x itself."""
     n = x.shape[0]
     o = w.shape[0]
     geo = _geometry(x.shape, w.shape, stride, padding, dilation, out_hw)
     oh, ow = out_hw
     x = np.ascontiguousarray(x)
+    if direct_conv_applies(x.shape, w.shape, stride, groups):
+        b = np.zeros(o, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+        y = conv2d_direct(x, np.ascontiguousarray(w), b, padding[0], padding[1], dilation[0], dilation[1], oh, ow)
+        return y, [(slice(0, n), x)]  # the backward reads x itself, not columns
     k = w[0].size * groups  # rows of cols: C·KH·KW
     out = np.empty((n, o, oh, ow), dtype=np.result_type(x, w))
     saved = []
@@ -271,6 +521,20 @@ def conv2d_backward(grad, x_shape, w, cols, stride, padding, dilation, groups,
     db = np.zeros(o, dtype=grad.dtype) if need_bias else None
     og = o // groups
     w_g = w.reshape(groups, og, -1)
+    if direct_conv_applies(x_shape, w.shape, stride, groups):
+        (_, x), = cols  # conv2d_forward kept the input
+        grad = np.ascontiguousarray(grad)
+        if need_weight:
+            dw = conv2d_direct_weight_grad(x, grad, w.shape[2], w.shape[3], padding[0], padding[1],
+                                           dilation[0], dilation[1])
+        if need_bias:
+            db = grad.sum(axis=(0, 2, 3))
+        if need_input:
+            for part in sample_chunks(n, c * w.shape[2] * w.shape[3] * oh * ow * grad.itemsize):
+                g2 = np.ascontiguousarray(grad[part].transpose(1, 0, 2, 3)).reshape(o, -1)
+                dcols = matmul(w.reshape(o, -1).T, g2)
+                dx[part] = col2im(np.ascontiguousarray(dcols), part.stop - part.start, c, h, w_in, *geo)
+        return dx, dw, db
     for part, cols_part in cols:
         m = part.stop - part.start
         g2 = np.ascontiguousarray(grad[part].transpose(1, 0, 2, 3)).reshape(o, -1)  # (O, m·OH·OW)

@@ -122,7 +122,8 @@ def test_conv2d_forward_and_backward_agree_across_backends():
         np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("module, name", [(K, "im2col"), (K, "col2im"), (P, "max_pool2d_forward"),
+@pytest.mark.parametrize("module, name", [(K, "im2col"), (K, "col2im"), (K, "conv2d_direct"),
+                                          (K, "conv2d_direct_weight_grad"), (P, "max_pool2d_forward"),
                                           (P, "max_pool2d_backward"), (P, "avg_pool2d_forward"),
                                           (P, "avg_pool2d_backward")])
 def test_every_public_kernel_dispatches_to_its_twins(module, name):
@@ -205,3 +206,122 @@ def test_two_pass_2x2_max_pool_equals_the_window_loop(shape):
             got = fast(x, 2, 2, 2, 2, 0, 0, 1, 1, oh, ow)
             np.testing.assert_array_equal(got[0], want[0])
             np.testing.assert_array_equal(got[1], want[1])
+
+
+# ----------------------------------------------------------------------------- direct convolution
+
+
+@st.composite
+def direct_conv_case(draw):
+    """A stride-1 window from conv_geometry, with O output channels and a seed."""
+    shape, (kh, kw, _, _, ph, pw, dh, dw, _, _), rng, dtype = draw(conv_geometry())
+    h, w = shape[2], shape[3]
+    extra_h, extra_w = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    oh = K.conv_output_size(h, kh, 1, ph, ph + extra_h, dh)
+    ow = K.conv_output_size(w, kw, 1, pw, pw + extra_w, dw)
+    o = draw(st.integers(1, 7))
+    return shape, o, (kh, kw, ph, pw, dh, dw, oh, ow), rng, dtype
+
+
+@SETTINGS
+@given(direct_conv_case())
+def test_direct_conv_twins_agree_and_parallel_is_bit_identical(case):
+    shape, o, (kh, kw, ph, pw, dh, dw, oh, ow), rng, dtype = case
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal((o, shape[1], kh, kw)).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype)
+    ref = K.conv2d_direct_reference(x, w, b, ph, pw, dh, dw, oh, ow)
+    fast = K.conv2d_direct_numba(x, w, b, ph, pw, dh, dw, oh, ow)
+    assert fast.dtype == ref.dtype == dtype and fast.shape == (shape[0], o, oh, ow)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(fast, ref, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(K.conv2d_direct_parallel(x, w, b, ph, pw, dh, dw, oh, ow), fast)
+    # The same output from im2col + GEMM, the path every other layer takes.
+    cols = K.im2col_reference(x, kh, kw, 1, 1, ph, pw, dh, dw, oh, ow)
+    via_gemm = (w.reshape(o, -1) @ cols + b[:, None]).reshape(o, shape[0], oh, ow).transpose(1, 0, 2, 3)
+    np.testing.assert_allclose(ref, via_gemm, rtol=tol, atol=tol)
+
+    grad = rng.standard_normal((shape[0], o, oh, ow)).astype(dtype)
+    dw_ref = K.conv2d_direct_weight_grad_reference(x, grad, kh, kw, ph, pw, dh, dw)
+    dw_fast = K.conv2d_direct_weight_grad_numba(x, grad, kh, kw, ph, pw, dh, dw)
+    assert dw_fast.dtype == dtype and dw_fast.shape == w.shape
+    np.testing.assert_allclose(dw_fast, dw_ref, rtol=10 * tol, atol=10 * tol)
+    np.testing.assert_array_equal(K.conv2d_direct_weight_grad_parallel(x, grad, kh, kw, ph, pw, dh, dw), dw_fast)
+    g2 = grad.transpose(1, 0, 2, 3).reshape(o, -1)
+    np.testing.assert_allclose(dw_ref, (g2 @ cols.T).reshape(w.shape), rtol=10 * tol, atol=10 * tol)
+
+
+def test_direct_conv_parallel_splits_a_large_batch_in_blocks_bit_identically():
+    rng = np.random.default_rng(3)
+    n = 3 * K.DIRECT_BLOCK + 5  # several blocks and a partial one
+    x = rng.standard_normal((n, 1, 12, 11)).astype(np.float32)
+    w = rng.standard_normal((6, 1, 5, 5)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    y = K.conv2d_direct_numba(x, w, b, 2, 2, 1, 1, 12, 11)
+    np.testing.assert_array_equal(K.conv2d_direct_parallel(x, w, b, 2, 2, 1, 1, 12, 11), y)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    np.testing.assert_array_equal(K.conv2d_direct_weight_grad_parallel(x, g, 5, 5, 2, 2, 1, 1),
+                                  K.conv2d_direct_weight_grad_numba(x, g, 5, 5, 2, 2, 1, 1))
+
+
+def test_direct_conv_applies_to_small_stride_1_ungrouped_layers():
+    assert K.direct_conv_applies((8, 1, 28, 28), (6, 1, 5, 5), (1, 1), 1)        # LeNet's first layer: 150
+    assert K.direct_conv_applies((8, 3, 32, 32), (6, 3, 3, 3), (1, 1), 1)        # an RGB 3×3 stem: 162
+    assert not K.direct_conv_applies((8, 1, 28, 28), (32, 1, 3, 3), (1, 1), 1)   # 288: im2col + GEMM
+    assert not K.direct_conv_applies((8, 6, 14, 14), (16, 6, 5, 5), (1, 1), 1)   # LeNet's second layer
+    assert not K.direct_conv_applies((8, 1, 28, 28), (6, 1, 5, 5), (2, 1), 1)    # strided
+    assert not K.direct_conv_applies((8, 2, 28, 28), (6, 1, 5, 5), (1, 1), 2)    # grouped
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("need_input", [False, True])
+def test_conv_direct_path_equals_the_im2col_path(monkeypatch, dtype, need_input):
+    """conv2d_forward/backward give the same y, dx, dW, dbias whether a small layer takes the direct
+    loops or (DIRECT_MAX_MACS = 0) im2col + GEMM."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((5, 2, 10, 9)).astype(dtype)
+    w = rng.standard_normal((4, 2, 3, 4)).astype(dtype)
+    b = rng.standard_normal(4).astype(dtype)
+    args = ((1, 1), (1, 2), (2, 1), 1, (K.conv_output_size(10, 3, 1, 1, 1, 2), K.conv_output_size(9, 4, 1, 2, 2, 1)))
+    g = rng.standard_normal((5, 4) + args[4]).astype(dtype)
+    results = {}
+    for macs in (K.DIRECT_MAX_MACS, 0):
+        monkeypatch.setattr(K, "DIRECT_MAX_MACS", macs)
+        assert K.direct_conv_applies(x.shape, w.shape, (1, 1), 1) == (macs > 0)
+        y, saved = K.conv2d_forward(x, w, b, *args)
+        results[macs] = (y,) + K.conv2d_backward(g, x.shape, w, saved, *args[:4], need_input=need_input)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for direct, gemm in zip(results[K.DIRECT_MAX_MACS], results[0]):
+        if gemm is None:
+            assert direct is None
+        else:
+            np.testing.assert_allclose(direct, gemm, rtol=tol, atol=tol)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")  # torch's note on even kernels, not a problem
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel, padding, dilation", [(5, 2, 1), (3, "same", 2), (4, "same", 1), ((2, 3), 0, 1)])
+def test_first_layer_convolution_equals_torch(dtype, kernel, padding, dilation):
+    """The layers that take the direct loops (1 or 3 input channels, stride 1): output and all three
+    gradients equal torch's."""
+    torch = pytest.importorskip("torch")
+    import tinyopt as to
+    import tinyopt.nn.functional as F
+
+    rng = np.random.default_rng(5)
+    for c in (1, 3):
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+        x = rng.standard_normal((37, c, 13, 12)).astype(dtype)
+        w = rng.standard_normal((2, c, kh, kw)).astype(dtype)
+        b = rng.standard_normal(2).astype(dtype)
+        assert K.direct_conv_applies(x.shape, w.shape, (1, 1), 1)
+        xt, wt, bt = (to.tensor(a, requires_grad=True) for a in (x, w, b))
+        y = F.conv2d(xt, wt, bt, padding=padding, dilation=dilation)
+        g = rng.standard_normal(y.shape).astype(dtype)
+        y.backward(to.tensor(g))
+        X, W, B = (torch.from_numpy(a).requires_grad_() for a in (x, w, b))
+        Y = torch.nn.functional.conv2d(X, W, B, padding=padding, dilation=dilation)
+        Y.backward(torch.from_numpy(g))
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        for mine, theirs in ((y, Y), (xt.grad, X.grad), (wt.grad, W.grad), (bt.grad, B.grad)):
+            np.testing.assert_allclose(mine.data, theirs.detach().numpy(), rtol=tol, atol=tol * np.abs(theirs.detach().numpy()).max())
