@@ -12,18 +12,23 @@ import time
 
 import numpy as np
 
+from tinyopt.kernels import activation as _activation
 from tinyopt.kernels import conv as _conv
 from tinyopt.kernels import pool as _pool
 
 
 def warmup(dtypes=(np.float32,), verbose: bool = False) -> float:
-    """Compile/load the Numba conv and pooling kernels for each dtype; return the seconds it took."""
+    """Compile/load the Numba conv, pooling and ReLU kernels for each dtype; return the seconds it took."""
     start = time.perf_counter()
     for dtype in dtypes:
         x = np.zeros((1, 1, 4, 4), dtype=dtype)
         geometry = (3, 3, 1, 1, 1, 1, 1, 1, 4, 4)  # kh, kw, sh, sw, ph, pw, dh, dw, oh, ow
         cols = _conv.im2col_numba(x, *geometry)
         _conv.col2im_numba(cols, 1, 1, 4, 4, *geometry)
+        w, b = np.zeros((2, 1, 3, 3), dtype=dtype), np.zeros(2, dtype=dtype)
+        g = _conv.conv2d_direct_numba(x, w, b, 1, 1, 1, 1, 4, 4)
+        _conv.conv2d_direct_weight_grad_numba(x, g, 3, 3, 1, 1, 1, 1)
+        _activation.relu_backward_numba(_activation.relu_numba(x), x)
         y, argmax = _pool.max_pool2d_forward_numba(x, 2, 2, 2, 2, 0, 0, 1, 1, 2, 2)
         _pool.max_pool2d_backward_numba(y, argmax, 4, 4)
         _pool.avg_pool2d_forward_numba(x, 2, 2, 2, 2, 0, 0, 2, 2, True, 0)

@@ -16,6 +16,8 @@ import numpy as np
 
 from tinyopt.autograd.autocast_mode import FP32
 from tinyopt.autograd.function import Function
+from tinyopt.kernels.activation import relu as relu_kernel
+from tinyopt.kernels.activation import relu_backward as relu_backward_kernel
 from tinyopt.kernels.special import erf
 
 # ----------------------------------------------------------------------------- arithmetic
@@ -209,16 +211,18 @@ class Rounding(Function):
 
 
 class ReLU(Function):
+    """y = max(x, 0); ∂L/∂x = 0 where y ≤ 0, else ∂L/∂y (kernels/activation.py: one pass each)."""
+
     @staticmethod
     def forward(ctx, a):
-        out = np.maximum(a, 0)
+        out = relu_kernel(a)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
-        return grad * (out > 0)
+        return relu_backward_kernel(grad, out)
 
 
 class Sigmoid(Function):
