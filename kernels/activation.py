@@ -7,8 +7,7 @@ Why a kernel for something this small: in a CNN step the activations are the lar
 NumPy needs several passes where one loop suffices. `np.maximum(x, 0)` runs its generic
 NaN-propagating loop (about 4x a copy of x), and `grad * (y > 0)` writes a boolean mask and reads it
 back (and turns an infinite gradient at y ≤ 0 into NaN, where torch gives 0, and drops it where y is
-NaN, where torch passes it). Measured on the
-output of LeNet-5's first layer at batch 256 (4.8 MB): forward 0.38 → 0.09 ms, backward 0.30 → 0.15 ms.
+NaN, where torch passes it). One loop each reads and writes every element once.
 
 The twins agree bit for bit. The Numba loops take contiguous float32/float64 arrays; any other
 input (float16, bfloat16, integers, a strided view) takes the NumPy twin.

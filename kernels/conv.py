@@ -21,7 +21,9 @@ so that, per group g (rows of cols and of w in contiguous blocks),
 
 Why im2col + BLAS and not a direct loop: the three products above are single large float32
 GEMMs that OpenBLAS runs near peak, while a direct convolution is a 7-deep loop that Numba does
-not vectorise as well (see benchmarks/bench_conv.py, which times a direct Numba kernel too).
+not block in registers. The exception is a small layer (few output channels times few input rows,
+such as LeNet-5's first layer), where BLAS mostly packs and im2col mostly copies: those take the
+direct loops further down (`direct_conv_applies`; benchmarks/bench_conv.py times both paths).
 The gather (im2col) and scatter-add (col2im) are memory-bound loops, both in Numba (faster than
 their NumPy twins; `benchmarks/bench_conv.py` times them).
 
@@ -227,9 +229,9 @@ col2im = dispatch(col2im_reference, col2im_numba, col2im_parallel)
 # A layer takes the direct loops when O·C·KH·KW, its multiply-adds per output position, is at most this.
 # The direct loops do all O·C·KH·KW products per output position with one store per four, while the
 # GEMM blocks them in registers; what the direct loops save is im2col's copies and BLAS's packing, which
-# do not grow with O. Measured (benchmarks/bench_conv.py, batch 64, 2 threads): LeNet-5's 1→6 5×5 layer
-# (150) forward 1.5x and backward 1.2x faster direct; the Keras CNN's 1→32 3×3 layer (288) forward
-# 1.4x and backward 1.2x slower direct; beyond that the GEMM wins by more.
+# do not grow with O. benchmarks/bench_conv.py times both paths per layer (README "Conv2d alone" has the
+# figures): LeNet-5's 1→6 5×5 layer (150) is faster direct, the Keras CNN's 1→32 3×3 layer (288) already
+# slower, and the GEMM's lead grows with O·C·KH·KW beyond.
 DIRECT_MAX_MACS = 200
 # The parallel twins split the batch into blocks of this many samples, one thread per block; the weight
 # gradient is summed per block and the blocks are added in order, so serial and parallel agree bit for bit.
@@ -371,8 +373,8 @@ conv2d_direct = dispatch(conv2d_direct_reference, conv2d_direct_numba, conv2d_di
 
 
 # Why fastmath={"reassoc"} here and nowhere else in this module: a dot product is a chain of
-# dependent additions, and LLVM turns it into SIMD partial sums only if it may reorder them (12x
-# faster at the LeNet shapes). The order is fixed by the compiled code, so the result is the same from
+# dependent additions, and LLVM turns it into SIMD partial sums only if it may reorder them (without
+# it the loop runs one scalar addition at a time). The order is fixed by the compiled code, so the result is the same from
 # run to run; it differs from the NumPy twin by rounding, as any two summation orders do.
 @numba.njit(cache=True, fastmath={"reassoc"})
 def _dot(a, b, zero):
