@@ -423,7 +423,12 @@ def test_quant_linear_hypothesis_within_one_lsb(batch, n_in, n_out, seed, relu, 
     model = nn.Sequential(Q.LinearReLU(layer) if relu else layer)
     prepared = Q.prepare(model)
     prepared(to.tensor((rng.standard_normal((32, n_in)) * spread).astype(np.float32)))
-    prepared(to.tensor((rng.standard_normal((1, n_in)) * spread + 1).astype(np.float32)))   # no zero range
+    prepared(to.tensor((rng.standard_normal((1, n_in)) * spread + 1).astype(np.float32)))
+    # No zero range after ReLU: row o is along W[o], scaled so that output o is |b_o| + 1 + b_o ≥ 1 > 0
+    # (random inputs alone can leave every output negative, e.g. n_in = n_out = 1).
+    w, b = layer.weight.data.astype(np.float64), layer.bias.data.astype(np.float64)
+    along = w * ((np.abs(b) + 1) / np.sum(w * w, axis=1))[:, None]
+    prepared(to.tensor(along.astype(np.float32)))
     q_layer = Q.convert(prepared, float_logits=False)[0]
     x = (rng.standard_normal((batch, n_in)) * spread).astype(np.float32)
     q_in, s_x, z_x = Q.modules.quantize_input(to.tensor(x), q_layer.input_scale, q_layer.input_zero_point)
