@@ -244,16 +244,19 @@ def direct_conv_applies(x_shape, w_shape, stride, groups) -> bool:
     return tuple(stride) == (1, 1) and groups == 1 and o * c * kh * kw <= DIRECT_MAX_MACS
 
 
-def _padded_size(h, w, kh, kw, ph, pw, dh, dw, oh, ow):
-    """(HP, WP): the input padded by (ph, pw) on the top/left and by what the output needs on the bottom/right."""
-    return max(h + ph, (oh - 1) + (kh - 1) * dh + 1), max(w + pw, (ow - 1) + (kw - 1) * dw + 1)
+@numba.njit(cache=True)
+def _wide_geometry(h, w, kh, kw, ph, pw, dh, dw, oh, ow):
+    """(HP, WP, L): the input padded by (ph, pw) on the top/left and by what the output needs on the
+    bottom/right, and the length L = (OH − 1)·WP + OW of a wide output row."""
+    hp, wp = max(h + ph, oh + (kh - 1) * dh), max(w + pw, ow + (kw - 1) * dw)
+    return hp, wp, (oh - 1) * wp + ow
 
 
 def conv2d_direct_reference(x, w, bias, ph, pw, dh, dw, oh, ow):
     """y[n, o, a, b] = bias[o] + Σ_{c, i, j} w[o, c, i, j] · x_pad[n, c, a + i·dh, b + j·dw] (stride 1)."""
     n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
-    hp, wp = _padded_size(h, wd, kh, kw, ph, pw, dh, dw, oh, ow)
+    hp, wp, _ = _wide_geometry(h, wd, kh, kw, ph, pw, dh, dw, oh, ow)
     x_pad = np.zeros((n, c, hp, wp), dtype=x.dtype)
     x_pad[:, :, ph:ph + h, pw:pw + wd] = x
     y = np.empty((n, o, oh, ow), dtype=x.dtype)
@@ -270,7 +273,7 @@ def conv2d_direct_weight_grad_reference(x, grad, kh, kw, ph, pw, dh, dw):
     """dW[o, c, i, j] = Σ_{n, a, b} dY[n, o, a, b] · x_pad[n, c, a + i·dh, b + j·dw] (stride 1)."""
     n, c, h, wd = x.shape
     o, oh, ow = grad.shape[1:]
-    hp, wp = _padded_size(h, wd, kh, kw, ph, pw, dh, dw, oh, ow)
+    hp, wp, _ = _wide_geometry(h, wd, kh, kw, ph, pw, dh, dw, oh, ow)
     x_pad = np.zeros((n, c, hp, wp), dtype=x.dtype)
     x_pad[:, :, ph:ph + h, pw:pw + wd] = x
     dwt = np.empty((o, c, kh, kw), dtype=grad.dtype)
@@ -335,8 +338,7 @@ def _direct_samples(x, w, bias, y, first, stop, ph, pw, dh, dw):
     c, h, wd = x.shape[1], x.shape[2], x.shape[3]
     o, kh, kw = w.shape[0], w.shape[2], w.shape[3]
     oh, ow = y.shape[2], y.shape[3]
-    hp, wp = max(h + ph, oh + (kh - 1) * dh), max(wd + pw, ow + (kw - 1) * dw)
-    length = (oh - 1) * wp + ow
+    hp, wp, length = _wide_geometry(h, wd, kh, kw, ph, pw, dh, dw, oh, ow)
     x_pad = np.zeros((c, hp, wp), dtype=x.dtype)
     y_wide = np.empty((o, length), dtype=x.dtype)
     x_flat = x_pad.reshape(-1)
@@ -390,8 +392,7 @@ def _direct_weight_grad_block(x, grad, dw_block, first, stop, ph, pw, dh, dw):
     c, h, wd = x.shape[1], x.shape[2], x.shape[3]
     o, kh, kw = dw_block.shape[0], dw_block.shape[2], dw_block.shape[3]
     oh, ow = grad.shape[2], grad.shape[3]
-    hp, wp = max(h + ph, oh + (kh - 1) * dh), max(wd + pw, ow + (kw - 1) * dw)
-    length = (oh - 1) * wp + ow
+    hp, wp, length = _wide_geometry(h, wd, kh, kw, ph, pw, dh, dw, oh, ow)
     x_pad = np.zeros((c, hp, wp), dtype=x.dtype)
     g_wide = np.zeros((o, length), dtype=grad.dtype)  # the wide columns b ≥ OW stay 0
     x_flat = x_pad.reshape(-1)
@@ -519,10 +520,13 @@ def conv2d_backward(grad, x_shape, w, cols, stride, padding, dilation, groups,
     oh, ow = grad.shape[2], grad.shape[3]
     geo = _geometry(x_shape, w.shape, stride, padding, dilation, (oh, ow))
     dx = np.empty(x_shape, dtype=grad.dtype) if need_input else None
-    dw = np.zeros(w.shape, dtype=grad.dtype) if need_weight else None
-    db = np.zeros(o, dtype=grad.dtype) if need_bias else None
-    og = o // groups
-    w_g = w.reshape(groups, og, -1)
+    dw = db = None
+    w_g = w.reshape(groups, o // groups, -1)
+
+    def input_grad(part, g_g):  # dx[part] = col2im(W_gᵀ · dY_g), the same for both paths
+        dcols = matmul(w_g.transpose(0, 2, 1), g_g).reshape(c * w.shape[2] * w.shape[3], -1)
+        dx[part] = col2im(np.ascontiguousarray(dcols), part.stop - part.start, c, h, w_in, *geo)
+
     if direct_conv_applies(x_shape, w.shape, stride, groups):
         (_, x), = cols  # conv2d_forward kept the input
         grad = np.ascontiguousarray(grad)
@@ -533,20 +537,23 @@ def conv2d_backward(grad, x_shape, w, cols, stride, padding, dilation, groups,
             db = grad.sum(axis=(0, 2, 3))
         if need_input:
             for part in sample_chunks(n, c * w.shape[2] * w.shape[3] * oh * ow * grad.itemsize):
-                g2 = np.ascontiguousarray(grad[part].transpose(1, 0, 2, 3)).reshape(o, -1)
-                dcols = matmul(w.reshape(o, -1).T, g2)
-                dx[part] = col2im(np.ascontiguousarray(dcols), part.stop - part.start, c, h, w_in, *geo)
+                input_grad(part, _output_grad_rows(grad, part).reshape(1, o, -1))
         return dx, dw, db
+    dw = np.zeros(w.shape, dtype=grad.dtype) if need_weight else None
+    db = np.zeros(o, dtype=grad.dtype) if need_bias else None
     for part, cols_part in cols:
-        m = part.stop - part.start
-        g2 = np.ascontiguousarray(grad[part].transpose(1, 0, 2, 3)).reshape(o, -1)  # (O, m·OH·OW)
+        g2 = _output_grad_rows(grad, part)
         if need_bias:
             db += g2.sum(axis=1)
-        g_g = g2.reshape(groups, og, -1)
+        g_g = g2.reshape(groups, o // groups, -1)
         if need_weight:
             cols_g = cols_part.reshape(groups, w_g.shape[2], -1)
             dw += matmul(g_g, cols_g.transpose(0, 2, 1)).reshape(w.shape)
         if need_input:
-            dcols = matmul(w_g.transpose(0, 2, 1), g_g).reshape(c * w.shape[2] * w.shape[3], -1)
-            dx[part] = col2im(np.ascontiguousarray(dcols), m, c, h, w_in, *geo)
+            input_grad(part, g_g)
     return dx, dw, db
+
+
+def _output_grad_rows(grad, part):
+    """dY of the samples `part` as the (O, m·OH·OW) matrix the GEMMs take."""
+    return np.ascontiguousarray(grad[part].transpose(1, 0, 2, 3)).reshape(grad.shape[1], -1)
