@@ -3,10 +3,11 @@
 For every shape (batch 64 by default) it times, in one process and on the same data:
 
 - tinyopt forward and backward (dW, db and dx) through autograd, on the path `F.conv2d` takes for that
-  layer: the direct loops for a small stride-1 layer (`kernels.conv.direct_conv_applies`:
-  O·C·KH·KW ≤ DIRECT_MAX_MACS), im2col + GEMM otherwise;
-- the same layer forced onto the other path (DIRECT_MAX_MACS set to 0 or to infinity), so the table
-  shows that the rule picks the faster one (this is how DIRECT_MAX_MACS was chosen);
+  layer (`kernels.conv.conv_path`): the direct loops for a small stride-1 layer
+  (O·C·KH·KW ≤ DIRECT_MAX_MACS), the wide im2col matrix + GEMM for the other stride-1 layers;
+- the same layer forced onto the other paths (direct, wide, and the general strided im2col that
+  stride > 1 takes), so the table shows that the rule picks the faster one (this is how
+  DIRECT_MAX_MACS was chosen);
 - torch (`torch.set_num_threads`, 2 by default).
 
 Times are the best of `--repeat` calls (most stable on a shared machine), after warm-up calls.
@@ -75,9 +76,8 @@ def main(argv=None):
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset (all cores)')}; load average "
           f"{os.getloadavg()[0]:.1f}; best of {args.repeat}, ms")
     print("\n| layer | shape (C→O, k, H) | path | tinyopt fwd | torch fwd | fwd ratio | tinyopt bwd | torch bwd "
-          "| bwd ratio | other path fwd / bwd |")
+          "| bwd ratio | other paths fwd / bwd |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    chosen = K.DIRECT_MAX_MACS
     for model, layer, c, o, k, pad, h in SHAPES:
         x = rng.standard_normal((args.batch, c, h, h)).astype(np.float32)
         w = (rng.standard_normal((o, c, k, k)) / np.sqrt(c * k * k)).astype(np.float32)
@@ -86,9 +86,10 @@ def main(argv=None):
         xp, wp, bp = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
         grad = None
         times = {}
-        direct = K.direct_conv_applies(x.shape, w.shape, (1, 1), 1)
-        for path in ("direct", "im2col + GEMM"):
-            K.DIRECT_MAX_MACS = 1 << 62 if path == "direct" else 0
+        chosen_path = K.conv_path(x.shape, w.shape, (1, 1), 1)
+        rule = K.conv_path
+        for path in ("direct", "wide", "im2col"):
+            K.conv_path = lambda *_, path=path: path
             y = F.conv2d(xt, wt, bt, padding=pad)
             if grad is None:
                 grad = rng.standard_normal(y.shape).astype(np.float32)
@@ -99,9 +100,9 @@ def main(argv=None):
             # Backward alone: the forward that records the graph runs untimed in `setup`.
             t_bwd = best_ms(lambda out: out.backward(grad), args.repeat, setup=lambda: F.conv2d(xt, wt, bt, padding=pad))
             times[path] = (t_fwd, t_bwd)
-        K.DIRECT_MAX_MACS = chosen
-        path = "direct" if direct else "im2col + GEMM"
-        other = "im2col + GEMM" if direct else "direct"
+        K.conv_path = rule
+        path = chosen_path
+        others = ", ".join(f"{p}: {times[p][0]:.2f} / {times[p][1]:.2f}" for p in times if p != path)
         grad_t = torch.from_numpy(grad)
         with torch.no_grad():
             p_fwd = best_ms(lambda: torch.nn.functional.conv2d(xp, wp, bp, padding=pad), args.repeat)
@@ -109,9 +110,9 @@ def main(argv=None):
                         setup=lambda: torch.nn.functional.conv2d(xp, wp, bp, padding=pad))
         t_fwd, t_bwd = times[path]
         print(f"| {model} {layer} | {c}→{o}, {k}×{k}, {h}×{h} | {path} | {t_fwd:.2f} | {p_fwd:.2f} | {p_fwd / t_fwd:.2f}x "
-              f"| {t_bwd:.2f} | {p_bwd:.2f} | {p_bwd / t_bwd:.2f}x | {other}: {times[other][0]:.2f} / {times[other][1]:.2f} |")
+              f"| {t_bwd:.2f} | {p_bwd:.2f} | {p_bwd / t_bwd:.2f}x | {others} |")
     print("\nratio = torch time / tinyopt time (above 1: tinyopt is faster); path = the one F.conv2d takes "
-          f"(direct when O·C·KH·KW ≤ {chosen})")
+          f"(direct when O·C·KH·KW ≤ {K.DIRECT_MAX_MACS}, else wide at stride 1)")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,10 @@ not block in registers. The exception is a small layer (few output channels time
 such as LeNet-5's first layer), where BLAS mostly packs and im2col mostly copies: those take the
 direct loops further down (`direct_conv_applies`; benchmarks/bench_conv.py times both paths).
 The gather (im2col) and scatter-add (col2im) are memory-bound loops, both in Numba (faster than
-their NumPy twins; `benchmarks/bench_conv.py` times them).
+their NumPy twins; `benchmarks/bench_conv.py` times them). A stride-1 layer uses the *wide* im2col
+matrix instead (section "wide im2col" below): one block copy per (row, sample) instead of one per
+output row, at the price of (WP − OW)/WP extra GEMM columns that are dropped. `conv_path` picks
+direct / wide / im2col per layer.
 
 Numba practice: `cache=True`, compiled lazily on first call (or by `tinyopt.warmup()`).  Both have
 a `parallel=True` twin (`im2col_parallel` over the rows of cols, `col2im_parallel` over the input
@@ -204,6 +207,245 @@ def col2im_parallel(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
 col2im = dispatch(col2im_reference, col2im_numba, col2im_parallel)
 
 
+# ----------------------------------------------------------------------------- wide im2col (stride 1)
+#
+# For stride 1 the im2col rows have a structure the general loops above do not use. Pad one sample
+# to (C, HP, WP) and flatten it to x_flat; output (a, b) at kernel offset (c, i, j) reads
+#
+#     x_flat[off(c, i, j) + p],   p = a·WP + b,   off(c, i, j) = c·HP·WP + i·d_h·WP + j·d_w
+#
+# so for a fixed row (c, i, j) the whole output plane is ONE contiguous run x_flat[off : off + L],
+# L = (OH − 1)·WP + OW, if the "wide" positions b ≥ OW (which run past a row's end into the next row)
+# are kept as columns too. The wide im2col matrix
+#
+#     cols_wide[(c, i, j), (n, p)] = x_flat[n, off(c, i, j) + p]        shape (C·KH·KW, N·L)
+#
+# is therefore one block copy per (row, sample) instead of OH copies of OW elements, and
+# col2im_wide one block add. The GEMMs are the im2col ones on L columns per sample instead of
+# OH·OW (WP/OW more work, e.g. 14/10 at LeNet-5's second layer); Y_wide's wide columns are dropped
+# (`wide_to_output`), and in backward dY_wide is zero there (`output_grad_wide`), so they add
+# nothing to dW, and the wide columns of dcols = Wᵀ·dY_wide are zero too.
+
+
+@numba.njit(cache=True)
+def _wide_geometry(h, w, kh, kw, ph, pw, dh, dw, oh, ow):
+    """(HP, WP, L): the input padded by (ph, pw) on the top/left and by what the output needs on the
+    bottom/right, and the length L = (OH − 1)·WP + OW of a wide output row."""
+    hp, wp = max(h + ph, oh + (kh - 1) * dh), max(w + pw, ow + (kw - 1) * dw)
+    return hp, wp, (oh - 1) * wp + ow
+
+
+def wide_geometry(x_shape, kh, kw, ph, pw, dh, dw, oh, ow):
+    """(HP, WP, L) of `_wide_geometry` for an input of shape (N, C, H, W), callable from Python."""
+    return _wide_geometry(x_shape[2], x_shape[3], kh, kw, ph, pw, dh, dw, oh, ow)
+
+
+def _pad_reference(x, hp, wp, ph, pw):
+    x_pad = np.zeros(x.shape[:2] + (hp, wp), dtype=x.dtype)
+    x_pad[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]] = x
+    return x_pad
+
+
+def im2col_wide_reference(x, kh, kw, ph, pw, dh, dw, oh, ow):
+    """cols_wide[(c, i, j), (n, p)] = x_flat[n, off(c, i, j) + p] for p < L (stride 1)."""
+    n, c, h, w = x.shape
+    hp, wp, length = _wide_geometry(h, w, kh, kw, ph, pw, dh, dw, oh, ow)
+    x_flat = _pad_reference(x, hp, wp, ph, pw).reshape(n, c * hp * wp)
+    cols = np.empty((c, kh, kw, n, length), dtype=x.dtype)
+    for ch in range(c):
+        for i in range(kh):
+            for j in range(kw):
+                off = ch * hp * wp + i * dh * wp + j * dw
+                cols[ch, i, j] = x_flat[:, off:off + length]
+    return cols.reshape(c * kh * kw, n * length)
+
+
+def col2im_wide_reference(cols, n, c, h, w, kh, kw, ph, pw, dh, dw, oh, ow):
+    """The adjoint of im2col_wide: dx_flat[n, off(c, i, j) + p] += cols_wide[(c, i, j), (n, p)], rows
+    in order; then the padding is cut off."""
+    hp, wp, length = _wide_geometry(h, w, kh, kw, ph, pw, dh, dw, oh, ow)
+    dx_pad = np.zeros((n, c * hp * wp), dtype=cols.dtype)
+    blocks = cols.reshape(c, kh, kw, n, length)
+    for ch in range(c):
+        for i in range(kh):
+            for j in range(kw):
+                off = ch * hp * wp + i * dh * wp + j * dw
+                dx_pad[:, off:off + length] += blocks[ch, i, j]
+    return np.ascontiguousarray(dx_pad.reshape(n, c, hp, wp)[:, :, ph:ph + h, pw:pw + w])
+
+
+def wide_to_output_reference(y_wide, bias, wp, out):
+    """out[n, o, a, b] = y_wide[o, n·L + a·WP + b] + bias[o] for b < OW (the wide columns dropped);
+    `out` (N, O, OH, OW) is filled in place and returned."""
+    n, o, oh, ow = out.shape
+    length = (oh - 1) * wp + ow
+    full = np.zeros((o, n, oh * wp), dtype=y_wide.dtype)
+    full[:, :, :length] = y_wide.reshape(o, n, length)
+    out[...] = full.reshape(o, n, oh, wp)[:, :, :, :ow].transpose(1, 0, 2, 3) + bias.reshape(1, o, 1, 1)
+    return out
+
+
+def output_grad_wide_reference(grad, wp):
+    """dY_wide[o, n·L + a·WP + b] = dY[n, o, a, b] for b < OW, 0 in the wide columns: (O, N·L)."""
+    n, o, oh, ow = grad.shape
+    length = (oh - 1) * wp + ow
+    full = np.zeros((o, n, oh, wp), dtype=grad.dtype)
+    full[:, :, :, :ow] = grad.transpose(1, 0, 2, 3)
+    return np.ascontiguousarray(full.reshape(o, n, oh * wp)[:, :, :length]).reshape(o, n * length)
+
+
+@numba.njit(cache=True)
+def _padded(x, hp, wp, ph, pw):
+    """x itself when it needs no padding, else a zero-padded copy (N, C, HP, WP)."""
+    x = np.ascontiguousarray(x)
+    n, c, h, w = x.shape
+    if hp == h and wp == w:
+        return x
+    x_pad = np.zeros((n, c, hp, wp), dtype=x.dtype)
+    for b in range(n):
+        for ch in range(c):
+            for a in range(h):
+                src = x[b, ch, a]
+                dst = x_pad[b, ch, a + ph, pw:pw + w]
+                for q in range(w):
+                    dst[q] = src[q]
+    return x_pad
+
+
+@numba.njit(cache=True)
+def _im2col_wide_row(x_flat, cols, r, n, plane, kh, kw, hp, wp, dh, dw, length):
+    ch, i, j = r // (kh * kw), (r // kw) % kh, r % kw
+    off = ch * hp * wp + i * dh * wp + j * dw
+    row = cols[r]
+    for b in range(n):
+        src = x_flat[b * plane + off:b * plane + off + length]
+        dst = row[b * length:(b + 1) * length]
+        for p in range(length):
+            dst[p] = src[p]
+
+
+@numba.njit(cache=True)
+def im2col_wide_numba(x, kh, kw, ph, pw, dh, dw, oh, ow):
+    n, c, h, w = x.shape
+    hp, wp, length = _wide_geometry(h, w, kh, kw, ph, pw, dh, dw, oh, ow)
+    x_flat = _padded(x, hp, wp, ph, pw).reshape(-1)
+    cols = np.empty((c * kh * kw, n * length), dtype=x.dtype)
+    for r in range(c * kh * kw):
+        _im2col_wide_row(x_flat, cols, r, n, c * hp * wp, kh, kw, hp, wp, dh, dw, length)
+    return cols
+
+
+@numba.njit(cache=True, parallel=True)
+def im2col_wide_parallel(x, kh, kw, ph, pw, dh, dw, oh, ow):
+    """im2col_wide_numba with the rows split over Numba's threads (each row is written by one)."""
+    n, c, h, w = x.shape
+    hp, wp, length = _wide_geometry(h, w, kh, kw, ph, pw, dh, dw, oh, ow)
+    x_flat = _padded(x, hp, wp, ph, pw).reshape(-1)
+    cols = np.empty((c * kh * kw, n * length), dtype=x.dtype)
+    for r in numba.prange(c * kh * kw):
+        _im2col_wide_row(x_flat, cols, r, n, c * hp * wp, kh, kw, hp, wp, dh, dw, length)
+    return cols
+
+
+im2col_wide = dispatch(im2col_wide_reference, im2col_wide_numba, im2col_wide_parallel)
+
+
+@numba.njit(cache=True)
+def _col2im_wide_channel(cols, dx_flat, ch, n, plane, kh, kw, hp, wp, dh, dw, length):
+    """dx_flat[:, channel ch] += its rows (ch, i, j) of cols_wide, in order."""
+    for i in range(kh):
+        for j in range(kw):
+            off = ch * hp * wp + i * dh * wp + j * dw
+            row = cols[(ch * kh + i) * kw + j]
+            for b in range(n):
+                dst = dx_flat[b * plane + off:b * plane + off + length]
+                src = row[b * length:(b + 1) * length]
+                for p in range(length):
+                    dst[p] += src[p]
+
+
+@numba.njit(cache=True)
+def _crop(dx_pad, h, w, ph, pw):
+    n, c, hp, wp = dx_pad.shape
+    if hp == h and wp == w:
+        return dx_pad
+    dx = np.empty((n, c, h, w), dtype=dx_pad.dtype)
+    for b in range(n):
+        for ch in range(c):
+            for a in range(h):
+                src = dx_pad[b, ch, a + ph, pw:pw + w]
+                dst = dx[b, ch, a]
+                for q in range(w):
+                    dst[q] = src[q]
+    return dx
+
+
+@numba.njit(cache=True)
+def col2im_wide_numba(cols, n, c, h, w, kh, kw, ph, pw, dh, dw, oh, ow):
+    hp, wp, length = _wide_geometry(h, w, kh, kw, ph, pw, dh, dw, oh, ow)
+    cols = np.ascontiguousarray(cols)
+    dx_pad = np.zeros((n, c, hp, wp), dtype=cols.dtype)
+    dx_flat = dx_pad.reshape(-1)
+    for ch in range(c):
+        _col2im_wide_channel(cols, dx_flat, ch, n, c * hp * wp, kh, kw, hp, wp, dh, dw, length)
+    return _crop(dx_pad, h, w, ph, pw)
+
+
+@numba.njit(cache=True, parallel=True)
+def col2im_wide_parallel(cols, n, c, h, w, kh, kw, ph, pw, dh, dw, oh, ow):
+    """col2im_wide_numba with the input channels split over Numba's threads (each channel of dx is
+    written by one iteration, in the same order: bit-identical)."""
+    hp, wp, length = _wide_geometry(h, w, kh, kw, ph, pw, dh, dw, oh, ow)
+    cols = np.ascontiguousarray(cols)
+    dx_pad = np.zeros((n, c, hp, wp), dtype=cols.dtype)
+    dx_flat = dx_pad.reshape(-1)
+    for ch in numba.prange(c):
+        _col2im_wide_channel(cols, dx_flat, ch, n, c * hp * wp, kh, kw, hp, wp, dh, dw, length)
+    return _crop(dx_pad, h, w, ph, pw)
+
+
+col2im_wide = dispatch(col2im_wide_reference, col2im_wide_numba, col2im_wide_parallel)
+
+
+@numba.njit(cache=True)
+def wide_to_output_numba(y_wide, bias, wp, out):
+    n, o, oh, ow = out.shape
+    length = (oh - 1) * wp + ow
+    y_wide = np.ascontiguousarray(y_wide)
+    for b in range(n):
+        for oo in range(o):
+            row = y_wide[oo, b * length:(b + 1) * length]
+            bo = bias[oo]
+            for a in range(oh):
+                src = row[a * wp:a * wp + ow]
+                dst = out[b, oo, a]
+                for q in range(ow):
+                    dst[q] = src[q] + bo
+    return out
+
+
+wide_to_output = dispatch(wide_to_output_reference, wide_to_output_numba)
+
+
+@numba.njit(cache=True)
+def output_grad_wide_numba(grad, wp):
+    n, o, oh, ow = grad.shape
+    length = (oh - 1) * wp + ow
+    g_wide = np.zeros((o, n * length), dtype=grad.dtype)  # zeroing first is faster than filling each gap
+    for oo in range(o):
+        for b in range(n):
+            row = g_wide[oo, b * length:(b + 1) * length]
+            for a in range(oh):
+                src = grad[b, oo, a]
+                dst = row[a * wp:a * wp + ow]
+                for q in range(ow):
+                    dst[q] = src[q]
+    return g_wide
+
+
+output_grad_wide = dispatch(output_grad_wide_reference, output_grad_wide_numba)
+
+
 # ----------------------------------------------------------------------------- direct convolution
 #
 # For a small layer (the first layer of an image network: 1 or 3 input channels, a few output
@@ -224,7 +466,7 @@ col2im = dispatch(col2im_reference, col2im_numba, col2im_parallel)
 #     dbias[o] = Σ_{n, a, b} dY[n, o, a, b]
 #
 # Only stride 1, groups = 1 and O·C·KH·KW ≤ DIRECT_MAX_MACS (`direct_conv_applies`); the input gradient of such a layer, when it
-# is needed, still goes through the GEMM and col2im. benchmarks/bench_conv.py times both paths.
+# is needed, still goes through the GEMM and col2im_wide. benchmarks/bench_conv.py times every path.
 
 # A layer takes the direct loops when O·C·KH·KW, its multiply-adds per output position, is at most this.
 # The direct loops do all O·C·KH·KW products per output position with one store per four, while the
@@ -242,14 +484,6 @@ def direct_conv_applies(x_shape, w_shape, stride, groups) -> bool:
     """Whether conv2d_forward/backward take the direct loops: stride 1, one group, O·C·KH·KW ≤ DIRECT_MAX_MACS."""
     o, c, kh, kw = w_shape
     return tuple(stride) == (1, 1) and groups == 1 and o * c * kh * kw <= DIRECT_MAX_MACS
-
-
-@numba.njit(cache=True)
-def _wide_geometry(h, w, kh, kw, ph, pw, dh, dw, oh, ow):
-    """(HP, WP, L): the input padded by (ph, pw) on the top/left and by what the output needs on the
-    bottom/right, and the length L = (OH − 1)·WP + OW of a wide output row."""
-    hp, wp = max(h + ph, oh + (kh - 1) * dh), max(w + pw, ow + (kw - 1) * dw)
-    return hp, wp, (oh - 1) * wp + ow
 
 
 def conv2d_direct_reference(x, w, bias, ph, pw, dh, dw, oh, ow):
@@ -479,31 +713,59 @@ def sample_chunks(n: int, bytes_per_sample: int, budget: int | None = None):
     return [slice(s, min(n, s + size)) for s in range(0, n, size)]
 
 
+def conv_path(x_shape, w_shape, stride, groups) -> str:
+    """Which loops conv2d_forward/backward take: "direct" (`direct_conv_applies`), "wide" (every
+    other stride-1 layer: im2col_wide + GEMM) or "im2col" (strided: im2col + GEMM)."""
+    if direct_conv_applies(x_shape, w_shape, stride, groups):
+        return "direct"
+    return "wide" if tuple(stride) == (1, 1) else "im2col"
+
+
+def _weight_rows(w, groups):
+    o = w.shape[0]
+    return w.reshape(o, -1) if groups == 1 else w.reshape(groups, o // groups, -1)
+
+
+def _group_product(w_rows, cols, groups):
+    """Y = W·cols, per group (rows of cols in contiguous blocks): (O, columns)."""
+    if groups == 1:
+        return matmul(w_rows, cols)
+    return matmul(w_rows, cols.reshape(groups, w_rows.shape[2], -1)).reshape(-1, cols.shape[1])
+
+
 def conv2d_forward(x, w, bias, stride, padding, dilation, groups, out_hw):
     """y = W·im2col(x) + bias, per group, over chunks of samples.  Returns (y of shape
     (N, O, OH, OW), cols): cols is the list of (samples, im2col matrix) chunks, kept for the weight
-    gradient.  `padding` is the top/left padding; `out_hw` = (OH, OW).  A layer that
-    `direct_conv_applies` to runs the direct loops instead, and its one "chunk" is x itself."""
+    gradient.  `padding` is the top/left padding; `out_hw` = (OH, OW).  The path (`conv_path`):
+    a stride-1 layer uses the wide im2col matrix (and drops the wide columns of Y); a small layer
+    runs the direct loops instead, and its one "chunk" is x itself."""
     n = x.shape[0]
     o = w.shape[0]
     geo = _geometry(x.shape, w.shape, stride, padding, dilation, out_hw)
-    oh, ow = out_hw
+    kh, kw, _, _, ph, pw, dh, dw, oh, ow = geo
     x = np.ascontiguousarray(x)
-    if direct_conv_applies(x.shape, w.shape, stride, groups):
+    path = conv_path(x.shape, w.shape, stride, groups)
+    if path == "direct":
         b = np.zeros(o, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
-        y = conv2d_direct(x, np.ascontiguousarray(w), b, padding[0], padding[1], dilation[0], dilation[1], oh, ow)
+        y = conv2d_direct(x, np.ascontiguousarray(w), b, ph, pw, dh, dw, oh, ow)
         return y, [(slice(0, n), x)]  # the backward reads x itself, not columns
     k = w[0].size * groups  # rows of cols: C·KH·KW
-    out = np.empty((n, o, oh, ow), dtype=np.result_type(x, w))
+    dtype = np.result_type(x, w)
+    out = np.empty((n, o, oh, ow), dtype=dtype)
+    w_rows = _weight_rows(w, groups)
     saved = []
+    if path == "wide":
+        _, wp, length = wide_geometry(x.shape, kh, kw, ph, pw, dh, dw, oh, ow)
+        b = np.zeros(o, dtype=dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
+        for part in sample_chunks(n, k * length * x.itemsize):
+            cols = im2col_wide(x[part], kh, kw, ph, pw, dh, dw, oh, ow)
+            wide_to_output(_group_product(w_rows, cols, groups), b, wp, out[part])
+            saved.append((part, cols))
+        return out, saved
     for part in sample_chunks(n, k * oh * ow * x.itemsize):
         cols = im2col(x[part], *geo)
         m = part.stop - part.start
-        if groups == 1:
-            y = matmul(w.reshape(o, -1), cols)  # (O, m·OH·OW)
-        else:
-            w_g = w.reshape(groups, o // groups, -1)
-            y = matmul(w_g, cols.reshape(groups, w_g.shape[2], -1)).reshape(o, -1)
+        y = _group_product(w_rows, cols, groups)  # (O, m·OH·OW)
         if bias is not None:
             y += bias.reshape(o, 1)
         out[part] = y.reshape(o, m, oh, ow).transpose(1, 0, 2, 3)
@@ -519,32 +781,44 @@ def conv2d_backward(grad, x_shape, w, cols, stride, padding, dilation, groups,
     o = w.shape[0]
     oh, ow = grad.shape[2], grad.shape[3]
     geo = _geometry(x_shape, w.shape, stride, padding, dilation, (oh, ow))
+    kh, kw, _, _, ph, pw, dh, dw_, _, _ = geo
+    _, wp, _ = wide_geometry(x_shape, kh, kw, ph, pw, dh, dw_, oh, ow)
+    path = conv_path(x_shape, w.shape, stride, groups)
     dx = np.empty(x_shape, dtype=grad.dtype) if need_input else None
     dw = db = None
     w_g = w.reshape(groups, o // groups, -1)
 
-    def input_grad(part, g_g):  # dx[part] = col2im(W_gᵀ · dY_g), the same for both paths
-        dcols = matmul(w_g.transpose(0, 2, 1), g_g).reshape(c * w.shape[2] * w.shape[3], -1)
-        dx[part] = col2im(np.ascontiguousarray(dcols), part.stop - part.start, c, h, w_in, *geo)
+    def output_grad(part):  # dY of the samples `part` as the (O, columns) matrix of this path
+        if path == "im2col":
+            return _output_grad_rows(grad, part)
+        return output_grad_wide(np.ascontiguousarray(grad[part]), wp)
 
-    if direct_conv_applies(x_shape, w.shape, stride, groups):
+    def input_grad(part, g_g):  # dx[part] = col2im(W_gᵀ · dY_g)
+        dcols = np.ascontiguousarray(matmul(w_g.transpose(0, 2, 1), g_g).reshape(c * kh * kw, -1))
+        m = part.stop - part.start
+        if path == "im2col":
+            dx[part] = col2im(dcols, m, c, h, w_in, *geo)
+        else:
+            dx[part] = col2im_wide(dcols, m, c, h, w_in, kh, kw, ph, pw, dh, dw_, oh, ow)
+
+    if path == "direct":
         (_, x), = cols  # conv2d_forward kept the input
         grad = np.ascontiguousarray(grad)
         if need_weight:
-            dw = conv2d_direct_weight_grad(x, grad, w.shape[2], w.shape[3], padding[0], padding[1],
-                                           dilation[0], dilation[1])
+            dw = conv2d_direct_weight_grad(x, grad, kh, kw, ph, pw, dh, dw_)
         if need_bias:
             db = grad.sum(axis=(0, 2, 3))
         if need_input:
-            for part in sample_chunks(n, c * w.shape[2] * w.shape[3] * oh * ow * grad.itemsize):
-                input_grad(part, _output_grad_rows(grad, part).reshape(1, o, -1))
+            _, _, length = wide_geometry(x_shape, kh, kw, ph, pw, dh, dw_, oh, ow)
+            for part in sample_chunks(n, c * kh * kw * length * grad.itemsize):
+                input_grad(part, output_grad(part).reshape(1, o, -1))
         return dx, dw, db
     dw = np.zeros(w.shape, dtype=grad.dtype) if need_weight else None
     db = np.zeros(o, dtype=grad.dtype) if need_bias else None
     for part, cols_part in cols:
-        g2 = _output_grad_rows(grad, part)
+        g2 = output_grad(part)
         if need_bias:
-            db += g2.sum(axis=1)
+            db += g2.sum(axis=1)  # the wide columns of dY_wide are 0
         g_g = g2.reshape(groups, o // groups, -1)
         if need_weight:
             cols_g = cols_part.reshape(groups, w_g.shape[2], -1)

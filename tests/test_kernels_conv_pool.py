@@ -15,12 +15,12 @@ SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
 
 
 @st.composite
-def conv_geometry(draw):
+def conv_geometry(draw, max_stride=3):
     """An input shape and a conv window (kernel, stride, padding top/left, dilation, output size)
     whose output is at least 1×1; the bottom/right padding is drawn separately (asymmetric)."""
     n, c = draw(st.integers(1, 3)), draw(st.integers(1, 4))
     kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    sh, sw = draw(st.integers(1, max_stride)), draw(st.integers(1, max_stride))
     dh, dw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     ph, pw = draw(st.integers(0, 3)), draw(st.integers(0, 3))
     extra_h, extra_w = draw(st.integers(0, 2)), draw(st.integers(0, 2))
@@ -54,6 +54,89 @@ def test_col2im_twins_agree_and_are_the_adjoint_of_im2col(case):
     # Adjointness: <im2col(x), cols> = <x, col2im(cols)> for any x.
     x = rng.standard_normal(shape)
     np.testing.assert_allclose(np.sum(K.im2col_reference(x, *geometry) * cols), np.sum(x * ref), rtol=1e-10)
+
+
+def _wide_args(geometry):
+    """(kh, kw, ph, pw, dh, dw, oh, ow) of a stride-1 im2col geometry."""
+    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = geometry
+    assert (sh, sw) == (1, 1)
+    return kh, kw, ph, pw, dh, dw, oh, ow
+
+
+@SETTINGS
+@given(conv_geometry(max_stride=1))
+def test_im2col_wide_twins_agree_and_hold_the_im2col_columns(case):
+    """The wide matrix: the Numba twins equal the reference bit for bit, and its columns at the
+    positions b < OW are exactly im2col's."""
+    shape, geometry, rng, dtype = case
+    x = rng.standard_normal(shape).astype(dtype)
+    args = _wide_args(geometry)
+    ref = K.im2col_wide_reference(x, *args)
+    np.testing.assert_array_equal(K.im2col_wide_numba(x, *args), ref)
+    np.testing.assert_array_equal(K.im2col_wide_parallel(x, *args), ref)
+    _, wp, length = K.wide_geometry(shape, *args[:-2], *args[-2:])
+    oh, ow = args[-2:]
+    p = (np.arange(oh)[:, None] * wp + np.arange(ow)[None, :]).ravel()  # the non-wide columns
+    kept = ref.reshape(ref.shape[0], shape[0], length)[:, :, p].reshape(ref.shape[0], -1)
+    np.testing.assert_array_equal(kept, K.im2col_reference(x, *geometry))
+
+
+@SETTINGS
+@given(conv_geometry(max_stride=1))
+def test_col2im_wide_twins_agree_and_are_the_adjoint_of_im2col_wide(case):
+    shape, geometry, rng, dtype = case
+    args = _wide_args(geometry)
+    _, wp, length = K.wide_geometry(shape, *args)
+    cols = rng.standard_normal((shape[1] * args[0] * args[1], shape[0] * length)).astype(dtype)
+    ref = K.col2im_wide_reference(cols, *shape, *args)
+    assert ref.shape == shape
+    np.testing.assert_array_equal(K.col2im_wide_numba(cols, *shape, *args), ref)  # the same sums in the same order
+    np.testing.assert_array_equal(K.col2im_wide_parallel(cols, *shape, *args), ref)
+    x = rng.standard_normal(shape)
+    np.testing.assert_allclose(np.sum(K.im2col_wide_reference(x, *args) * cols), np.sum(x * ref), rtol=1e-5)
+
+
+@SETTINGS
+@given(conv_geometry(max_stride=1), st.integers(1, 5))
+def test_wide_output_twins_agree_and_are_adjoint(case, o):
+    """wide_to_output (drop the wide columns, add the bias) and output_grad_wide (put dY back, zeros
+    in the wide columns): twins bit-identical, and the second is the adjoint of the first."""
+    shape, geometry, rng, dtype = case
+    args = _wide_args(geometry)
+    n, (oh, ow) = shape[0], args[-2:]
+    _, wp, length = K.wide_geometry(shape, *args)
+    y_wide = rng.standard_normal((o, n * length)).astype(dtype)
+    bias = rng.standard_normal(o).astype(dtype)
+    ref = K.wide_to_output_reference(y_wide, bias, wp, np.empty((n, o, oh, ow), dtype))
+    np.testing.assert_array_equal(K.wide_to_output_numba(y_wide, bias, wp, np.empty((n, o, oh, ow), dtype)), ref)
+    grad = rng.standard_normal((n, o, oh, ow)).astype(dtype)
+    g_wide = K.output_grad_wide_reference(grad, wp)
+    np.testing.assert_array_equal(K.output_grad_wide_numba(grad, wp), g_wide)
+    no_bias = K.wide_to_output_reference(y_wide, np.zeros(o, dtype), wp, np.empty((n, o, oh, ow), dtype))
+    np.testing.assert_allclose(np.sum(no_bias * grad), np.sum(y_wide * g_wide), rtol=1e-4)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("padding, dilation", [((0, 0), (1, 1)), ((1, 2), (2, 1))])
+def test_conv_wide_path_equals_the_im2col_path(monkeypatch, groups, padding, dilation):
+    """A stride-1 layer gives the same y, dx, dW, dbias through the wide matrix as through im2col
+    (both in chunks of samples)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((7, 4, 9, 8))
+    w = rng.standard_normal((6, 4 // groups, 3, 3))
+    b = rng.standard_normal(6)
+    out_hw = tuple(K.conv_output_size(s, 3, 1, p, p, d) for s, p, d in zip((9, 8), padding, dilation))
+    args = ((1, 1), padding, dilation, groups, out_hw)
+    g = rng.standard_normal((7, 6) + out_hw)
+    monkeypatch.setattr(K, "CHUNK_BYTES", 2000)  # several chunks
+    assert K.conv_path(x.shape, w.shape, (1, 1), groups) == "wide"
+    results = {}
+    for path in ("wide", "im2col"):
+        monkeypatch.setattr(K, "conv_path", lambda *a, path=path: path)
+        y, chunks = K.conv2d_forward(x, w, b, *args)
+        results[path] = (y,) + K.conv2d_backward(g, x.shape, w, chunks, *args[:4])
+    for wide, im2col in zip(results["wide"], results["im2col"]):
+        np.testing.assert_allclose(wide, im2col, rtol=1e-12, atol=1e-12)
 
 
 @st.composite
@@ -122,7 +205,8 @@ def test_conv2d_forward_and_backward_agree_across_backends():
         np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("module, name", [(K, "im2col"), (K, "col2im"), (K, "conv2d_direct"),
+@pytest.mark.parametrize("module, name", [(K, "im2col"), (K, "col2im"), (K, "im2col_wide"), (K, "col2im_wide"),
+                                          (K, "wide_to_output"), (K, "output_grad_wide"), (K, "conv2d_direct"),
                                           (K, "conv2d_direct_weight_grad"), (P, "max_pool2d_forward"),
                                           (P, "max_pool2d_backward"), (P, "avg_pool2d_forward"),
                                           (P, "avg_pool2d_backward")])
@@ -277,7 +361,7 @@ def test_direct_conv_applies_to_small_stride_1_ungrouped_layers():
 @pytest.mark.parametrize("need_input", [False, True])
 def test_conv_direct_path_equals_the_im2col_path(monkeypatch, dtype, need_input):
     """conv2d_forward/backward give the same y, dx, dW, dbias whether a small layer takes the direct
-    loops or (DIRECT_MAX_MACS = 0) im2col + GEMM."""
+    loops or (DIRECT_MAX_MACS = 0) the wide im2col matrix + GEMM."""
     rng = np.random.default_rng(11)
     x = rng.standard_normal((5, 2, 10, 9)).astype(dtype)
     w = rng.standard_normal((4, 2, 3, 4)).astype(dtype)

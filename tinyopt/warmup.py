@@ -25,6 +25,13 @@ def warmup(dtypes=(np.float32,), verbose: bool = False) -> float:
         geometry = (3, 3, 1, 1, 1, 1, 1, 1, 4, 4)  # kh, kw, sh, sw, ph, pw, dh, dw, oh, ow
         cols = _conv.im2col_numba(x, *geometry)
         _conv.col2im_numba(cols, 1, 1, 4, 4, *geometry)
+        wide = (3, 3, 1, 1, 1, 1, 4, 4)  # the stride-1 path: kh, kw, ph, pw, dh, dw, oh, ow
+        _, wp, _ = _conv.wide_geometry(x.shape, *wide)
+        cols = _conv.im2col_wide_numba(x, *wide)
+        _conv.col2im_wide_numba(cols, 1, 1, 4, 4, *wide)
+        y_wide = np.zeros((2, cols.shape[1]), dtype=dtype)
+        _conv.output_grad_wide_numba(_conv.wide_to_output_numba(y_wide, np.zeros(2, dtype), wp,
+                                                                np.empty((1, 2, 4, 4), dtype)), wp)
         w, b = np.zeros((2, 1, 3, 3), dtype=dtype), np.zeros(2, dtype=dtype)
         g = _conv.conv2d_direct_numba(x, w, b, 1, 1, 1, 1, 4, 4)
         _conv.conv2d_direct_weight_grad_numba(x, g, 3, 3, 1, 1, 1, 1)

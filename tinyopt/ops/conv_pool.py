@@ -2,7 +2,8 @@
 
     conv2d:  y[n, o, a, b] = bias[o] + Σ_{c, i, j} w[o, c, i, j] · x_pad[n, g·C/G + c, a·s_h + i·d_h, b·s_w + j·d_w]
              (cross-correlation, as in torch and Keras; g = o // (O/G) is the group of output channel o).
-             Forward and both backward passes are im2col + one GEMM (`tinyopt.kernels.conv` has the
+             Forward and both backward passes are im2col + one GEMM (the wide im2col matrix at
+             stride 1; direct loops for a small first layer: `tinyopt.kernels.conv` has the
              algebra and why).
     max:     y[n, c, a, b] = max_{i, j} x[n, c, a·s_h − p_h + i·d_h, b·s_w − p_w + j·d_w]   (padding = −∞);
              backward routes dy to the argmax of each window (torch's `return_indices`)
