@@ -189,6 +189,27 @@ def test_quantize_u8_twins_agree_including_ties_and_clamps(qmax, scale, zp):
     np.testing.assert_array_equal(KA.quantize_u8_numba(x, scale, zp, qmax), KA.quantize_u8_reference(x, scale, zp, qmax))
 
 
+@pytest.mark.parametrize("qmin,qmax,scale,zp", [(-128, 127, 0.02, 0), (-128, 127, 0.05, -128), (-64, 63, 0.5, 3),
+                                                (0, 127, 1.0, 0)])
+def test_quantize_i8_twins_agree_with_quantize_array_and_flag_non_finite_input(qmin, qmax, scale, zp):
+    from tinyopt.kernels import affine_u8 as KA
+    from tinyopt.quant.affine import quantize_array
+
+    rng = np.random.default_rng(qmax - qmin + zp)
+    x = (rng.standard_normal((2, 1, 9, 7)) * 3).astype(np.float32)
+    x[0, 0, 0, :6] = np.array([0.5, 1.5, 2.5, -0.5, 1e9, -1e9], np.float32) * np.float32(scale)   # ties to even, clamps
+    want = quantize_array(x, scale, zp, qmin, qmax).astype(np.int8)
+    for twin in (KA.quantize_i8_numba, KA.quantize_i8_reference):
+        q, finite = twin(x, scale, zp, qmin, qmax)
+        assert finite and q.dtype == np.int8 and q.shape == x.shape
+        np.testing.assert_array_equal(q, want)
+    for bad in (np.nan, np.inf, -np.inf):
+        y = x.copy()
+        y[1, 0, 8, 6] = bad
+        assert KA.quantize_i8_numba(y, scale, zp, qmin, qmax)[1] is False
+        assert KA.quantize_i8_reference(y, scale, zp, qmin, qmax)[1] is False
+
+
 @pytest.mark.parametrize("bias", [None, "random"])
 @pytest.mark.parametrize("zp", [0, 77, 255])
 def test_dequantize_acc_twins_agree(bias, zp):

@@ -175,9 +175,10 @@ def quantize_input(x, scale, zero_point, qmin=-128, qmax=127):
     if isinstance(x, QActivation):
         return x.q, x.scale, x.zero_point
     arr = x.data if isinstance(x, Tensor) else np.asarray(x)
-    if not np.all(np.isfinite(arr)):
+    q, finite = KA.quantize_i8(arr, scale, zero_point, qmin, qmax)  # one pass (quantize_array's arithmetic)
+    if not finite:
         raise ValueError("cannot quantize an input that contains NaN or Inf")
-    return quantize_array(arr, scale, zero_point, qmin, qmax).astype(np.int8), scale, zero_point
+    return q, scale, zero_point
 
 
 def int8_times_weight(q_x: np.ndarray, qmin: int, qmax: int, packed_w) -> np.ndarray:
