@@ -68,8 +68,9 @@ def main(argv=None):
     from tinyopt.kernels import conv as K
 
     torch.set_num_threads(args.threads)
-    if args.blas_threads is None:
-        to.set_num_threads(args.threads)
+    # As bench_lenet: BLAS on --threads and the kernels serial, or with --blas-threads below --threads,
+    # BLAS on that many and the kernels' parallel twins on --threads (tinyopt/threads.py).
+    to.set_num_threads(args.threads, blas_threads=args.blas_threads)
     to.warmup()
     rng = np.random.default_rng(0)
     print(f"batch {args.batch}; torch {torch.__version__} with {args.threads} threads; "
@@ -86,7 +87,8 @@ def main(argv=None):
         xp, wp, bp = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
         grad = None
         times = {}
-        chosen_path = K.conv_path(x.shape, w.shape, (1, 1), 1)
+        out_hw = (h + 2 * pad - k + 1,) * 2
+        chosen_path = K.conv_path(x.shape, w.shape, (1, 1), 1, out_hw, (pad, pad), (1, 1))
         rule = K.conv_path
         for path in ("direct", "wide", "im2col"):
             K.conv_path = lambda *_, path=path: path
@@ -112,7 +114,8 @@ def main(argv=None):
         print(f"| {model} {layer} | {c}→{o}, {k}×{k}, {h}×{h} | {path} | {t_fwd:.2f} | {p_fwd:.2f} | {p_fwd / t_fwd:.2f}x "
               f"| {t_bwd:.2f} | {p_bwd:.2f} | {p_bwd / t_bwd:.2f}x | {others} |")
     print("\nratio = torch time / tinyopt time (above 1: tinyopt is faster); path = the one F.conv2d takes "
-          f"(direct when O·C·KH·KW ≤ {K.DIRECT_MAX_MACS}, else wide at stride 1)")
+          f"(direct when O·C·KH·KW ≤ {K.DIRECT_MAX_MACS} or, with the parallel twins on, a wide row ≥ "
+          f"{K.DIRECT_MIN_LENGTH}; else wide at stride 1)")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .backend import dispatch
+from .backend import dispatch, kernel_threads
 from .blas import matmul
 
 
@@ -465,23 +465,32 @@ output_grad_wide = dispatch(output_grad_wide_reference, output_grad_wide_numba)
 #     dW[o, c, i, j] = Σ_n Σ_p dY_wide[n, o, p] · x_flat[n, off(c, i, j) + p]     (dY_wide = 0 where b ≥ OW)
 #     dbias[o] = Σ_{n, a, b} dY[n, o, a, b]
 #
-# Only stride 1, groups = 1 and O·C·KH·KW ≤ DIRECT_MAX_MACS (`direct_conv_applies`); the input gradient of such a layer, when it
-# is needed, still goes through the GEMM and col2im_wide. benchmarks/bench_conv.py times every path.
+# Which layers take the direct forward (`conv_path`): stride 1 and groups = 1, and either
+#   - O·C·KH·KW ≤ DIRECT_MAX_MACS (a small first layer): direct forward and direct weight gradient, or
+#   - the kernels' parallel twins are on (`tinyopt.set_num_threads(n, blas_threads=1)`) and a wide row
+#     is at least DIRECT_MIN_LENGTH long: direct forward on every thread, while the GEMMs would get one
+#     BLAS thread; the backward then rebuilds each chunk's wide im2col matrix (while it is in cache) for
+#     the weight-gradient GEMM.
+# The input gradient, when it is needed, goes through the GEMM and col2im_wide either way.
+# benchmarks/bench_conv.py times every path.
 
-# A layer takes the direct loops when O·C·KH·KW, its multiply-adds per output position, is at most this.
-# The direct loops do all O·C·KH·KW products per output position with one store per four, while the
-# GEMM blocks them in registers; what the direct loops save is im2col's copies and BLAS's packing, which
-# do not grow with O. benchmarks/bench_conv.py times both paths per layer (README "Conv2d alone" has the
-# figures): LeNet-5's 1→6 5×5 layer (150) is faster direct, the Keras CNN's 1→32 3×3 layer (288) already
-# slower, and the GEMM's lead grows with O·C·KH·KW beyond.
+# The small-layer bound: O·C·KH·KW, the multiply-adds per output position. What the direct loops save
+# is im2col's copies and BLAS's packing, which do not grow with O·C·KH·KW; the GEMM blocks the
+# products in registers and uses both cores. benchmarks/bench_conv.py times the paths per layer (README
+# "Conv2d alone" has the figures): LeNet-5's 1→6 5×5 layer (150) is faster direct on one thread, the
+# Keras CNN's 1→32 3×3 layer (288) no longer.
 DIRECT_MAX_MACS = 200
+# The bound on the wide row length L = (OH − 1)·WP + OW for the parallel direct forward: each pass over
+# a row costs a few slice set-ups, which a short row (a 3×3 output: L = 13) does not amortise.
+DIRECT_MIN_LENGTH = 100
 # The parallel twins split the batch into blocks of this many samples, one thread per block; the weight
 # gradient is summed per block and the blocks are added in order, so serial and parallel agree bit for bit.
 DIRECT_BLOCK = 16
 
 
 def direct_conv_applies(x_shape, w_shape, stride, groups) -> bool:
-    """Whether conv2d_forward/backward take the direct loops: stride 1, one group, O·C·KH·KW ≤ DIRECT_MAX_MACS."""
+    """Whether a layer is small enough for the direct loops in forward and weight gradient alike:
+    stride 1, one group, O·C·KH·KW ≤ DIRECT_MAX_MACS."""
     o, c, kh, kw = w_shape
     return tuple(stride) == (1, 1) and groups == 1 and o * c * kh * kw <= DIRECT_MAX_MACS
 
@@ -530,40 +539,91 @@ def _pad_sample(x, s, x_pad, ph, pw):
                 dst[q] = src[q]
 
 
+# Why fastmath={"contract"} on the two row kernels below and nowhere else but `_dot`: it lets LLVM
+# fuse each w·x + acc into one FMA instruction (rounded once instead of twice), which doubles the
+# multiply-add rate of these loops; nothing else about IEEE arithmetic is relaxed (no reordering,
+# NaN and Inf behave as usual). The result differs from the NumPy twin by rounding only.
+@numba.njit(cache=True, fastmath={"contract"})
+def _direct_rows2(x_flat, offsets, w_taps, r0, r1, oo, length):
+    """r0 += Σ_t w_taps[oo, t] · x_flat[offsets[t] + p], r1 the same for channel oo + 1, for p < length:
+    two output rows per pass, so every input load feeds two multiply-adds, and eight taps per pass
+    (one load and store of each row per eight products)."""
+    taps = w_taps.shape[1]
+    t = 0
+    while t + 8 <= taps:
+        s0, s1 = x_flat[offsets[t]:offsets[t] + length], x_flat[offsets[t + 1]:offsets[t + 1] + length]
+        s2, s3 = x_flat[offsets[t + 2]:offsets[t + 2] + length], x_flat[offsets[t + 3]:offsets[t + 3] + length]
+        s4, s5 = x_flat[offsets[t + 4]:offsets[t + 4] + length], x_flat[offsets[t + 5]:offsets[t + 5] + length]
+        s6, s7 = x_flat[offsets[t + 6]:offsets[t + 6] + length], x_flat[offsets[t + 7]:offsets[t + 7] + length]
+        a0, a1, a2, a3 = w_taps[oo, t], w_taps[oo, t + 1], w_taps[oo, t + 2], w_taps[oo, t + 3]
+        a4, a5, a6, a7 = w_taps[oo, t + 4], w_taps[oo, t + 5], w_taps[oo, t + 6], w_taps[oo, t + 7]
+        c0, c1, c2, c3 = w_taps[oo + 1, t], w_taps[oo + 1, t + 1], w_taps[oo + 1, t + 2], w_taps[oo + 1, t + 3]
+        c4, c5, c6, c7 = w_taps[oo + 1, t + 4], w_taps[oo + 1, t + 5], w_taps[oo + 1, t + 6], w_taps[oo + 1, t + 7]
+        for p in range(length):
+            v0, v1, v2, v3, v4, v5, v6, v7 = s0[p], s1[p], s2[p], s3[p], s4[p], s5[p], s6[p], s7[p]
+            r0[p] += ((a0 * v0 + a1 * v1) + (a2 * v2 + a3 * v3)) + ((a4 * v4 + a5 * v5) + (a6 * v6 + a7 * v7))
+            r1[p] += ((c0 * v0 + c1 * v1) + (c2 * v2 + c3 * v3)) + ((c4 * v4 + c5 * v5) + (c6 * v6 + c7 * v7))
+        t += 8
+    while t < taps:
+        s0 = x_flat[offsets[t]:offsets[t] + length]
+        a0, c0 = w_taps[oo, t], w_taps[oo + 1, t]
+        for p in range(length):
+            v0 = s0[p]
+            r0[p] += a0 * v0
+            r1[p] += c0 * v0
+        t += 1
+
+
+@numba.njit(cache=True, fastmath={"contract"})
+def _direct_rows1(x_flat, offsets, w_taps, r0, oo, length):
+    """`_direct_rows2` for one output row (the last channel of an odd count)."""
+    taps = w_taps.shape[1]
+    t = 0
+    while t + 8 <= taps:
+        s0, s1 = x_flat[offsets[t]:offsets[t] + length], x_flat[offsets[t + 1]:offsets[t + 1] + length]
+        s2, s3 = x_flat[offsets[t + 2]:offsets[t + 2] + length], x_flat[offsets[t + 3]:offsets[t + 3] + length]
+        s4, s5 = x_flat[offsets[t + 4]:offsets[t + 4] + length], x_flat[offsets[t + 5]:offsets[t + 5] + length]
+        s6, s7 = x_flat[offsets[t + 6]:offsets[t + 6] + length], x_flat[offsets[t + 7]:offsets[t + 7] + length]
+        a0, a1, a2, a3 = w_taps[oo, t], w_taps[oo, t + 1], w_taps[oo, t + 2], w_taps[oo, t + 3]
+        a4, a5, a6, a7 = w_taps[oo, t + 4], w_taps[oo, t + 5], w_taps[oo, t + 6], w_taps[oo, t + 7]
+        for p in range(length):
+            r0[p] += ((a0 * s0[p] + a1 * s1[p]) + (a2 * s2[p] + a3 * s3[p])) + \
+                     ((a4 * s4[p] + a5 * s5[p]) + (a6 * s6[p] + a7 * s7[p]))
+        t += 8
+    while t < taps:
+        s0 = x_flat[offsets[t]:offsets[t] + length]
+        a0 = w_taps[oo, t]
+        for p in range(length):
+            r0[p] += a0 * s0[p]
+        t += 1
+
+
 @numba.njit(cache=True)
-def _direct_sample(x_flat, w, bias, y_wide, length, hp, wp, dh, dw):
-    """y_wide[o, p] = bias[o] + Σ_{c,i,j} w[o,c,i,j] · x_flat[off(c,i,j) + p] for p < length, for one
-    sample. Four kernel columns j are added per pass over y_wide (one store per four products: the
-    loop is bound by the stores to y_wide, not by the multiplications)."""
-    o, c, kh, kw = w.shape
+def _direct_sample(x_flat, offsets, w_taps, bias, y_wide, length):
+    """y_wide[o, p] = bias[o] + Σ_t w_taps[o, t] · x_flat[offsets[t] + p] for p < length, one sample
+    (t runs over the taps (c, i, j), offsets[t] = off(c, i, j)). The loops are bound by loads and
+    stores, not by multiplications: hence two rows and eight taps per pass."""
+    o = w_taps.shape[0]
     for oo in range(o):
         row = y_wide[oo]
         b = bias[oo]
         for p in range(length):
             row[p] = b
+    for oo in range(0, o - 1, 2):
+        _direct_rows2(x_flat, offsets, w_taps, y_wide[oo], y_wide[oo + 1], oo, length)
+    if o % 2:
+        _direct_rows1(x_flat, offsets, w_taps, y_wide[o - 1], o - 1, length)
+
+
+@numba.njit(cache=True)
+def _tap_offsets(c, kh, kw, hp, wp, dh, dw):
+    """off(c, i, j) = c·HP·WP + i·d_h·WP + j·d_w for every tap, in the order of w[o].ravel()."""
+    offsets = np.empty(c * kh * kw, dtype=np.int64)
     for ch in range(c):
         for i in range(kh):
-            base = ch * hp * wp + i * dh * wp
-            j = 0
-            while j + 4 <= kw:
-                s0 = x_flat[base + j * dw:base + j * dw + length]
-                s1 = x_flat[base + (j + 1) * dw:base + (j + 1) * dw + length]
-                s2 = x_flat[base + (j + 2) * dw:base + (j + 2) * dw + length]
-                s3 = x_flat[base + (j + 3) * dw:base + (j + 3) * dw + length]
-                for oo in range(o):
-                    w0, w1, w2, w3 = w[oo, ch, i, j], w[oo, ch, i, j + 1], w[oo, ch, i, j + 2], w[oo, ch, i, j + 3]
-                    row = y_wide[oo]
-                    for p in range(length):
-                        row[p] += w0 * s0[p] + w1 * s1[p] + w2 * s2[p] + w3 * s3[p]
-                j += 4
-            while j < kw:
-                s0 = x_flat[base + j * dw:base + j * dw + length]
-                for oo in range(o):
-                    w0 = w[oo, ch, i, j]
-                    row = y_wide[oo]
-                    for p in range(length):
-                        row[p] += w0 * s0[p]
-                j += 1
+            for j in range(kw):
+                offsets[(ch * kh + i) * kw + j] = ch * hp * wp + i * dh * wp + j * dw
+    return offsets
 
 
 @numba.njit(cache=True)
@@ -576,9 +636,11 @@ def _direct_samples(x, w, bias, y, first, stop, ph, pw, dh, dw):
     x_pad = np.zeros((c, hp, wp), dtype=x.dtype)
     y_wide = np.empty((o, length), dtype=x.dtype)
     x_flat = x_pad.reshape(-1)
+    offsets = _tap_offsets(c, kh, kw, hp, wp, dh, dw)
+    w_taps = np.ascontiguousarray(w).reshape(o, c * kh * kw)
     for s in range(first, stop):
         _pad_sample(x, s, x_pad, ph, pw)
-        _direct_sample(x_flat, w, bias, y_wide, length, hp, wp, dh, dw)
+        _direct_sample(x_flat, offsets, w_taps, bias, y_wide, length)
         for oo in range(o):
             for a in range(oh):
                 src = y_wide[oo, a * wp:a * wp + ow]
@@ -713,12 +775,20 @@ def sample_chunks(n: int, bytes_per_sample: int, budget: int | None = None):
     return [slice(s, min(n, s + size)) for s in range(0, n, size)]
 
 
-def conv_path(x_shape, w_shape, stride, groups) -> str:
-    """Which loops conv2d_forward/backward take: "direct" (`direct_conv_applies`), "wide" (every
-    other stride-1 layer: im2col_wide + GEMM) or "im2col" (strided: im2col + GEMM)."""
+def conv_path(x_shape, w_shape, stride, groups, out_hw=None, padding=(0, 0), dilation=(1, 1)) -> str:
+    """Which loops conv2d_forward takes: "direct" (a small layer, `direct_conv_applies`; or, with the
+    parallel twins on, a stride-1 layer whose wide rows are at least DIRECT_MIN_LENGTH long), "wide"
+    (the other stride-1 layers: im2col_wide + GEMM) or "im2col" (strided: im2col + GEMM)."""
     if direct_conv_applies(x_shape, w_shape, stride, groups):
         return "direct"
-    return "wide" if tuple(stride) == (1, 1) else "im2col"
+    if tuple(stride) != (1, 1):
+        return "im2col"
+    if groups == 1 and out_hw is not None and kernel_threads() > 1:
+        kh, kw = w_shape[2], w_shape[3]
+        _, _, length = wide_geometry(x_shape, kh, kw, padding[0], padding[1], dilation[0], dilation[1], *out_hw)
+        if length >= DIRECT_MIN_LENGTH:
+            return "direct"
+    return "wide"
 
 
 def _weight_rows(w, groups):
@@ -744,7 +814,7 @@ def conv2d_forward(x, w, bias, stride, padding, dilation, groups, out_hw):
     geo = _geometry(x.shape, w.shape, stride, padding, dilation, out_hw)
     kh, kw, _, _, ph, pw, dh, dw, oh, ow = geo
     x = np.ascontiguousarray(x)
-    path = conv_path(x.shape, w.shape, stride, groups)
+    path = conv_path(x.shape, w.shape, stride, groups, out_hw, padding, dilation)
     if path == "direct":
         b = np.zeros(o, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
         y = conv2d_direct(x, np.ascontiguousarray(w), b, ph, pw, dh, dw, oh, ow)
@@ -782,8 +852,16 @@ def conv2d_backward(grad, x_shape, w, cols, stride, padding, dilation, groups,
     oh, ow = grad.shape[2], grad.shape[3]
     geo = _geometry(x_shape, w.shape, stride, padding, dilation, (oh, ow))
     kh, kw, _, _, ph, pw, dh, dw_, _, _ = geo
-    _, wp, _ = wide_geometry(x_shape, kh, kw, ph, pw, dh, dw_, oh, ow)
-    path = conv_path(x_shape, w.shape, stride, groups)
+    _, wp, length = wide_geometry(x_shape, kh, kw, ph, pw, dh, dw_, oh, ow)
+    # The forward's path, from what it saved: the direct loops keep x itself (4-D), the others
+    # their 2-D column matrices, m·L columns per chunk of m samples for the wide one and m·OH·OW for
+    # im2col (where the two counts are equal, so are the two layouts).
+    part0, saved0 = cols[0]
+    if len(cols) == 1 and saved0.ndim == 4:
+        path = "direct"
+    else:
+        wide = tuple(stride) == (1, 1) and saved0.shape[1] == (part0.stop - part0.start) * length
+        path = "wide" if wide else "im2col"
     dx = np.empty(x_shape, dtype=grad.dtype) if need_input else None
     dw = db = None
     w_g = w.reshape(groups, o // groups, -1)
@@ -804,14 +882,21 @@ def conv2d_backward(grad, x_shape, w, cols, stride, padding, dilation, groups,
     if path == "direct":
         (_, x), = cols  # conv2d_forward kept the input
         grad = np.ascontiguousarray(grad)
-        if need_weight:
+        small = direct_conv_applies(x_shape, w.shape, stride, groups)
+        if need_weight and small:
             dw = conv2d_direct_weight_grad(x, grad, kh, kw, ph, pw, dh, dw_)
+        elif need_weight:
+            dw = np.zeros(w.shape, dtype=grad.dtype)
         if need_bias:
             db = grad.sum(axis=(0, 2, 3))
-        if need_input:
-            _, _, length = wide_geometry(x_shape, kh, kw, ph, pw, dh, dw_, oh, ow)
+        if need_input or (need_weight and not small):
             for part in sample_chunks(n, c * kh * kw * length * grad.itemsize):
-                input_grad(part, output_grad(part).reshape(1, o, -1))
+                g_g = output_grad(part).reshape(1, o, -1)
+                if need_weight and not small:  # the wide matrix rebuilt while it is in cache
+                    cols_part = im2col_wide(x[part], kh, kw, ph, pw, dh, dw_, oh, ow)
+                    dw += matmul(cols_part, g_g[0].T).T.reshape(w.shape)
+                if need_input:
+                    input_grad(part, g_g)
         return dx, dw, db
     dw = np.zeros(w.shape, dtype=grad.dtype) if need_weight else None
     db = np.zeros(o, dtype=grad.dtype) if need_bias else None

@@ -382,6 +382,36 @@ def test_conv_direct_path_equals_the_im2col_path(monkeypatch, dtype, need_input)
             np.testing.assert_allclose(direct, gemm, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("need_input", [False, True])
+def test_parallel_direct_forward_of_a_larger_layer_equals_the_wide_path(monkeypatch, need_input):
+    """With the parallel twins on, a stride-1 layer with long wide rows takes the direct forward, and
+    its backward rebuilds the wide matrix per chunk for dW: the same y, dx, dW, dbias as the wide path."""
+    import importlib
+
+    backend = importlib.import_module("tinyopt.kernels.backend")  # the module (the package exports a function of that name)
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((9, 5, 14, 13))
+    w = rng.standard_normal((7, 5, 3, 4))
+    b = rng.standard_normal(7)
+    out_hw = (K.conv_output_size(14, 3, 1, 1, 1, 1), K.conv_output_size(13, 4, 1, 0, 0, 2))
+    args = ((1, 1), (1, 0), (1, 2), 1, out_hw)
+    g = rng.standard_normal((9, 7) + out_hw)
+    monkeypatch.setattr(K, "CHUNK_BYTES", 20000)   # several chunks in backward
+    assert K.conv_path(x.shape, w.shape, (1, 1), 1, out_hw, (1, 0), (1, 2)) == "wide"
+    y_wide, saved = K.conv2d_forward(x, w, b, *args)
+    wide = (y_wide,) + K.conv2d_backward(g, x.shape, w, saved, *args[:4], need_input=need_input)
+    monkeypatch.setattr(backend, "_threads", 2)
+    assert K.conv_path(x.shape, w.shape, (1, 1), 1, out_hw, (1, 0), (1, 2)) == "direct"
+    y, saved = K.conv2d_forward(x, w, b, *args)
+    assert len(saved) == 1 and saved[0][1].ndim == 4   # x kept, no columns
+    direct = (y,) + K.conv2d_backward(g, x.shape, w, saved, *args[:4], need_input=need_input)
+    for got, want in zip(direct, wide):
+        if want is None:
+            assert got is None
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11)
+
+
 @pytest.mark.filterwarnings("ignore:Using padding='same'")  # torch's note on even kernels, not a problem
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kernel, padding, dilation", [(5, 2, 1), (3, "same", 2), (4, "same", 1), ((2, 3), 0, 1)])
