@@ -465,13 +465,12 @@ output_grad_wide = dispatch(output_grad_wide_reference, output_grad_wide_numba)
 #     dW[o, c, i, j] = Σ_n Σ_p dY_wide[n, o, p] · x_flat[n, off(c, i, j) + p]     (dY_wide = 0 where b ≥ OW)
 #     dbias[o] = Σ_{n, a, b} dY[n, o, a, b]
 #
-# Which layers take the direct forward (`conv_path`): stride 1 and groups = 1, and either
-#   - O·C·KH·KW ≤ DIRECT_MAX_MACS (a small first layer): direct forward and direct weight gradient, or
+# Which layers take the direct loops (`conv_path`; forward, weight gradient and input gradient alike):
+# stride 1 and groups = 1, and either
+#   - O·C·KH·KW ≤ DIRECT_MAX_MACS (a small first layer), or
 #   - the kernels' parallel twins are on (`tinyopt.set_num_threads(n, blas_threads=1)`) and a wide row
-#     is at least DIRECT_MIN_LENGTH long: direct forward on every thread, while the GEMMs would get one
-#     BLAS thread; the backward then rebuilds each chunk's wide im2col matrix (while it is in cache) for
-#     the weight-gradient GEMM.
-# The input gradient, when it is needed, goes through the GEMM and col2im_wide either way.
+#     is at least DIRECT_MIN_LENGTH long: the direct loops on every thread, where the GEMMs would get
+#     one BLAS thread.
 # benchmarks/bench_conv.py times every path.
 
 # The small-layer bound: O·C·KH·KW, the multiply-adds per output position. What the direct loops save
@@ -682,6 +681,56 @@ def _dot(a, b, zero):
     return total
 
 
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+def _dots_2x4(g0, g1, x_flat, t0, t1, t2, t3, length, zero):
+    """The eight dot products Σ_p g_r[p] · x_flat[t_k + p] (r = 0, 1; k = 0…3) in one pass: six loads
+    per eight multiply-adds, where eight `_dot` calls take sixteen. reassoc and contract as in `_dot`."""
+    s0, s1 = x_flat[t0:t0 + length], x_flat[t1:t1 + length]
+    s2, s3 = x_flat[t2:t2 + length], x_flat[t3:t3 + length]
+    a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = zero
+    for p in range(length):
+        u, v = g0[p], g1[p]
+        x0, x1, x2, x3 = s0[p], s1[p], s2[p], s3[p]
+        a0 += u * x0
+        a1 += u * x1
+        a2 += u * x2
+        a3 += u * x3
+        b0 += v * x0
+        b1 += v * x1
+        b2 += v * x2
+        b3 += v * x3
+    return a0, a1, a2, a3, b0, b1, b2, b3
+
+
+@numba.njit(cache=True)
+def _weight_grad_sample(x_flat, g_wide, offsets, dw_taps, length, zero):
+    """dw_taps[o, t] += Σ_p g_wide[o, p] · x_flat[offsets[t] + p] for one sample: output channels in
+    pairs and taps in fours (`_dots_2x4`), the rest by single dot products."""
+    o, taps = dw_taps.shape
+    t4 = taps - taps % 4
+    for oo in range(0, o - 1, 2):
+        g0, g1 = g_wide[oo], g_wide[oo + 1]
+        for t in range(0, t4, 4):
+            a0, a1, a2, a3, b0, b1, b2, b3 = _dots_2x4(g0, g1, x_flat, offsets[t], offsets[t + 1], offsets[t + 2],
+                                                       offsets[t + 3], length, zero)
+            dw_taps[oo, t] += a0
+            dw_taps[oo, t + 1] += a1
+            dw_taps[oo, t + 2] += a2
+            dw_taps[oo, t + 3] += a3
+            dw_taps[oo + 1, t] += b0
+            dw_taps[oo + 1, t + 1] += b1
+            dw_taps[oo + 1, t + 2] += b2
+            dw_taps[oo + 1, t + 3] += b3
+        for t in range(t4, taps):
+            window = x_flat[offsets[t]:offsets[t] + length]
+            dw_taps[oo, t] += _dot(g0, window, zero)
+            dw_taps[oo + 1, t] += _dot(g1, window, zero)
+    if o % 2:
+        g0 = g_wide[o - 1]
+        for t in range(taps):
+            dw_taps[o - 1, t] += _dot(g0, x_flat[offsets[t]:offsets[t] + length], zero)
+
+
 @numba.njit(cache=True)
 def _direct_weight_grad_block(x, grad, dw_block, first, stop, ph, pw, dh, dw):
     """dw_block = Σ_{s in [first, stop)} the sample's dW (the dot products of the module comment)."""
@@ -692,8 +741,10 @@ def _direct_weight_grad_block(x, grad, dw_block, first, stop, ph, pw, dh, dw):
     x_pad = np.zeros((c, hp, wp), dtype=x.dtype)
     g_wide = np.zeros((o, length), dtype=grad.dtype)  # the wide columns b ≥ OW stay 0
     x_flat = x_pad.reshape(-1)
+    offsets = _tap_offsets(c, kh, kw, hp, wp, dh, dw)
     zero = np.zeros(1, dtype=grad.dtype)[0]
     dw_block[...] = zero
+    dw_taps = dw_block.reshape(o, c * kh * kw)
     for s in range(first, stop):
         _pad_sample(x, s, x_pad, ph, pw)
         for oo in range(o):
@@ -702,13 +753,7 @@ def _direct_weight_grad_block(x, grad, dw_block, first, stop, ph, pw, dh, dw):
                 dst = g_wide[oo, a * wp:a * wp + ow]
                 for q in range(ow):
                     dst[q] = src[q]
-        for ch in range(c):
-            for i in range(kh):
-                for j in range(kw):
-                    off = ch * hp * wp + i * dh * wp + j * dw
-                    window = x_flat[off:off + length]
-                    for oo in range(o):
-                        dw_block[oo, ch, i, j] += _dot(g_wide[oo], window, zero)
+        _weight_grad_sample(x_flat, g_wide, offsets, dw_taps, length, zero)
 
 
 @numba.njit(cache=True)
@@ -744,6 +789,90 @@ def conv2d_direct_weight_grad_parallel(x, grad, kh, kw, ph, pw, dh, dw):
 
 conv2d_direct_weight_grad = dispatch(conv2d_direct_weight_grad_reference, conv2d_direct_weight_grad_numba,
                                      conv2d_direct_weight_grad_parallel)
+
+
+# The input gradient by the same identity: dx_flat[n, off(c, i, j) + p] += Σ_o w[o, c, i, j] · dY_wide[n, o, p],
+# i.e. per tap t a row r_t = Σ_o W[o, t] · dY_wide[o] (`_direct_rows2` with the roles of taps and
+# channels exchanged: the O rows of dY_wide are the "inputs", all at shift 0) added into dx at off(t).
+# The wide columns of dY_wide are 0, so they add nothing.
+
+
+def conv2d_direct_input_grad_reference(grad, w, h, wd, ph, pw, dh, dw):
+    """dx[n, c, y, x] = Σ_{o, i, j : y = a + i·dh − ph, x = b + j·dw − pw} w[o, c, i, j] · dY[n, o, a, b] (stride 1)."""
+    n, o, oh, ow = grad.shape
+    c, kh, kw = w.shape[1], w.shape[2], w.shape[3]
+    hp, wp, _ = _wide_geometry(h, wd, kh, kw, ph, pw, dh, dw, oh, ow)
+    dx_pad = np.zeros((n, c, hp, wp), dtype=grad.dtype)
+    for ch in range(c):
+        for i in range(kh):
+            for j in range(kw):
+                dx_pad[:, ch, i * dh:i * dh + oh, j * dw:j * dw + ow] += np.einsum("noab,o->nab", grad, w[:, ch, i, j])
+    return np.ascontiguousarray(dx_pad[:, :, ph:ph + h, pw:pw + wd])
+
+
+@numba.njit(cache=True)
+def _direct_input_grad_samples(grad, w, dx, first, stop, ph, pw, dh, dw):
+    """dx[first:stop] by the per-tap rows of the comment above, with this call's own buffers."""
+    o, oh, ow = grad.shape[1], grad.shape[2], grad.shape[3]
+    c, kh, kw = w.shape[1], w.shape[2], w.shape[3]
+    h, wd = dx.shape[2], dx.shape[3]
+    hp, wp, length = _wide_geometry(h, wd, kh, kw, ph, pw, dh, dw, oh, ow)
+    taps = c * kh * kw
+    offsets = _tap_offsets(c, kh, kw, hp, wp, dh, dw)
+    w_t = np.ascontiguousarray(np.ascontiguousarray(w).reshape(o, taps).T)   # (taps, O)
+    g_offsets = np.arange(o) * length
+    g_wide = np.zeros((o, length), dtype=grad.dtype)   # the wide columns stay 0
+    g_flat = g_wide.reshape(-1)
+    rows = np.empty((2, length), dtype=grad.dtype)
+    dx_pad = np.empty((c, hp, wp), dtype=grad.dtype)
+    dx_flat = dx_pad.reshape(-1)
+    for s in range(first, stop):
+        for oo in range(o):
+            for a in range(oh):
+                src = grad[s, oo, a]
+                dst = g_wide[oo, a * wp:a * wp + ow]
+                for q in range(ow):
+                    dst[q] = src[q]
+        dx_flat[:] = 0
+        for t in range(0, taps, 2):
+            rows[:] = 0
+            if t + 1 < taps:
+                _direct_rows2(g_flat, g_offsets, w_t, rows[0], rows[1], t, length)
+            else:
+                _direct_rows1(g_flat, g_offsets, w_t, rows[0], t, length)
+            for k in range(min(2, taps - t)):
+                dst = dx_flat[offsets[t + k]:offsets[t + k] + length]
+                src = rows[k]
+                for p in range(length):
+                    dst[p] += src[p]
+        for ch in range(c):
+            for a in range(h):
+                src = dx_pad[ch, a + ph, pw:pw + wd]
+                dst = dx[s, ch, a]
+                for q in range(wd):
+                    dst[q] = src[q]
+
+
+@numba.njit(cache=True)
+def conv2d_direct_input_grad_numba(grad, w, h, wd, ph, pw, dh, dw):
+    dx = np.empty((grad.shape[0], w.shape[1], h, wd), dtype=grad.dtype)
+    _direct_input_grad_samples(grad, w, dx, 0, grad.shape[0], ph, pw, dh, dw)
+    return dx
+
+
+@numba.njit(cache=True, parallel=True)
+def conv2d_direct_input_grad_parallel(grad, w, h, wd, ph, pw, dh, dw):
+    """The serial twin with blocks of samples split over Numba's threads (bit-identical: each sample
+    is computed the same way, by one thread)."""
+    n = grad.shape[0]
+    dx = np.empty((n, w.shape[1], h, wd), dtype=grad.dtype)
+    for k in numba.prange(-(-n // DIRECT_BLOCK)):
+        _direct_input_grad_samples(grad, w, dx, k * DIRECT_BLOCK, min(n, (k + 1) * DIRECT_BLOCK), ph, pw, dh, dw)
+    return dx
+
+
+conv2d_direct_input_grad = dispatch(conv2d_direct_input_grad_reference, conv2d_direct_input_grad_numba,
+                                    conv2d_direct_input_grad_parallel)
 
 
 # ----------------------------------------------------------------------------- convolution
@@ -882,21 +1011,12 @@ def conv2d_backward(grad, x_shape, w, cols, stride, padding, dilation, groups,
     if path == "direct":
         (_, x), = cols  # conv2d_forward kept the input
         grad = np.ascontiguousarray(grad)
-        small = direct_conv_applies(x_shape, w.shape, stride, groups)
-        if need_weight and small:
+        if need_weight:
             dw = conv2d_direct_weight_grad(x, grad, kh, kw, ph, pw, dh, dw_)
-        elif need_weight:
-            dw = np.zeros(w.shape, dtype=grad.dtype)
         if need_bias:
             db = grad.sum(axis=(0, 2, 3))
-        if need_input or (need_weight and not small):
-            for part in sample_chunks(n, c * kh * kw * length * grad.itemsize):
-                g_g = output_grad(part).reshape(1, o, -1)
-                if need_weight and not small:  # the wide matrix rebuilt while it is in cache
-                    cols_part = im2col_wide(x[part], kh, kw, ph, pw, dh, dw_, oh, ow)
-                    dw += matmul(cols_part, g_g[0].T).T.reshape(w.shape)
-                if need_input:
-                    input_grad(part, g_g)
+        if need_input:
+            dx = conv2d_direct_input_grad(grad, np.ascontiguousarray(w), h, w_in, ph, pw, dh, dw_)
         return dx, dw, db
     dw = np.zeros(w.shape, dtype=grad.dtype) if need_weight else None
     db = np.zeros(o, dtype=grad.dtype) if need_bias else None

@@ -207,6 +207,7 @@ def test_conv2d_forward_and_backward_agree_across_backends():
 
 @pytest.mark.parametrize("module, name", [(K, "im2col"), (K, "col2im"), (K, "im2col_wide"), (K, "col2im_wide"),
                                           (K, "wide_to_output"), (K, "output_grad_wide"), (K, "conv2d_direct"),
+                                          (K, "conv2d_direct_input_grad"),
                                           (K, "conv2d_direct_weight_grad"), (P, "max_pool2d_forward"),
                                           (P, "max_pool2d_backward"), (P, "avg_pool2d_forward"),
                                           (P, "avg_pool2d_backward")])
@@ -334,6 +335,16 @@ def test_direct_conv_twins_agree_and_parallel_is_bit_identical(case):
     g2 = grad.transpose(1, 0, 2, 3).reshape(o, -1)
     np.testing.assert_allclose(dw_ref, (g2 @ cols.T).reshape(w.shape), rtol=10 * tol, atol=10 * tol)
 
+    h, wd = shape[2], shape[3]
+    dx_ref = K.conv2d_direct_input_grad_reference(grad, w, h, wd, ph, pw, dh, dw)
+    dx_fast = K.conv2d_direct_input_grad_numba(grad, w, h, wd, ph, pw, dh, dw)
+    assert dx_fast.dtype == dtype and dx_fast.shape == shape
+    np.testing.assert_allclose(dx_fast, dx_ref, rtol=10 * tol, atol=10 * tol)
+    np.testing.assert_array_equal(K.conv2d_direct_input_grad_parallel(grad, w, h, wd, ph, pw, dh, dw), dx_fast)
+    # The input gradient is col2im of Wᵀ·dY, the adjoint of the forward.
+    via_col2im = K.col2im_reference(w.reshape(o, -1).T @ g2, *shape, kh, kw, 1, 1, ph, pw, dh, dw, oh, ow)
+    np.testing.assert_allclose(dx_ref, via_col2im, rtol=10 * tol, atol=10 * tol)
+
 
 def test_direct_conv_parallel_splits_a_large_batch_in_blocks_bit_identically():
     rng = np.random.default_rng(3)
@@ -346,6 +357,8 @@ def test_direct_conv_parallel_splits_a_large_batch_in_blocks_bit_identically():
     g = rng.standard_normal(y.shape).astype(np.float32)
     np.testing.assert_array_equal(K.conv2d_direct_weight_grad_parallel(x, g, 5, 5, 2, 2, 1, 1),
                                   K.conv2d_direct_weight_grad_numba(x, g, 5, 5, 2, 2, 1, 1))
+    np.testing.assert_array_equal(K.conv2d_direct_input_grad_parallel(g, w, 12, 11, 2, 2, 1, 1),
+                                  K.conv2d_direct_input_grad_numba(g, w, 12, 11, 2, 2, 1, 1))
 
 
 def test_direct_conv_applies_to_small_stride_1_ungrouped_layers():
