@@ -32,6 +32,18 @@ def test_relu_twins_agree_bit_for_bit(dtype, shape):
     np.testing.assert_array_equal(dx[np.isnan(y)], grad[np.isnan(y)])  # NaN y passes the gradient
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [7, A.RELU_BLOCK, 3 * A.RELU_BLOCK + 17])
+def test_relu_parallel_twins_are_bit_identical_to_the_serial_ones(dtype, size):
+    """Blocks of RELU_BLOCK elements over Numba's threads, a partial last block included."""
+    x = awkward((size,), dtype, size)
+    y = A.relu_parallel(x)
+    np.testing.assert_array_equal(y, A.relu_numba(x))
+    grad = awkward((size,), dtype, size + 1)[::-1].copy()
+    np.testing.assert_array_equal(A.relu_backward_parallel(grad, y), A.relu_backward_numba(grad, y))
+    assert A.relu.parallel is A.relu_parallel and A.relu_backward.parallel is A.relu_backward_parallel
+
+
 @pytest.mark.parametrize("make", [
     lambda: np.array([-2, 0, 3], dtype=np.int64),
     lambda: np.array([-1.5, 0.5, np.nan], dtype=np.float16),
