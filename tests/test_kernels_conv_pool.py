@@ -207,7 +207,7 @@ def test_conv2d_forward_and_backward_agree_across_backends():
 
 @pytest.mark.parametrize("module, name", [(K, "im2col"), (K, "col2im"), (K, "im2col_wide"), (K, "col2im_wide"),
                                           (K, "wide_to_output"), (K, "output_grad_wide"), (K, "conv2d_direct"),
-                                          (K, "conv2d_direct_input_grad"),
+                                          (K, "conv2d_direct_input_grad"), (K, "bias_grad"),
                                           (K, "conv2d_direct_weight_grad"), (P, "max_pool2d_forward"),
                                           (P, "max_pool2d_backward"), (P, "avg_pool2d_forward"),
                                           (P, "avg_pool2d_backward")])
@@ -334,6 +334,11 @@ def test_direct_conv_twins_agree_and_parallel_is_bit_identical(case):
     np.testing.assert_array_equal(K.conv2d_direct_weight_grad_parallel(x, grad, kh, kw, ph, pw, dh, dw), dw_fast)
     g2 = grad.transpose(1, 0, 2, 3).reshape(o, -1)
     np.testing.assert_allclose(dw_ref, (g2 @ cols.T).reshape(w.shape), rtol=10 * tol, atol=10 * tol)
+
+    db_ref = K.bias_grad_reference(grad)
+    np.testing.assert_allclose(db_ref, grad.sum(axis=(0, 2, 3)), rtol=10 * tol, atol=10 * tol)
+    np.testing.assert_allclose(K.bias_grad_numba(grad), db_ref, rtol=10 * tol, atol=10 * tol)
+    np.testing.assert_array_equal(K.bias_grad_parallel(grad), K.bias_grad_numba(grad))
 
     h, wd = shape[2], shape[3]
     dx_ref = K.conv2d_direct_input_grad_reference(grad, w, h, wd, ph, pw, dh, dw)

@@ -36,6 +36,7 @@ def warmup(dtypes=(np.float32,), verbose: bool = False) -> float:
         g = _conv.conv2d_direct_numba(x, w, b, 1, 1, 1, 1, 4, 4)
         _conv.conv2d_direct_weight_grad_numba(x, g, 3, 3, 1, 1, 1, 1)
         _conv.conv2d_direct_input_grad_numba(g, w, 4, 4, 1, 1, 1, 1)
+        _conv.bias_grad_numba(g)
         _activation.relu_backward_numba(_activation.relu_numba(x), x)
         y, argmax = _pool.max_pool2d_forward_numba(x, 2, 2, 2, 2, 0, 0, 1, 1, 2, 2)
         _pool.max_pool2d_backward_numba(y, argmax, 4, 4)
