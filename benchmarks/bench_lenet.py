@@ -16,10 +16,11 @@ Usage:
     python benchmarks/bench_lenet.py [--threads 2] [--blas-threads N] [--rounds 5] [--steps 20]
                                      [--optimizer adam|sgd] [--skip-memory] [--memory-steps N]
 
-`--threads N` sets torch.set_num_threads(N) and tinyopt.set_num_threads(N) (BLAS and Numba).
-`--blas-threads N` instead sets OPENBLAS_NUM_THREADS for numpy's BLAS (tinyopt's GEMMs) before numpy is
-imported; by default OpenBLAS uses every core.  On a shared, loaded machine 1 is often faster:
-OpenBLAS's worker threads busy-wait for each other, and a descheduled worker stalls every GEMM.
+`--threads N` sets torch.set_num_threads(N) and tinyopt.set_num_threads(N, blas_threads=M) with
+M = `--blas-threads` (default N): BLAS on N threads and the kernels serial, or, with M < N, BLAS on M
+and the kernels' parallel twins on N (tinyopt/threads.py). `--blas-threads` also sets
+OPENBLAS_NUM_THREADS before numpy is imported. `--blas-threads 1` is the faster setting for
+LeNet-5: its convolutions then take the direct loops on every thread (README, "Benchmarks").
 """
 from __future__ import annotations
 

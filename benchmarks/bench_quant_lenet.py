@@ -1,7 +1,11 @@
 """Static int8 LeNet-5 inference vs fp32, per stage, and PyTorch fp32 on the same weights.
 
-    python benchmarks/bench_quant_lenet.py [--batch 256] [--repeats 15] [--run DIR]
+    python benchmarks/bench_quant_lenet.py [--batch 256] [--repeats 15] [--run DIR] [--threads N [--blas-threads M]]
     OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python benchmarks/bench_quant_lenet.py   # one core each
+
+`--threads N` calls `tinyopt.set_num_threads(N, blas_threads=M)`: with M < N the fp32 model's
+convolutions take the direct loops on N threads (BLAS on M), as a training run with that setting
+does; without it the fp32 model runs on the default setting (BLAS on every core, serial kernels).
 
 The model is a trained run's checkpoint (`--run`, e.g. from `tinyopt tour --out DIR`) or, without
 one, a randomly initialised LeNet-5 on random images (timings do not depend on the weights much;
@@ -106,7 +110,13 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--run", default=None, help="a training run folder with a LeNet-5 checkpoint")
+    p.add_argument("--threads", type=int, default=None, help="tinyopt.set_num_threads(N, blas_threads=M)")
+    p.add_argument("--blas-threads", type=int, default=None, help="M above (default: N)")
     args = p.parse_args(argv)
+    if args.threads is not None:
+        to.set_num_threads(args.threads, blas_threads=args.blas_threads)
+    elif args.blas_threads is not None:
+        p.error("--blas-threads needs --threads")
     to.tune_malloc()  # as the CLI does: reuse freed pages across steps
     import numba
 
@@ -115,7 +125,9 @@ def main(argv=None):
     x = test[:args.batch]
     q = calibrate(copy.deepcopy(model), QZ.default_qconfig, calib)
     q7 = calibrate(copy.deepcopy(model), QZ.get_default_qconfig(reduce_range=True), calib)
-    print(f"batch {args.batch}, Numba threads {numba.get_num_threads()}, OpenBLAS "
+    setting = ("default thread setting" if args.threads is None
+               else f"set_num_threads({args.threads}, blas_threads={args.blas_threads})")
+    print(f"batch {args.batch}, {setting}, Numba threads {numba.get_num_threads()}, OpenBLAS "
           f"{os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, load average {os.getloadavg()[0]:.1f}; "
           f"median of {args.repeats} alternating rounds of 5 calls")
     with no_grad():

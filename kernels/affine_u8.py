@@ -57,8 +57,10 @@ def quantize_i8_reference(x, scale, zero_point, qmin=-128, qmax=127):
     input), and whether x is all finite (q is meaningless where it is not)."""
     x = np.asarray(x, np.float32)
     inv_scale = np.float32(1.0) / np.float32(scale)
-    shifted = x * inv_scale + np.float32(zero_point)
-    return np.clip(np.rint(shifted), qmin, qmax).astype(np.int8), bool(np.all(np.isfinite(x)))
+    with np.errstate(invalid="ignore"):   # a NaN casts to an arbitrary q; the flag reports it
+        shifted = x * inv_scale + np.float32(zero_point)
+        q = np.clip(np.rint(shifted), qmin, qmax).astype(np.int8)
+    return q, bool(np.all(np.isfinite(x)))
 
 
 @njit(cache=True)

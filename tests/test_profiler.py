@@ -148,3 +148,25 @@ def test_bench_cli_prints_the_table(capsys):
     assert main(["bench", "--model", "mlp", "--steps", "2", "--batch-size", "16", "--no-torch"]) == 0
     out = capsys.readouterr().out
     assert "Linear" in out and "Python overhead outside kernels" in out
+
+
+def test_bench_cli_passes_blas_threads_to_set_num_threads(capsys, monkeypatch):
+    import tinyopt as to
+    from tinyopt.cli import main
+
+    calls = []
+    monkeypatch.setattr(to, "set_num_threads", lambda n, blas_threads=None: calls.append((n, blas_threads)))
+    assert main(["bench", "--model", "mlp", "--steps", "1", "--batch-size", "8", "--no-torch",
+                 "--threads", "2", "--blas-threads", "1"]) == 0
+    assert calls == [(2, 1)]
+    assert "(BLAS 1, kernels' twins 2)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args", [["--blas-threads", "1"], ["--threads", "2", "--blas-threads", "3"]])
+def test_bench_cli_rejects_blas_threads_without_a_valid_threads(capsys, args):
+    from tinyopt.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--model", "mlp", "--no-torch"] + args)
+    assert exc.value.code == 2
+    assert "--blas-threads" in capsys.readouterr().err

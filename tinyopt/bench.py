@@ -80,24 +80,32 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="alternating timed rounds against torch")
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
     parser.add_argument("--threads", type=int, default=None, help="tinyopt.set_num_threads (and torch's)")
+    parser.add_argument("--blas-threads", type=int, default=None,
+                        help="with --threads N: set_num_threads(N, blas_threads=M), e.g. 1 to give the "
+                             "kernels' parallel twins the cores (faster for LeNet-5)")
     parser.add_argument("--no-torch", action="store_true", help="only the profile, no comparison")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.steps <= 0 or args.batch_size <= 0 or args.rounds <= 0:
         parser.error("--steps, --batch-size and --rounds must be positive")
+    if args.blas_threads is not None and args.threads is None:
+        parser.error("--blas-threads needs --threads, e.g. --threads 2 --blas-threads 1")
+    if args.blas_threads is not None and not 1 <= args.blas_threads <= args.threads:
+        parser.error("--blas-threads must be between 1 and --threads")
 
     import tinyopt as to
 
     if args.threads is not None:
-        to.set_num_threads(args.threads)
+        to.set_num_threads(args.threads, blas_threads=args.blas_threads)
     model, step, x, y = _tiny(args.model, args.optimizer, args.batch_size, args.seed)
     step()  # compile / load the kernels outside the profile
     with to.profile() as prof:
         for _ in range(args.steps):
             step()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    blas = "" if args.blas_threads is None else f" (BLAS {args.blas_threads}, kernels' twins {args.threads})"
     print(f"{args.model}, batch {args.batch_size}, {args.optimizer}, {args.steps} steps, threads "
-          f"{to.get_num_threads()}, load average {load:.1f}")
+          f"{to.get_num_threads()}{blas}, load average {load:.1f}")
     print(prof.table())
     if args.no_torch:
         return 0

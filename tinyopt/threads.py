@@ -1,8 +1,9 @@
 """`tinyopt.set_num_threads(n)` / `get_num_threads()`: one thread count for BLAS and Numba together.
 
 tinyopt's time goes to two thread pools: the BLAS library under NumPy (OpenBLAS, MKL or BLIS; the
-GEMMs of linear and conv layers) and Numba's (the `parallel=True` twins of im2col, col2im and max
-pooling). Each sizes itself to every core by default, and they do not know of each other.
+GEMMs of linear and conv layers) and Numba's (the `parallel=True` twins of the direct convolution,
+im2col/col2im, ReLU, max pooling and the conv bias gradient). Each sizes itself to every core by
+default, and they do not know of each other.
 
 Why they must not both hold the cores: both *busy-wait*. An OpenBLAS worker spins for a long
 while after its GEMM returns (its THREAD_TIMEOUT, about 2^28 cycles by default), and every parallel
@@ -19,9 +20,13 @@ So one pool gets the cores at a time:
     tinyopt.set_num_threads(1)                   # everything on one thread (the best on a loaded machine)
     tinyopt.get_num_threads()                    # the count last set, or BLAS's current count
 
-The first is the default choice because the GEMMs are most of a step: a LeNet-5 step ran at the
-same speed either way, a CNN92 step (larger GEMMs) 1.3× faster with BLAS on 2 threads. The second
-suits networks whose time is in the memory-bound loops (small channel counts, large images).
+The first is the default choice because the GEMMs are most of a step for the larger networks: a
+CNN92 step ran 1.08× faster with BLAS on 2 threads, a Keras CNN step 1.09× (2-core Intel VM,
+2026-12-03; 1.3× for CNN92 on an AMD VM the day before, with the kernels of then). The second suits
+networks of small convolutions: with the twins on, every stride-1 convolution with long enough rows
+takes the direct loops on all threads (`kernels.conv.conv_path`), no GEMM in forward or backward,
+and a LeNet-5 Adam step ran 1.4× (batch 64) and 1.5× (batch 256) faster than with BLAS on 2 threads,
+1.1-1.2× torch's on 2 threads (README, "Threads" and "Benchmarks", has the tables).
 
 The parallel twins run on Numba's 'omp' layer (GNU OpenMP) unless NUMBA_THREADING_LAYER says
 otherwise: its regions start in microseconds, where the 'workqueue' layer took about 0.25 ms per

@@ -129,7 +129,8 @@ def roofline(intensity, peak, bandwidth):
 #
 # - Linear 784 → 256 at batch 1, 64 and 256: a batch of one reads the whole weight matrix for a
 #   single row (I ≈ 0.5: memory-bound); large batches reuse it.
-# - Conv2d 1 → 6 → 16 channels (LeNet-5's second layer) as im2col + GEMM;
+# - Conv2d 6 → 16 channels (LeNet-5's second layer) as the wide im2col matrix + GEMM (the default
+#   thread setting; with `set_num_threads(2, blas_threads=1)` it takes the direct loops);
 # - max pooling 2×2: one comparison per input value, I ≈ 0.2;
 # - an Adam step: about 10 FLOPs per parameter on 4 arrays read and 3 written (I ≈ 0.36).
 
