@@ -415,6 +415,7 @@ def test_parallel_direct_forward_of_a_larger_layer_equals_the_wide_path(monkeypa
     args = ((1, 1), (1, 0), (1, 2), 1, out_hw)
     g = rng.standard_normal((9, 7) + out_hw)
     monkeypatch.setattr(K, "CHUNK_BYTES", 20000)   # several chunks in backward
+    monkeypatch.setattr(backend, "_threads", 1)
     assert K.conv_path(x.shape, w.shape, (1, 1), 1, out_hw, (1, 0), (1, 2)) == "wide"
     y_wide, saved = K.conv2d_forward(x, w, b, *args)
     wide = (y_wide,) + K.conv2d_backward(g, x.shape, w, saved, *args[:4], need_input=need_input)
