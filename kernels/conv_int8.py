@@ -502,10 +502,12 @@ def _conv_s1_vnni_requant_pool(xu, n, c, hp, wp, kh, kw, w_quads, init, npos, of
         for o in range(o_len):
             row = acc[o]
             for yq in range(hq):                     # the window maxima of channel o, in order
-                if k == 2:                           # the common 2×2 pool, unrolled
+                if k == 2:                           # the common 2×2 pool, unrolled, on row views
+                    r0 = row[2 * yq * wp:2 * yq * wp + 2 * wq]
+                    r1 = row[(2 * yq + 1) * wp:(2 * yq + 1) * wp + 2 * wq]
+                    dst = best[yq * wq:(yq + 1) * wq]
                     for xq in range(wq):
-                        base = 2 * (yq * wp + xq)
-                        best[yq * wq + xq] = max(max(row[base], row[base + 1]), max(row[base + wp], row[base + wp + 1]))
+                        dst[xq] = max(max(r0[2 * xq], r0[2 * xq + 1]), max(r1[2 * xq], r1[2 * xq + 1]))
                     continue
                 for xq in range(wq):
                     base = yq * k * wp + xq * k
