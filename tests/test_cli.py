@@ -106,6 +106,28 @@ def test_bad_flag_value_is_one_line_naming_the_choices(tmp_path, capsys):
     assert "is not a training run" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flags, message", [(["--blas-threads", "1"], "needs --threads"),
+                                            (["--threads", "1", "--blas-threads", "2"], "more than --threads")])
+def test_thread_flags_are_checked_before_anything_runs(tmp_path, capsys, flags, message):
+    assert cli.main(["train", "--out", str(tmp_path / "run"), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_thread_flags_reach_set_num_threads(tmp_path, monkeypatch):
+    import tinyopt
+
+    calls = []
+    monkeypatch.setattr(tinyopt, "set_num_threads", lambda n, blas_threads=None: calls.append((n, blas_threads)))
+    rng = np.random.default_rng(0)
+    data = tuple((rng.random((40, 784), dtype=np.float32), rng.integers(0, 10, 40)) for _ in range(3))
+    monkeypatch.setattr("tinyopt.train.load_data", lambda config, path=None: data)
+    assert cli.main(["train", "--model", "mlp", "--epochs", "1", "--quiet", "--out", str(tmp_path / "run"),
+                     "--threads", "2", "--blas-threads", "1"]) == 0
+    assert calls == [(2, 1)]
+
+
 def test_unwritable_out_folder_is_one_line(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

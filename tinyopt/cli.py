@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", type=Path, default=None, metavar="DIR", help="continue the run saved in DIR")
     t.add_argument("--data", type=Path, default=None, help="folder with the Fashion-MNIST .gz files")
     t.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    t.add_argument("--threads", type=_positive_int, default=None,
+                   help="tinyopt.set_num_threads(N) for this run (default: the libraries' own, BLAS on every core)")
+    t.add_argument("--blas-threads", type=_positive_int, default=None,
+                   help="with --threads N: BLAS on M < N threads and the kernels' parallel twins on N "
+                        "(--blas-threads 1 is faster for LeNet-5, slower for the larger CNNs)")
     t.add_argument("--augment", action="store_true",
                    help="random crop (padding 2) and horizontal flip of each training batch (tinyopt.transforms)")
     t.add_argument("--crop", action=argparse.BooleanOptionalAction, default=True,
@@ -161,6 +166,15 @@ def cmd_train(args) -> int:
     from tinyopt.train import TrainConfig, run
 
     distributed = config_options(args)
+    if args.blas_threads is not None and args.threads is None:
+        raise UserError("--blas-threads needs --threads, e.g. --threads 2 --blas-threads 1")
+    if args.blas_threads is not None and args.blas_threads > args.threads:
+        raise UserError(f"--blas-threads {args.blas_threads} is more than --threads {args.threads}; "
+                        "give at most as many")
+    if args.threads is not None:
+        import tinyopt
+
+        tinyopt.set_num_threads(args.threads, blas_threads=args.blas_threads)
     if args.resume is not None:
         if args.out is not None and args.out != args.resume:
             raise UserError("give either --out DIR (a new run) or --resume DIR (continue one), not both")
