@@ -573,45 +573,30 @@ def _direct_rows2(x_flat, offsets, w_taps, r0, r1, oo, length):
         t += 1
 
 
-@numba.njit(cache=True, fastmath={"contract"})
-def _direct_rows1(x_flat, offsets, w_taps, r0, oo, length):
-    """`_direct_rows2` for one output row (the last channel of an odd count)."""
-    taps = w_taps.shape[1]
-    t = 0
-    while t + 8 <= taps:
-        s0, s1 = x_flat[offsets[t]:offsets[t] + length], x_flat[offsets[t + 1]:offsets[t + 1] + length]
-        s2, s3 = x_flat[offsets[t + 2]:offsets[t + 2] + length], x_flat[offsets[t + 3]:offsets[t + 3] + length]
-        s4, s5 = x_flat[offsets[t + 4]:offsets[t + 4] + length], x_flat[offsets[t + 5]:offsets[t + 5] + length]
-        s6, s7 = x_flat[offsets[t + 6]:offsets[t + 6] + length], x_flat[offsets[t + 7]:offsets[t + 7] + length]
-        a0, a1, a2, a3 = w_taps[oo, t], w_taps[oo, t + 1], w_taps[oo, t + 2], w_taps[oo, t + 3]
-        a4, a5, a6, a7 = w_taps[oo, t + 4], w_taps[oo, t + 5], w_taps[oo, t + 6], w_taps[oo, t + 7]
-        for p in range(length):
-            r0[p] += ((a0 * s0[p] + a1 * s1[p]) + (a2 * s2[p] + a3 * s3[p])) + \
-                     ((a4 * s4[p] + a5 * s5[p]) + (a6 * s6[p] + a7 * s7[p]))
-        t += 8
-    while t < taps:
-        s0 = x_flat[offsets[t]:offsets[t] + length]
-        a0 = w_taps[oo, t]
-        for p in range(length):
-            r0[p] += a0 * s0[p]
-        t += 1
+@numba.njit(cache=True)
+def _even_rows(w_taps):
+    """w_taps with a zero row appended when its row count is odd, so `_direct_rows2` can always take
+    rows in pairs (the odd last row is paired with a scratch row that is thrown away)."""
+    if w_taps.shape[0] % 2 == 0:
+        return np.ascontiguousarray(w_taps)
+    padded = np.zeros((w_taps.shape[0] + 1, w_taps.shape[1]), dtype=w_taps.dtype)
+    padded[:w_taps.shape[0]] = w_taps
+    return padded
 
 
 @numba.njit(cache=True)
-def _direct_sample(x_flat, offsets, w_taps, bias, y_wide, length):
-    """y_wide[o, p] = bias[o] + Σ_t w_taps[o, t] · x_flat[offsets[t] + p] for p < length, one sample
-    (t runs over the taps (c, i, j), offsets[t] = off(c, i, j)). The loops are bound by loads and
-    stores, not by multiplications: hence two rows and eight taps per pass."""
-    o = w_taps.shape[0]
+def _direct_sample(x_flat, offsets, w_pairs, bias, y_wide, scratch, length):
+    """y_wide[o, p] = bias[o] + Σ_t w_pairs[o, t] · x_flat[offsets[t] + p] for p < length, one sample
+    (t runs over the taps (c, i, j), offsets[t] = off(c, i, j); w_pairs from `_even_rows`). The loops
+    are bound by loads and stores, not by multiplications: hence two rows and eight taps per pass."""
+    o = y_wide.shape[0]
     for oo in range(o):
         row = y_wide[oo]
         b = bias[oo]
         for p in range(length):
             row[p] = b
-    for oo in range(0, o - 1, 2):
-        _direct_rows2(x_flat, offsets, w_taps, y_wide[oo], y_wide[oo + 1], oo, length)
-    if o % 2:
-        _direct_rows1(x_flat, offsets, w_taps, y_wide[o - 1], o - 1, length)
+    for oo in range(0, o, 2):
+        _direct_rows2(x_flat, offsets, w_pairs, y_wide[oo], y_wide[oo + 1] if oo + 1 < o else scratch, oo, length)
 
 
 @numba.njit(cache=True)
@@ -636,10 +621,11 @@ def _direct_samples(x, w, bias, y, first, stop, ph, pw, dh, dw):
     y_wide = np.empty((o, length), dtype=x.dtype)
     x_flat = x_pad.reshape(-1)
     offsets = _tap_offsets(c, kh, kw, hp, wp, dh, dw)
-    w_taps = np.ascontiguousarray(w).reshape(o, c * kh * kw)
+    w_pairs = _even_rows(np.ascontiguousarray(w).reshape(o, c * kh * kw))
+    scratch = np.zeros(length, dtype=x.dtype)
     for s in range(first, stop):
         _pad_sample(x, s, x_pad, ph, pw)
-        _direct_sample(x_flat, offsets, w_taps, bias, y_wide, length)
+        _direct_sample(x_flat, offsets, w_pairs, bias, y_wide, scratch, length)
         for oo in range(o):
             for a in range(oh):
                 src = y_wide[oo, a * wp:a * wp + ow]
@@ -819,7 +805,7 @@ def _direct_input_grad_samples(grad, w, dx, first, stop, ph, pw, dh, dw):
     hp, wp, length = _wide_geometry(h, wd, kh, kw, ph, pw, dh, dw, oh, ow)
     taps = c * kh * kw
     offsets = _tap_offsets(c, kh, kw, hp, wp, dh, dw)
-    w_t = np.ascontiguousarray(np.ascontiguousarray(w).reshape(o, taps).T)   # (taps, O)
+    w_t = _even_rows(np.ascontiguousarray(w).reshape(o, taps).T)   # (taps, O), an even number of rows
     g_offsets = np.arange(o) * length
     g_wide = np.zeros((o, length), dtype=grad.dtype)   # the wide columns stay 0
     g_flat = g_wide.reshape(-1)
@@ -836,10 +822,7 @@ def _direct_input_grad_samples(grad, w, dx, first, stop, ph, pw, dh, dw):
         dx_flat[:] = 0
         for t in range(0, taps, 2):
             rows[:] = 0
-            if t + 1 < taps:
-                _direct_rows2(g_flat, g_offsets, w_t, rows[0], rows[1], t, length)
-            else:
-                _direct_rows1(g_flat, g_offsets, w_t, rows[0], t, length)
+            _direct_rows2(g_flat, g_offsets, w_t, rows[0], rows[1], t, length)   # row 1 unused past the last tap
             for k in range(min(2, taps - t)):
                 dst = dx_flat[offsets[t + k]:offsets[t + k] + length]
                 src = rows[k]
