@@ -59,6 +59,8 @@ def checked_grad(p, index: int) -> np.ndarray:
     and dtype. A mismatched gradient would otherwise be applied in flat order (a (3, 2) gradient
     for a (2, 3) parameter) or, in the fused kernels, read past its end."""
     g = grad_array(p.grad)
+    if g is not None and g.shape == p.shape and g.dtype == p.dtype and is_floating_point(g.dtype):
+        return g  # the usual case, tested first: this runs for every parameter at every step
     where = f"parameter {index} (shape {tuple(p.shape)}, {p.dtype})"
     if g is None:
         inner = getattr(p.grad, "data", p.grad)
@@ -67,11 +69,9 @@ def checked_grad(p, index: int) -> np.ndarray:
         raise TypeError(f"the gradient of {where} has dtype {g.dtype}: gradients must be floating-point arrays")
     if g.shape != p.shape:
         raise ValueError(f"the gradient of {where} has shape {g.shape}: it must have the parameter's shape")
-    if g.dtype != p.dtype:
-        raise TypeError(
-            f"the gradient of {where} has dtype {g.dtype}: it must have the parameter's dtype, as in torch "
-            f"(which refuses the assignment); cast it, e.g. p.grad = g.astype(np.{p.dtype})")
-    return g
+    raise TypeError(
+        f"the gradient of {where} has dtype {g.dtype}: it must have the parameter's dtype, as in torch "
+        f"(which refuses the assignment); cast it, e.g. p.grad = g.astype(np.{p.dtype})")
 
 
 class Optimizer:
