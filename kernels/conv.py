@@ -295,6 +295,43 @@ def output_grad_wide_reference(grad, wp):
 
 
 @numba.njit(cache=True)
+def _pad_sample(x, s, x_pad, ph, pw):
+    """x_pad[:, ph:ph + H, pw:pw + W] = x[s]; the border of x_pad stays as it is (zero)."""
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    for ch in range(c):
+        for a in range(h):
+            src = x[s, ch, a]
+            dst = x_pad[ch, a + ph, pw:pw + w]
+            for q in range(w):
+                dst[q] = src[q]
+
+
+@numba.njit(cache=True)
+def _crop_sample(dx_pad, dx, s, ph, pw):
+    """dx[s] = dx_pad[:, ph:ph + H, pw:pw + W], the inverse of `_pad_sample`."""
+    c, h, w = dx.shape[1], dx.shape[2], dx.shape[3]
+    for ch in range(c):
+        for a in range(h):
+            src = dx_pad[ch, a + ph, pw:pw + w]
+            dst = dx[s, ch, a]
+            for q in range(w):
+                dst[q] = src[q]
+
+
+@numba.njit(cache=True)
+def _wide_sample(grad, s, g_wide, wp):
+    """g_wide[o, a·WP + b] = dY[s, o, a, b] for b < OW, one sample's (O, L) rows; the wide columns of
+    g_wide are left as they are (zero)."""
+    o, oh, ow = grad.shape[1], grad.shape[2], grad.shape[3]
+    for oo in range(o):
+        for a in range(oh):
+            src = grad[s, oo, a]
+            dst = g_wide[oo, a * wp:a * wp + ow]
+            for q in range(ow):
+                dst[q] = src[q]
+
+
+@numba.njit(cache=True)
 def _padded(x, hp, wp, ph, pw):
     """x itself when it needs no padding, else a zero-padded copy (N, C, HP, WP)."""
     x = np.ascontiguousarray(x)
@@ -303,12 +340,7 @@ def _padded(x, hp, wp, ph, pw):
         return x
     x_pad = np.zeros((n, c, hp, wp), dtype=x.dtype)
     for b in range(n):
-        for ch in range(c):
-            for a in range(h):
-                src = x[b, ch, a]
-                dst = x_pad[b, ch, a + ph, pw:pw + w]
-                for q in range(w):
-                    dst[q] = src[q]
+        _pad_sample(x, b, x_pad[b], ph, pw)
     return x_pad
 
 
@@ -371,12 +403,7 @@ def _crop(dx_pad, h, w, ph, pw):
         return dx_pad
     dx = np.empty((n, c, h, w), dtype=dx_pad.dtype)
     for b in range(n):
-        for ch in range(c):
-            for a in range(h):
-                src = dx_pad[b, ch, a + ph, pw:pw + w]
-                dst = dx[b, ch, a]
-                for q in range(w):
-                    dst[q] = src[q]
+        _crop_sample(dx_pad[b], dx, b, ph, pw)
     return dx
 
 
@@ -526,19 +553,7 @@ def conv2d_direct_weight_grad_reference(x, grad, kh, kw, ph, pw, dh, dw):
     return dwt
 
 
-@numba.njit(cache=True)
-def _pad_sample(x, s, x_pad, ph, pw):
-    """x_pad[:, ph:ph + H, pw:pw + W] = x[s]; the border of x_pad stays as it is (zero)."""
-    c, h, w = x.shape[1], x.shape[2], x.shape[3]
-    for ch in range(c):
-        for a in range(h):
-            src = x[s, ch, a]
-            dst = x_pad[ch, a + ph, pw:pw + w]
-            for q in range(w):
-                dst[q] = src[q]
-
-
-# Why fastmath={"contract"} on the two row kernels below and nowhere else but `_dot`: it lets LLVM
+# Why fastmath={"contract"} on the row kernel below (and on `_dots_2x4`): it lets LLVM
 # fuse each w·x + acc into one FMA instruction (rounded once instead of twice), which doubles the
 # multiply-add rate of these loops; nothing else about IEEE arithmetic is relaxed (no reordering,
 # NaN and Inf behave as usual). The result differs from the NumPy twin by rounding only.
@@ -733,12 +748,7 @@ def _direct_weight_grad_block(x, grad, dw_block, first, stop, ph, pw, dh, dw):
     dw_taps = dw_block.reshape(o, c * kh * kw)
     for s in range(first, stop):
         _pad_sample(x, s, x_pad, ph, pw)
-        for oo in range(o):
-            for a in range(oh):
-                src = grad[s, oo, a]
-                dst = g_wide[oo, a * wp:a * wp + ow]
-                for q in range(ow):
-                    dst[q] = src[q]
+        _wide_sample(grad, s, g_wide, wp)
         _weight_grad_sample(x_flat, g_wide, offsets, dw_taps, length, zero)
 
 
@@ -813,12 +823,7 @@ def _direct_input_grad_samples(grad, w, dx, first, stop, ph, pw, dh, dw):
     dx_pad = np.empty((c, hp, wp), dtype=grad.dtype)
     dx_flat = dx_pad.reshape(-1)
     for s in range(first, stop):
-        for oo in range(o):
-            for a in range(oh):
-                src = grad[s, oo, a]
-                dst = g_wide[oo, a * wp:a * wp + ow]
-                for q in range(ow):
-                    dst[q] = src[q]
+        _wide_sample(grad, s, g_wide, wp)
         dx_flat[:] = 0
         for t in range(0, taps, 2):
             rows[:] = 0
@@ -828,12 +833,7 @@ def _direct_input_grad_samples(grad, w, dx, first, stop, ph, pw, dh, dw):
                 src = rows[k]
                 for p in range(length):
                     dst[p] += src[p]
-        for ch in range(c):
-            for a in range(h):
-                src = dx_pad[ch, a + ph, pw:pw + wd]
-                dst = dx[s, ch, a]
-                for q in range(wd):
-                    dst[q] = src[q]
+        _crop_sample(dx_pad, dx, s, ph, pw)
 
 
 @numba.njit(cache=True)
@@ -970,18 +970,18 @@ def conv2d_forward(x, w, bias, stride, padding, dilation, groups, out_hw):
     kh, kw, _, _, ph, pw, dh, dw, oh, ow = geo
     x = np.ascontiguousarray(x)
     path = conv_path(x.shape, w.shape, stride, groups, out_hw, padding, dilation)
+    dtype = np.result_type(x, w)
+    if path != "im2col":  # the direct loops and wide_to_output add a bias array (zeros without one)
+        b = np.zeros(o, dtype=dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
     if path == "direct":
-        b = np.zeros(o, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
         y = conv2d_direct(x, np.ascontiguousarray(w), b, ph, pw, dh, dw, oh, ow)
         return y, [(slice(0, n), x)]  # the backward reads x itself, not columns
     k = w[0].size * groups  # rows of cols: C·KH·KW
-    dtype = np.result_type(x, w)
     out = np.empty((n, o, oh, ow), dtype=dtype)
     w_rows = _weight_rows(w, groups)
     saved = []
     if path == "wide":
         _, wp, length = wide_geometry(x.shape, kh, kw, ph, pw, dh, dw, oh, ow)
-        b = np.zeros(o, dtype=dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
         for part in sample_chunks(n, k * length * x.itemsize):
             cols = im2col_wide(x[part], kh, kw, ph, pw, dh, dw, oh, ow)
             wide_to_output(_group_product(w_rows, cols, groups), b, wp, out[part])
@@ -1017,8 +1017,7 @@ def conv2d_backward(grad, x_shape, w, cols, stride, padding, dilation, groups,
     else:
         wide = tuple(stride) == (1, 1) and saved0.shape[1] == (part0.stop - part0.start) * length
         path = "wide" if wide else "im2col"
-    dx = np.empty(x_shape, dtype=grad.dtype) if need_input else None
-    dw = db = None
+    dx = dw = db = None
     w_g = w.reshape(groups, o // groups, -1)
 
     def output_grad(part):  # dY of the samples `part` as the (O, columns) matrix of this path
@@ -1044,6 +1043,7 @@ def conv2d_backward(grad, x_shape, w, cols, stride, padding, dilation, groups,
         if need_input:
             dx = conv2d_direct_input_grad(grad, np.ascontiguousarray(w), h, w_in, ph, pw, dh, dw_)
         return dx, dw, db
+    dx = np.empty(x_shape, dtype=grad.dtype) if need_input else None
     dw = np.zeros(w.shape, dtype=grad.dtype) if need_weight else None
     db = np.zeros(o, dtype=grad.dtype) if need_bias else None
     for part, cols_part in cols:
