@@ -6,7 +6,8 @@ tinyopt.set_num_threads). They alternate in rounds of `--chunk` steps. Prints te
 training throughput of each and their ratio (overall and the median over rounds; the first round,
 which loads the kernels, is not timed). Usage:
 
-    python benchmarks/bench_mlp.py [--epochs 2] [--batch-size 128] [--lr 0.1] [--threads 2] [--chunk 50]
+    python benchmarks/bench_mlp.py [--epochs 2] [--batch-size 128] [--lr 0.1] [--threads 2] [--blas-threads M]
+                                   [--chunk 50]
 """
 from __future__ import annotations
 
@@ -79,11 +80,13 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--blas-threads", type=int, default=None,
+                        help="tinyopt.set_num_threads(N, blas_threads=M): BLAS's own pool on M threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--chunk", type=int, default=50, help="steps per alternating round")
     parser.add_argument("--pause", type=float, default=0.2, help="seconds of idle before each round")
     args = parser.parse_args(argv)
-    to.set_num_threads(args.threads)  # tinyopt's BLAS and Numba threads, like torch.set_num_threads below
+    to.set_num_threads(args.threads, blas_threads=args.blas_threads)  # like torch.set_num_threads below
 
     (x_train, y_train), (x_test, y_test) = to.datasets.fashion_mnist.load_data()
     x_train = x_train.reshape(len(x_train), -1).astype(np.float32) / 255.0

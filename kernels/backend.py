@@ -10,9 +10,9 @@ function that calls one of them, chosen at call time:
 
 A kernel may also have a `<op>_parallel` twin (`parallel=True`, a `prange` over independent
 (sample, channel) planes, same result bit for bit): it runs instead of `<op>_numba` only when
-`set_kernel_threads(n)` with n > 1 was called (`tinyopt.set_num_threads(n, blas_threads=1)` does), never by default.
-Why not by default: see `tinyopt/threads.py` (BLAS's threads and Numba's both busy-wait, so only one
-pool gets the cores, and by default the GEMMs do).
+`set_kernel_threads(n)` with n > 1 was called (`tinyopt.set_num_threads(n)` with n > 1 does), never
+at import. `tinyopt/threads.py` says why Numba's pool then does all the work, the GEMMs included
+(`kernels.blas` splits them), while BLAS's own pool stays on one thread.
 
 Numba compiles lazily (on first call) and caches to disk (`cache=True`; `NUMBA_CACHE_DIR` moves
 the cache). `NUMBA_DISABLE_JIT=1` runs the `_numba` twins as plain Python for debugging.

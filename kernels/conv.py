@@ -32,10 +32,10 @@ direct / wide / im2col per layer.
 
 Numba practice: `cache=True`, compiled lazily on first call (or by `tinyopt.warmup()`).  Both have
 a `parallel=True` twin (`im2col_parallel` over the rows of cols, `col2im_parallel` over the input
-channels, bit-identical to the serial loops) that runs only after
-`tinyopt.set_num_threads(n, blas_threads=1)`: the two thread pools (BLAS's and Numba's) both
-busy-wait and cannot share the cores, and by default the cores go to the GEMMs
-(`tinyopt/threads.py` says why; README "Threads" has the measurements).  Inner loops
+channels, bit-identical to the serial loops) that runs only after `tinyopt.set_num_threads(n)`
+with n > 1: then Numba's pool does all the work, the GEMMs split by `kernels.blas` included, since
+two busy-waiting pools cannot share the cores (`tinyopt/threads.py` says why; README "Threads" has
+the measurements).  Inner loops
 carry no bounds tests: `_valid_range` computes, per kernel offset, the output rows/columns that
 read inside the input; cols starts zeroed, which is the padding.
 
@@ -495,9 +495,8 @@ output_grad_wide = dispatch(output_grad_wide_reference, output_grad_wide_numba)
 # Which layers take the direct loops (`conv_path`; forward, weight gradient and input gradient alike):
 # stride 1 and groups = 1, and either
 #   - O·C·KH·KW ≤ DIRECT_MAX_MACS (a small first layer), or
-#   - the kernels' parallel twins are on (`tinyopt.set_num_threads(n, blas_threads=1)`) and a wide row
-#     is at least DIRECT_MIN_LENGTH long: the direct loops on every thread, where the GEMMs would get
-#     one BLAS thread.
+#   - the kernels' parallel twins are on (`tinyopt.set_num_threads(n)`, n > 1) and a wide row is at
+#     least DIRECT_MIN_LENGTH long: the direct loops on every thread, no im2col matrix and no GEMM.
 # benchmarks/bench_conv.py times every path.
 
 # The small-layer bound: O·C·KH·KW, the multiply-adds per output position. What the direct loops save

@@ -37,20 +37,25 @@ def test_bad_counts_are_refused_and_change_nothing(bad, error):
     assert to.get_num_threads() == before
 
 
-def test_set_num_threads_switches_the_parallel_kernel_twins():
+def test_set_num_threads_chooses_one_pool():
     import importlib
 
+    import numba
+
     backend = importlib.import_module("tinyopt.kernels.backend")
+    blas = importlib.import_module("tinyopt.kernels.blas")
+    two = min(2, numba.config.NUMBA_NUM_THREADS)
     before = to.get_num_threads()
     try:
-        to.set_num_threads(2)
-        assert backend.kernel_threads() == 1  # BLAS has the 2 threads: the kernels stay serial
-        to.set_num_threads(2, blas_threads=1)
-        assert backend.kernel_threads() == 2  # BLAS on 1: the parallel twins get the 2
-        to.set_num_threads(2, blas_threads=2)
-        assert backend.kernel_threads() == 1
+        to.set_num_threads(2)            # Numba's pool for everything: the twins on, GEMMs split, BLAS on 1
+        assert (backend.kernel_threads(), blas.gemm_threads()) == (2, two)
+        assert blas_threads() <= {1}
+        to.set_num_threads(2, blas_threads=1)    # the twins on, GEMMs whole on one BLAS thread
+        assert (backend.kernel_threads(), blas.gemm_threads()) == (2, 1)
+        to.set_num_threads(2, blas_threads=2)    # BLAS's own pool: the kernels serial, GEMMs whole
+        assert (backend.kernel_threads(), blas.gemm_threads()) == (1, 1)
         to.set_num_threads(1)
-        assert backend.kernel_threads() == 1
+        assert (backend.kernel_threads(), blas.gemm_threads()) == (1, 1)
     finally:
         to.set_num_threads(before)
 

@@ -1,40 +1,46 @@
-"""`tinyopt.set_num_threads(n)` / `get_num_threads()`: one thread count for BLAS and Numba together.
+"""`tinyopt.set_num_threads(n)` / `get_num_threads()`: one thread count, one thread pool.
 
-tinyopt's time goes to two thread pools: the BLAS library under NumPy (OpenBLAS, MKL or BLIS; the
-GEMMs of linear and conv layers) and Numba's (the `parallel=True` twins of the direct convolution,
-im2col/col2im, ReLU, max pooling and the conv bias gradient). Each sizes itself to every core by
-default, and they do not know of each other.
+tinyopt's time goes to two kinds of work: the GEMMs of linear and conv layers (the BLAS library
+under NumPy, OpenBLAS here) and the Numba kernels (whose `parallel=True` twins run the direct
+convolution, im2col/col2im, ReLU, max pooling and the conv bias gradient on several threads).
+Each library has its own thread pool, sized to every core by default, and they do not know of
+each other.
 
 Why they must not both hold the cores: both *busy-wait*. An OpenBLAS worker spins for a long
 while after its GEMM returns (its THREAD_TIMEOUT, about 2^28 cycles by default), and every parallel
 region ends in a barrier that waits for its slowest thread. With 2 BLAS threads still spinning
 while 2 Numba threads start a loop, 4 runnable threads share 2 cores; on a machine shared with
 other jobs a thread of a region is often descheduled too, and its partner spins for a whole
-scheduler slice. Measured on 2 cores (README, "Threads", has the tables): a LeNet-5 training step
-with both pools on 2 threads was 2.6× slower than with BLAS alone on 2 threads.
+scheduler slice. Measured on 2 cores: a LeNet-5 training step with both pools on 2 threads was
+10-17× slower than with either pool alone.
 
-So one pool gets the cores at a time:
+So one pool does all the work, Numba's:
 
-    tinyopt.set_num_threads(n)                   # BLAS on n threads; the Numba kernels serial
-    tinyopt.set_num_threads(n, blas_threads=1)   # BLAS on 1 thread; the kernels' parallel twins on n
-    tinyopt.set_num_threads(1)                   # everything on one thread (the best on a loaded machine)
+    tinyopt.set_num_threads(n)                   # Numba's n threads: the kernels' twins, and every large
+                                                 # GEMM split into n one-thread BLAS calls (kernels.blas)
+    tinyopt.set_num_threads(n, blas_threads=1)   # the twins on n, each GEMM whole on one BLAS thread
+    tinyopt.set_num_threads(n, blas_threads=n)   # BLAS's own pool on n, the Numba kernels serial
+    tinyopt.set_num_threads(1)                   # everything on one thread
     tinyopt.get_num_threads()                    # the count last set, or BLAS's current count
 
-The first is the default choice because the GEMMs are most of a step for the larger networks: a
-CNN92 step ran 1.08× faster with BLAS on 2 threads, a Keras CNN step 1.09× (2-core Intel VM,
-2026-12-03; 1.3× for CNN92 on an AMD VM the day before, with the kernels of then). The second suits
-networks of small convolutions: with the twins on, every stride-1 convolution with long enough rows
-takes the direct loops on all threads (`kernels.conv.conv_path`), no GEMM in forward or backward,
-and a LeNet-5 Adam step ran 1.4× (batch 64) and 1.5× (batch 256) faster than with BLAS on 2 threads,
-1.1-1.2× torch's on 2 threads (README, "Threads" and "Benchmarks", has the tables).
+The first is the one to use. Against BLAS's own pool (the third), ms per Adam step on the 2-core
+Intel VM (2026-12-04; README, "Threads", has the tables): LeNet-5 at batch 64 / 256 3.1 / 10.3
+against 4.4 / 16.3, the Keras CNN 34.5 against 36.9, CNN92 103.9 against 100.6 (even within the
+noise), the SGD MLP even with it (0.93-0.98× / 1.00-1.12× torch in two runs each). Under load (one
+busy loop beside it) it held up best: LeNet-5 at 64 8.1-8.6 ms against 9.4-10.1, the MLP 1.2-1.4
+against 2.1-3.3. With the twins on, every stride-1 convolution with long enough rows takes the
+direct loops (`kernels.conv.conv_path`); the others and the linear layers run split GEMMs.
 
 The parallel twins run on Numba's 'omp' layer (GNU OpenMP) unless NUMBA_THREADING_LAYER says
 otherwise: its regions start in microseconds, where the 'workqueue' layer took about 0.25 ms per
 region and made every kernel at these sizes slower than the serial loop. OpenMP's threads spin
 after a region too, so unless GOMP_SPINCOUNT or OMP_WAIT_POLICY is set, `set_num_threads` sets
-GOMP_SPINCOUNT=10000 (a few microseconds of spinning, then sleep) before Numba loads OpenMP:
-as fast as the default spin on a quiet machine, and it gives the core back under load. That
-environment variable is the one process-wide effect, and only of this call (never of the import).
+GOMP_SPINCOUNT=10000 (here 0.1-0.2 ms of spinning, then sleep) before Numba loads OpenMP:
+nearly as fast as the default spin on a quiet machine (an MLP step 1.10 against 1.07 ms: a region
+that starts after more than about 0.2 ms of Python wakes its threads, some 60 µs), and it gives the
+core back under load, where GNU's default of 300,000 spins made the LeNet-5 step 2-8 times and
+the MLP step 7-8 times slower. That environment variable is the one process-wide effect, and only of
+this call (never of the import).
 
 Torch's equivalents: `torch.set_num_threads` / `torch.get_num_threads`. Notes:
 
@@ -66,21 +72,28 @@ def _check_count(n, what: str) -> int:
 
 
 def set_num_threads(n: int, *, blas_threads: int | None = None) -> None:
-    """Use `n` threads (n ≥ 1): BLAS gets n and the Numba kernels run serially; with
-    `blas_threads` < n, BLAS gets that many and the kernels' parallel twins get n (the module
-    docstring says why the two pools never both get the cores)."""
+    """Use `n` threads (n ≥ 1), all from Numba's pool: the kernels' parallel twins run on n threads
+    and each large GEMM is split into n single-threaded BLAS calls on them (BLAS's own pool is set
+    to one thread). With `blas_threads=m`, BLAS's own pool gets m threads instead and no GEMM is
+    split; the twins then run on n only if m < n (the module docstring says why the two pools
+    never both get the cores)."""
     global _requested
     n = _check_count(n, "the number of threads")
-    blas = n if blas_threads is None else _check_count(blas_threads, "blas_threads")
-    kernel_threads = n if blas < n else 1
+    if blas_threads is None:
+        blas, kernel_threads, gemm_threads = 1, n, n
+    else:
+        blas = _check_count(blas_threads, "blas_threads")
+        kernel_threads, gemm_threads = (n if blas < n else 1), 1
     import numba
 
     from tinyopt.kernels.backend import set_kernel_threads
+    from tinyopt.kernels.blas import set_gemm_threads
 
     _choose_threading_layer()
     _blas_controller().limit(limits=blas, user_api="blas")
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     set_kernel_threads(kernel_threads)
+    set_gemm_threads(min(gemm_threads, numba.config.NUMBA_NUM_THREADS))
     _requested = n
 
 
