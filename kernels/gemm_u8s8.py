@@ -245,6 +245,7 @@ _mk_maddubs = _make_microkernel("maddubs")      # nothing is emitted until a dri
 _mk_vnni256 = _make_microkernel("vnni256")
 _mk_vnni512 = _make_microkernel("vnni512")
 _mk_vnni256_sw = _make_microkernel("vnni256", signed_broadcast=True)    # used by conv_int8
+_mk_vnni512_sw = _make_microkernel("vnni512", signed_broadcast=True)
 
 
 def _make_pack_quad16():

@@ -95,10 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", type=Path, default=None, help="folder with the Fashion-MNIST .gz files")
     t.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     t.add_argument("--threads", type=_positive_int, default=None,
-                   help="tinyopt.set_num_threads(N) for this run (default: the libraries' own, BLAS on every core)")
+                   help="tinyopt.set_num_threads(N) for this run: Numba's N threads run the kernels and split the "
+                        "GEMMs (default: the libraries' own, BLAS on every core and the kernels serial)")
     t.add_argument("--blas-threads", type=_positive_int, default=None,
-                   help="with --threads N: BLAS on M < N threads and the kernels' parallel twins on N "
-                        "(--blas-threads 1 is faster for LeNet-5, slower for the larger CNNs)")
+                   help="with --threads N: BLAS's own pool on M threads and the GEMMs whole (M = N: the kernels "
+                        "serial; M < N: their parallel twins on N)")
     t.add_argument("--augment", action="store_true",
                    help="random crop (padding 2) and horizontal flip of each training batch (tinyopt.transforms)")
     t.add_argument("--crop", action=argparse.BooleanOptionalAction, default=True,
@@ -122,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     tour.add_argument("--train-size", type=_positive_int, default=None)
     tour.add_argument("--model", choices=MODELS, default=None, help="default: lenet5")
     tour.add_argument("--data", type=Path, default=None)
+    tour.add_argument("--threads", type=_positive_int, default=None,
+                      help="tinyopt.set_num_threads(N) (default: every core this process may use)")
 
     for name, module in (("verify", "tinyopt.verify"), ("quantize", "tinyopt.quant.cli"), ("prune", "tinyopt.prune.cli")):
         extra = " (with --candidate MODULE:CLASS: check an optimizer you wrote)" if name == "verify" else ""
@@ -254,12 +257,22 @@ def tour_settings(fast: bool, model=None, epochs=None, train_size=None):
                        val_fraction=0.1, seed=0)
 
 
+def _available_cores() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def cmd_tour(args) -> int:
     from tinyopt import plot
     from tinyopt.datasets.fashion_mnist import CLASS_NAMES
     from tinyopt.train import evaluate, load_data, run
 
     config = tour_settings(args.fast, args.model, args.epochs, args.train_size)
+    threads = args.threads or _available_cores()
+    importlib.import_module("tinyopt").set_num_threads(threads)      # one pool, Numba's, on every core (tinyopt/threads.py)
     try:  # compile the Numba conv/pool kernels once, up front, so the first epoch's time is honest
         importlib.import_module("tinyopt.warmup").warmup()
     except ImportError:  # pragma: no cover - older engine
@@ -267,7 +280,7 @@ def cmd_tour(args) -> int:
     data = load_data(config, args.data)
     print(f"tinyopt tour{' --fast' if args.fast else ''}: {config.model} on Fashion-MNIST ({len(data[0][0]):,} training, "
           f"{len(data[1][0]):,} validation, {len(data[2][0]):,} test images; {config.epochs} epoch(s), "
-          f"{config.optimizer}, {config.schedule} schedule)", flush=True)
+          f"{config.optimizer}, {config.schedule} schedule; {threads} thread(s))", flush=True)
     t0 = time.perf_counter()
     result = run(config, args.out, data=data, verbose=1)
     _, _, (x_test, y_test) = data
