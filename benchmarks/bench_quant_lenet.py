@@ -3,9 +3,10 @@
     python benchmarks/bench_quant_lenet.py [--batch 256] [--repeats 15] [--run DIR] [--threads N [--blas-threads M]]
     OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python benchmarks/bench_quant_lenet.py   # one core each
 
-`--threads N` calls `tinyopt.set_num_threads(N, blas_threads=M)`: with M < N the fp32 model's
-convolutions take the direct loops on N threads (BLAS on M), as a training run with that setting
-does; without it the fp32 model runs on the default setting (BLAS on every core, serial kernels).
+`--threads N` calls `tinyopt.set_num_threads(N)` (or with `--blas-threads M`,
+`set_num_threads(N, blas_threads=M)`): one pool, Numba's N threads, for the kernels and the split
+GEMMs, as a training run with that setting does; without it the fp32 model runs on the libraries'
+own setting (BLAS on every core, the Numba kernels serial).
 
 The model is a trained run's checkpoint (`--run`, e.g. from `tinyopt tour --out DIR`) or, without
 one, a randomly initialised LeNet-5 on random images (timings do not depend on the weights much;
@@ -43,11 +44,11 @@ from tinyopt.tensor import Tensor
 
 
 def median_ms(fn, repeats):
-    """Median CPU ms (this process's threads) after one warm-up and a short idle pause (so the
-    spinning worker threads of the previous measurement — OpenBLAS's, OpenMP's — have gone to
-    sleep).  CPU time, not wall time: on a shared machine wall time counts other jobs' load."""
-    time.sleep(0.3)
-    fn()
+    """Median CPU ms (this process's threads) after a short idle pause (so the spinning worker
+    threads of the previous measurement have gone to sleep) and three warm-up calls.  CPU time, not wall time: on a shared machine wall time counts other jobs' load."""
+    time.sleep(0.02)
+    for _ in range(3):
+        fn()
     times = []
     for _ in range(repeats):
         t0 = time.process_time()
@@ -56,13 +57,17 @@ def median_ms(fn, repeats):
     return 1e3 * statistics.median(times)
 
 
-def alternate(fns: dict, rounds: int, calls: int = 5, pause: float = 0.2) -> dict:
+def alternate(fns: dict, rounds: int, calls: int = 5, pause: float = 0.02, warm: int = 2) -> dict:
     """{name: (median wall ms, median CPU ms)}: a warm-up each, then `rounds` rounds in which each
-    variant runs `calls` times after `pause` seconds of idle. The pause matters: OpenBLAS's and
-    OpenMP's worker threads spin for a while after their last call, and without it the previous
-    variant's spinning threads would take the cores from the next one (measured: the int8 model,
-    whose kernels run on Numba's threads, 1.4 ms after an idle pause and 4 ms right after the fp32
-    model's GEMMs)."""
+    variant runs `warm` untimed and `calls` timed times after `pause` seconds of idle. The pause
+    matters: OpenBLAS's and OpenMP's worker threads spin for a while after their last call, and
+    without it the previous variant's spinning threads would take the cores from the next one
+    (measured: the int8 model, whose kernels run on Numba's threads, 1.4 ms after an idle pause and
+    4 ms right after the fp32 model's GEMMs). 20 ms covers OpenMP's spin (GNU's default, torch's
+    threads) and tinyopt's; OpenBLAS's own pool (`--blas-threads N`) spins about 0.1 s, so give
+    `--pause 0.2` there. Longer is worse on a VM: after 0.2 s of idle the second core came back
+    only ~50 ms later, and the next seven fp32 calls ran on one core (8 ms instead of 3.5). The
+    untimed calls absorb what is left of that."""
     for fn in fns.values():
         fn()
     wall = {k: [] for k in fns}
@@ -70,6 +75,8 @@ def alternate(fns: dict, rounds: int, calls: int = 5, pause: float = 0.2) -> dic
     for _ in range(rounds):
         for name, fn in fns.items():
             time.sleep(pause)
+            for _ in range(warm):
+                fn()
             for _ in range(calls):
                 c0, t0 = time.process_time(), time.perf_counter()
                 fn()
@@ -112,6 +119,7 @@ def main(argv=None):
     p.add_argument("--run", default=None, help="a training run folder with a LeNet-5 checkpoint")
     p.add_argument("--threads", type=int, default=None, help="tinyopt.set_num_threads(N, blas_threads=M)")
     p.add_argument("--blas-threads", type=int, default=None, help="M above (default: N)")
+    p.add_argument("--pause", type=float, default=0.02, help="seconds of idle before each round (see alternate)")
     args = p.parse_args(argv)
     if args.threads is not None:
         to.set_num_threads(args.threads, blas_threads=args.blas_threads)
@@ -126,10 +134,11 @@ def main(argv=None):
     q = calibrate(copy.deepcopy(model), QZ.default_qconfig, calib)
     q7 = calibrate(copy.deepcopy(model), QZ.get_default_qconfig(reduce_range=True), calib)
     setting = ("default thread setting" if args.threads is None
+               else f"set_num_threads({args.threads})" if args.blas_threads is None
                else f"set_num_threads({args.threads}, blas_threads={args.blas_threads})")
     print(f"batch {args.batch}, {setting}, Numba threads {numba.get_num_threads()}, OpenBLAS "
           f"{os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, load average {os.getloadavg()[0]:.1f}; "
-          f"median of {args.repeats} alternating rounds of 5 calls")
+          f"median of {args.repeats} alternating rounds of 5 calls (after 2 untimed)")
     with no_grad():
         variants = {"tinyopt fp32": lambda: model(Tensor(x)), "tinyopt static int8": lambda: q(Tensor(x)),
                     "tinyopt static int8, 7-bit act.": lambda: q7(Tensor(x))}
@@ -140,7 +149,7 @@ def main(argv=None):
             variants[f"torch fp32 ({torch.get_num_threads()} threads)"] = lambda: net(xt)
         except ImportError:
             torch = None
-        times = alternate(variants, args.repeats)
+        times = alternate(variants, args.repeats, pause=args.pause)
         fp32 = times["tinyopt fp32"]
         print(f"  {'variant':<34} {'wall ms':>8} {'cpu ms':>8} {'fp32/this (wall)':>17} {'(cpu)':>6}")
         for name, (wall, cpu) in times.items():

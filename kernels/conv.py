@@ -496,7 +496,8 @@ output_grad_wide = dispatch(output_grad_wide_reference, output_grad_wide_numba)
 # stride 1 and groups = 1, and either
 #   - O·C·KH·KW ≤ DIRECT_MAX_MACS (a small first layer), or
 #   - the kernels' parallel twins are on (`tinyopt.set_num_threads(n)`, n > 1) and a wide row is at
-#     least DIRECT_MIN_LENGTH long: the direct loops on every thread, no im2col matrix and no GEMM.
+#     least DIRECT_MIN_LENGTH long: the direct loops on every thread, no im2col matrix and no GEMM
+#     (the other layers then take im2col and the split GEMMs, not the wide matrix).
 # benchmarks/bench_conv.py times every path.
 
 # The small-layer bound: O·C·KH·KW, the multiply-adds per output position. What the direct loops save
@@ -932,16 +933,21 @@ def sample_chunks(n: int, bytes_per_sample: int, budget: int | None = None):
 def conv_path(x_shape, w_shape, stride, groups, out_hw=None, padding=(0, 0), dilation=(1, 1)) -> str:
     """Which loops conv2d_forward takes: "direct" (a small layer, `direct_conv_applies`; or, with the
     parallel twins on, a stride-1 layer whose wide rows are at least DIRECT_MIN_LENGTH long), "wide"
-    (the other stride-1 layers: im2col_wide + GEMM) or "im2col" (strided: im2col + GEMM)."""
+    (the other stride-1 layers with the kernels serial: im2col_wide + GEMM) or "im2col" (strided,
+    or any other layer with the twins on: im2col + GEMM)."""
     if direct_conv_applies(x_shape, w_shape, stride, groups):
         return "direct"
     if tuple(stride) != (1, 1):
         return "im2col"
-    if groups == 1 and out_hw is not None and kernel_threads() > 1:
-        kh, kw = w_shape[2], w_shape[3]
-        _, _, length = wide_geometry(x_shape, kh, kw, padding[0], padding[1], dilation[0], dilation[1], *out_hw)
-        if length >= DIRECT_MIN_LENGTH:
-            return "direct"
+    if kernel_threads() > 1:
+        if groups == 1 and out_hw is not None:
+            kh, kw = w_shape[2], w_shape[3]
+            _, _, length = wide_geometry(x_shape, kh, kw, padding[0], padding[1], dilation[0], dilation[1], *out_hw)
+            if length >= DIRECT_MIN_LENGTH:
+                return "direct"
+        # With the GEMMs split over the threads, im2col's matrix (no dropped columns) was the faster
+        # one in forward + backward: CNN92's 64→128 7×7 layer 22.4 against 25.9 ms at batch 128.
+        return "im2col"
     return "wide"
 
 

@@ -2,6 +2,8 @@
 strides, padding, dilation, dtypes), drawn by Hypothesis; and the backend switch routes calls."""
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -129,7 +131,11 @@ def test_conv_wide_path_equals_the_im2col_path(monkeypatch, groups, padding, dil
     args = ((1, 1), padding, dilation, groups, out_hw)
     g = rng.standard_normal((7, 6) + out_hw)
     monkeypatch.setattr(K, "CHUNK_BYTES", 2000)  # several chunks
+    backend = importlib.import_module("tinyopt.kernels.backend")
+    monkeypatch.setattr(backend, "_threads", 1)
     assert K.conv_path(x.shape, w.shape, (1, 1), groups) == "wide"
+    monkeypatch.setattr(backend, "_threads", 2)  # the twins on: rows too short for the direct loops
+    assert K.conv_path(x.shape, w.shape, (1, 1), groups, out_hw, padding, dilation) == "im2col"
     results = {}
     for path in ("wide", "im2col"):
         monkeypatch.setattr(K, "conv_path", lambda *a, path=path: path)
