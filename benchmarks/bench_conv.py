@@ -3,8 +3,9 @@
 For every shape (batch 64 by default) it times, in one process and on the same data:
 
 - tinyopt forward and backward (dW, db and dx) through autograd, on the path `F.conv2d` takes for that
-  layer (`kernels.conv.conv_path`): the direct loops for a small stride-1 layer
-  (O·C·KH·KW ≤ DIRECT_MAX_MACS), the wide im2col matrix + GEMM for the other stride-1 layers;
+  layer with the thread setting given (`kernels.conv.conv_path`): the direct loops for a small
+  stride-1 layer (O·C·KH·KW ≤ DIRECT_MAX_MACS) and, with the twins on, for long rows; the wide im2col
+  matrix + GEMM for the other stride-1 layers with the kernels serial, im2col + GEMM otherwise;
 - the same layer forced onto the other paths (direct, wide, and the general strided im2col that
   stride > 1 takes), so the table shows that the rule picks the faster one (this is how
   DIRECT_MAX_MACS was chosen);
@@ -57,7 +58,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--blas-threads", type=int, default=None, help="OPENBLAS_NUM_THREADS for numpy")
+    parser.add_argument("--blas-threads", type=int, default=None,
+                        help="set_num_threads(N, blas_threads=M), and OPENBLAS_NUM_THREADS for numpy")
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args(argv)
 
@@ -70,8 +72,8 @@ def main(argv=None):
     from tinyopt.kernels import conv as K
 
     torch.set_num_threads(args.threads)
-    # As bench_lenet: BLAS on --threads and the kernels serial, or with --blas-threads below --threads,
-    # BLAS on that many and the kernels' parallel twins on --threads (tinyopt/threads.py).
+    # As bench_lenet: one pool, Numba's --threads for the twins and the split GEMMs, or with
+    # --blas-threads M, BLAS's own pool on M threads (M = --threads: the kernels serial).
     to.set_num_threads(args.threads, blas_threads=args.blas_threads)
     to.warmup()
     rng = np.random.default_rng(0)

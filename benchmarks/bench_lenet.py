@@ -16,11 +16,11 @@ Usage:
     python benchmarks/bench_lenet.py [--threads 2] [--blas-threads N] [--rounds 5] [--steps 20]
                                      [--optimizer adam|sgd] [--skip-memory] [--memory-steps N]
 
-`--threads N` sets torch.set_num_threads(N) and tinyopt.set_num_threads(N, blas_threads=M) with
-M = `--blas-threads` (default N): BLAS on N threads and the kernels serial, or, with M < N, BLAS on M
-and the kernels' parallel twins on N (tinyopt/threads.py). `--blas-threads` also sets
-OPENBLAS_NUM_THREADS before numpy is imported. `--blas-threads 1` is the faster setting for
-LeNet-5: its convolutions then take the direct loops on every thread (README, "Benchmarks").
+`--threads N` sets torch.set_num_threads(N) and tinyopt.set_num_threads(N): one pool, Numba's N
+threads, for the kernels' parallel twins and the GEMMs split into N one-thread BLAS calls
+(tinyopt/threads.py). `--blas-threads M` calls tinyopt.set_num_threads(N, blas_threads=M) instead
+(BLAS's own pool on M threads, the GEMMs whole; M = N: the kernels serial) and also sets
+OPENBLAS_NUM_THREADS before numpy is imported.
 """
 from __future__ import annotations
 
@@ -231,7 +231,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--blas-threads", type=int, default=None,
-                        help="OPENBLAS_NUM_THREADS for tinyopt's numpy (read before numpy is imported)")
+                        help="tinyopt.set_num_threads(N, blas_threads=M): BLAS's own pool on M threads "
+                             "(also OPENBLAS_NUM_THREADS, read before numpy is imported)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20, help="steps per round at batch 64 (scaled for 256)")
     parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
@@ -244,7 +245,7 @@ def main(argv=None):
     import tinyopt
 
     torch.set_num_threads(args.threads)
-    # The same thread count for both (tinyopt: Numba's kernels, and BLAS unless --blas-threads says otherwise)
+    # The same thread count for both (tinyopt: Numba's pool for everything unless --blas-threads says otherwise)
     tinyopt.set_num_threads(args.threads, blas_threads=args.blas_threads)
     print(f"machine: {machine()}")
     print(f"torch {torch.__version__} with {torch.get_num_threads()} threads; tinyopt {tinyopt.__version__} with "

@@ -242,3 +242,68 @@ def test_tensor_basics():
     copy = to.tensor(source)
     source[0] = 9.0
     assert copy.data[0] == 1.0, "to.tensor must copy its input"
+
+
+# ----------------------------------------------------------------------------- .grad without a copy
+
+
+class _GiveGrad(Function):
+    """y = x; backward returns a fresh array (kept weakly in `made`) and, with `keep`, holds it too."""
+    made: list = []
+    kept: list = []
+
+    @staticmethod
+    def forward(ctx, x, keep=False, readonly=False):
+        ctx.keep, ctx.readonly = keep, readonly
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, grad):
+        import weakref
+
+        g = np.array(grad, copy=True)
+        if ctx.readonly:
+            g.flags.writeable = False
+        _GiveGrad.made.append(weakref.ref(g))
+        if ctx.keep:
+            _GiveGrad.kept.append(g)
+        return g
+
+
+@pytest.mark.skipif(not hasattr(sys, "getrefcount"), reason="needs CPython's reference counts")
+def test_a_leaf_takes_a_gradient_nobody_else_holds_without_copying():
+    """As torch's AccumulateGrad: the array becomes .grad as it is, and later backwards add into it."""
+    _GiveGrad.made.clear()
+    x = to.tensor(np.arange(4.0), requires_grad=True)
+    _GiveGrad.apply(x).sum().backward()
+    assert x.grad.data is _GiveGrad.made[-1]()
+    _GiveGrad.apply(x).sum().backward()
+    np.testing.assert_array_equal(x.grad, np.full(4, 2.0))
+
+
+@pytest.mark.parametrize("keep, readonly", [(True, False), (False, True)])
+def test_a_gradient_someone_else_holds_or_read_only_is_copied(keep, readonly):
+    _GiveGrad.made.clear()
+    _GiveGrad.kept.clear()
+    x = to.tensor(np.arange(4.0), requires_grad=True)
+    _GiveGrad.apply(x, keep, readonly).sum().backward()
+    assert x.grad.data is not _GiveGrad.made[-1]()
+    assert x.grad.data.flags.writeable
+    x.grad.data[:] = 7.0                       # in place, as an optimizer does: the other holder is untouched
+    if keep:
+        np.testing.assert_array_equal(_GiveGrad.kept[-1], np.ones(4))
+
+
+def test_inputs_of_one_add_get_separate_gradients():
+    """Add passes one array to both inputs: the first store copies it, so changing one .grad in
+    place leaves the other alone."""
+    a = to.tensor(np.ones(3), requires_grad=True)
+    b = to.tensor(np.ones(3), requires_grad=True)
+    (a + b).sum().backward()
+    assert not np.shares_memory(a.grad.data, b.grad.data)
+    a.grad.data[0] = 5.0
+    np.testing.assert_array_equal(b.grad, np.ones(3))
+    c = to.tensor(np.ones((2, 3)), requires_grad=True)
+    d = to.tensor(np.ones((2, 3)), requires_grad=True)
+    (c * 1.0 + d).sum().backward()
+    assert not np.shares_memory(c.grad.data, d.grad.data)

@@ -129,8 +129,8 @@ def roofline(intensity, peak, bandwidth):
 #
 # - Linear 784 → 256 at batch 1, 64 and 256: a batch of one reads the whole weight matrix for a
 #   single row (I ≈ 0.5: memory-bound); large batches reuse it.
-# - Conv2d 6 → 16 channels (LeNet-5's second layer) as the wide im2col matrix + GEMM (the default
-#   thread setting; with `set_num_threads(2, blas_threads=1)` it takes the direct loops);
+# - Conv2d 6 → 16 channels (LeNet-5's second layer) as the wide im2col matrix + GEMM (the kernels
+#   serial, as here; after `tinyopt.set_num_threads(2)` it takes the direct loops on both threads);
 # - max pooling 2×2: one comparison per input value, I ≈ 0.2;
 # - an Adam step: about 10 FLOPs per parameter on 4 arrays read and 3 written (I ≈ 0.36).
 
@@ -185,6 +185,9 @@ plt.close(fig)
 # ## 3. Threads, SIMD and int8
 #
 # - **Threads**: the BLAS product above uses every core; on one core it is roughly P / cores.
+#   `tinyopt.set_num_threads(n)` puts all the work on one pool, Numba's n threads: the kernels'
+#   parallel twins, and each large GEMM cut into n single-threaded BLAS calls (`kernels.blas`),
+#   because BLAS's threads and Numba's both busy-wait and fight over the cores when both are on.
 # - **SIMD**: one AVX2 instruction works on 8 fp32 numbers; `vpmaddwd` multiplies 16 pairs of
 #   16-bit integers and adds neighbours into 8 int32 sums; VNNI's `vpdpbusd` does 32 int8 products
 #   per instruction. int8 values are 4× smaller than fp32, so an int8 GEMM moves 4× fewer bytes and

@@ -136,7 +136,7 @@ def run_backward(root_tensor, grad: np.ndarray, retain_graph: bool, wrap) -> Non
         if not isinstance(target, Node):          # a leaf: hooks, then accumulate into .grad
             if target._grad_hooks:
                 g = _run_hooks(target._grad_hooks, g, wrap)
-            target._accumulate_grad(g)
+            target._accumulate_grad(g, owned=True)
             if target._post_accumulate_hooks:
                 for hook in list(target._post_accumulate_hooks):
                     hook(target)
@@ -166,6 +166,7 @@ def run_backward(root_tensor, grad: np.ndarray, retain_graph: bool, wrap) -> Non
                 pg = pg.astype(dtype)
             key = id(edge)
             grads[key] = grads[key] + pg if key in grads else pg
+        input_grads = pg = None     # the grads dict holds them now: lets a leaf take its gradient uncopied
         if not retain_graph:
             node.release()
 
