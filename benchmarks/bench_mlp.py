@@ -41,7 +41,9 @@ def tinyopt_stepper(model, x, y, lr):
 
     def step(idx):
         opt.zero_grad()
-        loss = F.cross_entropy(model(to.tensor(x[idx])), y[idx])
+        # x[idx] gathers the batch once, as torch's xt[idx_t] does; from_numpy wraps it without a
+        # second copy (to.tensor would copy it again, as torch.tensor does)
+        loss = F.cross_entropy(model(to.from_numpy(x[idx])), y[idx])
         loss.backward()
         opt.step()
 

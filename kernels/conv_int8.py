@@ -511,16 +511,19 @@ def _conv_s1_vnni_requant_pool(xu, n, c, hp, wp, kh, kw, w_quads, init, npos, of
                     _mk_vnni512_sw(a_flat, strip * MR * kq, kq, panel, 0, acc_flat, strip * MR * npos + q0, npos, kq)
                 else:
                     _mk_vnni256_sw(a_flat, strip * MR * kq, kq, panel, 0, acc_flat, strip * MR * npos + q0, npos, kq)
-        best = np.empty(hq * wq, np.int64)
+        best = np.empty(hq * wq, np.int32)
+        pair = np.empty(2 * wq, np.int32)
         for o in range(o_len):
             row = acc[o]
             for yq in range(hq):                     # the window maxima of channel o, in order
-                if k == 2:                           # the common 2×2 pool, unrolled, on row views
-                    r0 = row[2 * yq * wp:2 * yq * wp + 2 * wq]
+                if k == 2:                           # the common 2×2 pool: rows first (contiguous,
+                    r0 = row[2 * yq * wp:2 * yq * wp + 2 * wq]          # vectorised), then pairs
                     r1 = row[(2 * yq + 1) * wp:(2 * yq + 1) * wp + 2 * wq]
+                    for j in range(2 * wq):
+                        pair[j] = max(r0[j], r1[j])
                     dst = best[yq * wq:(yq + 1) * wq]
                     for xq in range(wq):
-                        dst[xq] = max(max(r0[2 * xq], r0[2 * xq + 1]), max(r1[2 * xq], r1[2 * xq + 1]))
+                        dst[xq] = max(pair[2 * xq], pair[2 * xq + 1])
                     continue
                 for xq in range(wq):
                     base = yq * k * wp + xq * k
