@@ -119,7 +119,7 @@ def main(argv=None):
               f"| {t_bwd:.2f} | {p_bwd:.2f} | {p_bwd / t_bwd:.2f}x | {others} |")
     print("\nratio = torch time / tinyopt time (above 1: tinyopt is faster); path = the one F.conv2d takes "
           f"(direct when O·C·KH·KW ≤ {K.DIRECT_MAX_MACS} or, with the parallel twins on, a wide row ≥ "
-          f"{K.DIRECT_MIN_LENGTH}; else wide at stride 1)")
+          f"{K.DIRECT_MIN_LENGTH}; else, at stride 1, wide with the kernels serial and im2col with the twins on)")
 
 
 if __name__ == "__main__":

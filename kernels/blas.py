@@ -165,7 +165,13 @@ _NAMES = {"f": (("scipy_cblas_sgemm64_", np.int64), ("cblas_sgemm64_", np.int64)
 
 @functools.lru_cache(maxsize=None)
 def _cblas_library():
-    """(path, ctypes library) of the BLAS NumPy uses, or (None, None) with no threadpoolctl or BLAS."""
+    """(path, ctypes library) of the BLAS NumPy itself uses, or (None, None) without threadpoolctl or
+    such a BLAS. Other BLAS libraries may be loaded too (SciPy's OpenBLAS comes in with Numba's
+    linear-algebra support while a parallel kernel compiles): they are not NumPy's, their thread
+    count is not the one set_num_threads chose, and threadpoolctl lists them in any order, so
+    the one inside NumPy's installation is taken (the only one, when just one is loaded)."""
+    import os
+
     import numba
 
     if numba.config.DISABLE_JIT:          # the intrinsic below cannot run as Python
@@ -174,12 +180,14 @@ def _cblas_library():
         from threadpoolctl import threadpool_info
     except ImportError:
         return None, None
-    for info in threadpool_info():
-        if info.get("user_api") == "blas" and info.get("filepath"):
-            try:
-                return info["filepath"], ctypes.CDLL(info["filepath"])
-            except OSError:
-                continue
+    paths = [info["filepath"] for info in threadpool_info() if info.get("user_api") == "blas" and info.get("filepath")]
+    home = os.path.dirname(os.path.dirname(os.path.abspath(np.__file__)))       # site-packages (or the like)
+    mine = [p for p in paths if os.path.relpath(p, home).split(os.sep)[0].startswith("numpy")]
+    for path in mine or (paths if len(paths) == 1 else []):
+        try:
+            return path, ctypes.CDLL(path)
+        except OSError:
+            continue
     return None, None
 
 

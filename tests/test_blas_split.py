@@ -135,3 +135,26 @@ def test_what_the_split_cannot_take_goes_to_numpy():
     np.testing.assert_array_equal(mixed, np.full((3, 6), 4.0))
     ints = blas.matmul_split(np.ones((3, 4), np.int64), np.ones((4, 6), np.int64), 2)
     np.testing.assert_array_equal(ints, np.full((3, 6), 4))
+
+
+def test_the_split_calls_numpys_own_blas_when_several_are_loaded(monkeypatch):
+    """SciPy's OpenBLAS (loaded later, its own thread count) may be listed first: the split must
+    still take NumPy's, or no library at all."""
+    import threadpoolctl
+
+    real = [i for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"]
+    numpy_blas = [i for i in real if "numpy" in i["filepath"]]
+    if not numpy_blas:
+        pytest.skip("NumPy's BLAS is not inside its installation here")
+    foreign = {"user_api": "blas", "internal_api": "openblas", "filepath": "/elsewhere/libopenblas.so", "num_threads": 2}
+    try:
+        monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: [foreign] + numpy_blas)
+        blas._cblas_library.cache_clear()
+        assert blas._cblas_library()[0] == numpy_blas[0]["filepath"]
+        monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: [foreign, dict(foreign, filepath="/x/libblis.so")])
+        blas._cblas_library.cache_clear()
+        assert blas._cblas_library() == (None, None)
+    finally:
+        monkeypatch.undo()
+        blas._cblas_library.cache_clear()
+        blas._cblas_entry.cache_clear()
