@@ -74,10 +74,17 @@ def matmul(a, b):
 
 
 def _matmul(a, b):
-    if (_threads > 1 and a.ndim == 2 and b.ndim == 2 and a.dtype == b.dtype
-            and a.dtype in (np.float32, np.float64) and a.shape[1] == b.shape[0]
-            and a.shape[0] * b.shape[1] * a.shape[1] >= SPLIT_MIN_MACS):
-        return matmul_split(a, b, _threads)
+    if (_threads > 1 and a.ndim >= 2 and a.ndim == b.ndim and a.shape[:-2] == b.shape[:-2]
+            and a.dtype == b.dtype and a.dtype in (np.float32, np.float64) and a.shape[-1] == b.shape[-2]
+            and a.shape[-2] * b.shape[-1] * a.shape[-1] >= SPLIT_MIN_MACS):
+        if a.ndim == 2:
+            return matmul_split(a, b, _threads)
+        # a stack of products of one shape (the convolution's groups, 1 of them for most layers):
+        # each product split in turn
+        out = np.empty(a.shape[:-1] + b.shape[-1:], dtype=a.dtype)
+        for index in np.ndindex(*a.shape[:-2]):
+            out[index] = matmul_split(a[index], b[index], _threads)
+        return out
     return np.matmul(a, b)
 
 

@@ -495,9 +495,10 @@ output_grad_wide = dispatch(output_grad_wide_reference, output_grad_wide_numba)
 # Which layers take the direct loops (`conv_path`; forward, weight gradient and input gradient alike):
 # stride 1 and groups = 1, and either
 #   - O·C·KH·KW ≤ DIRECT_MAX_MACS (a small first layer), or
-#   - the kernels' parallel twins are on (`tinyopt.set_num_threads(n)`, n > 1) and a wide row is at
-#     least DIRECT_MIN_LENGTH long: the direct loops on every thread, no im2col matrix and no GEMM
-#     (the other layers then take im2col and the split GEMMs, not the wide matrix).
+#   - the kernels' parallel twins are on (`tinyopt.set_num_threads(n)`, n > 1), O·C·KH·KW ≤
+#     DIRECT_PARALLEL_MAX_MACS and a wide row is at least DIRECT_MIN_LENGTH long: the direct loops
+#     on every thread, no im2col matrix and no GEMM (the other layers then take im2col and the
+#     split GEMMs, not the wide matrix).
 # benchmarks/bench_conv.py times every path.
 
 # The small-layer bound: O·C·KH·KW, the multiply-adds per output position. What the direct loops save
@@ -506,6 +507,11 @@ output_grad_wide = dispatch(output_grad_wide_reference, output_grad_wide_numba)
 # "Conv2d alone" has the figures): LeNet-5's 1→6 5×5 layer (150) is faster direct on one thread, the
 # Keras CNN's 1→32 3×3 layer (288) no longer.
 DIRECT_MAX_MACS = 200
+# With the twins on, the direct loops also take larger layers, up to this O·C·KH·KW: they won
+# (forward + backward, batch 128, 2 threads) for 32→32 3×3 (9,216: 13.3 against 17.3 ms with im2col
+# and the split GEMMs) and lost for 32→64 3×3 (18,432: CNN92's conv2 26.7 against 22.9 ms, the Keras
+# CNN's 18.9 against 15.0) and 64→64 3×3 (51.3 against 45.3).
+DIRECT_PARALLEL_MAX_MACS = 12288
 # The bound on the wide row length L = (OH − 1)·WP + OW for the parallel direct forward: each pass over
 # a row costs a few slice set-ups, which a short row (a 3×3 output: L = 13) does not amortise.
 DIRECT_MIN_LENGTH = 100
@@ -932,7 +938,8 @@ def sample_chunks(n: int, bytes_per_sample: int, budget: int | None = None):
 
 def conv_path(x_shape, w_shape, stride, groups, out_hw=None, padding=(0, 0), dilation=(1, 1)) -> str:
     """Which loops conv2d_forward takes: "direct" (a small layer, `direct_conv_applies`; or, with the
-    parallel twins on, a stride-1 layer whose wide rows are at least DIRECT_MIN_LENGTH long), "wide"
+    parallel twins on, a stride-1 layer with O·C·KH·KW ≤ DIRECT_PARALLEL_MAX_MACS whose wide rows are
+    at least DIRECT_MIN_LENGTH long), "wide"
     (the other stride-1 layers with the kernels serial: im2col_wide + GEMM) or "im2col" (strided,
     or any other layer with the twins on: im2col + GEMM)."""
     if direct_conv_applies(x_shape, w_shape, stride, groups):
@@ -940,13 +947,13 @@ def conv_path(x_shape, w_shape, stride, groups, out_hw=None, padding=(0, 0), dil
     if tuple(stride) != (1, 1):
         return "im2col"
     if kernel_threads() > 1:
-        if groups == 1 and out_hw is not None:
-            kh, kw = w_shape[2], w_shape[3]
+        o, c, kh, kw = w_shape
+        if groups == 1 and out_hw is not None and o * c * kh * kw <= DIRECT_PARALLEL_MAX_MACS:
             _, _, length = wide_geometry(x_shape, kh, kw, padding[0], padding[1], dilation[0], dilation[1], *out_hw)
             if length >= DIRECT_MIN_LENGTH:
                 return "direct"
         # With the GEMMs split over the threads, im2col's matrix (no dropped columns) was the faster
-        # one in forward + backward: CNN92's 64→128 7×7 layer 22.4 against 25.9 ms at batch 128.
+        # one in forward + backward: CNN92's 64→128 7×7 layer 16.0 against 18.6 ms at batch 128.
         return "im2col"
     return "wide"
 

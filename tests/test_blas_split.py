@@ -73,6 +73,7 @@ def test_reference_backend_is_the_numpy_product(monkeypatch):
 def test_matmul_splits_only_large_2d_float_products(monkeypatch):
     calls = []
     monkeypatch.setattr(blas, "matmul_split", lambda a, b, parts: calls.append((a.shape, b.shape, parts)) or a @ b)
+    # (the stack case below writes each product into its slice of one output)
     before = blas.gemm_threads()
     side = 1 + round(blas.SPLIT_MIN_MACS ** (1 / 3))
     big = np.ones((side, side), np.float32)
@@ -83,11 +84,13 @@ def test_matmul_splits_only_large_2d_float_products(monkeypatch):
         blas.matmul(np.ones((4, 4), np.float32), np.ones((4, 4), np.float32))      # too small
         blas.matmul(big.astype(np.int64), big.astype(np.int64))                     # not float
         blas.matmul(big.astype(np.float32), big.astype(np.float64))                 # mixed dtypes
-        blas.matmul(np.ones((2, side, side), np.float32), big)                      # batched
+        blas.matmul(np.ones((2, side, side), np.float32), big)                      # broadcast
         assert len(calls) == 1
+        stacked = blas.matmul(np.ones((2, side, side), np.float32), np.ones((2, side, side), np.float32))
+        assert len(calls) == 3 and stacked.shape == (2, side, side)               # a stack: each split
         blas.set_gemm_threads(1)
         blas.matmul(big, big)
-        assert len(calls) == 1
+        assert len(calls) == 3
         with pytest.raises(ValueError):
             blas.set_gemm_threads(0)
     finally:

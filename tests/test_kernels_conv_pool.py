@@ -464,3 +464,16 @@ def test_first_layer_convolution_equals_torch(dtype, kernel, padding, dilation):
         tol = 1e-5 if dtype == np.float32 else 1e-12
         for mine, theirs in ((y, Y), (xt.grad, X.grad), (wt.grad, W.grad), (bt.grad, B.grad)):
             np.testing.assert_allclose(mine.data, theirs.detach().numpy(), rtol=tol, atol=tol * np.abs(theirs.detach().numpy()).max())
+
+
+def test_with_the_twins_on_large_layers_take_the_split_gemms(monkeypatch):
+    """conv_path with the kernels' twins on: direct up to DIRECT_PARALLEL_MAX_MACS, im2col above."""
+    backend = importlib.import_module("tinyopt.kernels.backend")
+    monkeypatch.setattr(backend, "_threads", 2)
+    x_shape, out_hw, pad = (4, 32, 14, 14), (14, 14), (1, 1)
+    small, large = (32, 32, 3, 3), (64, 32, 3, 3)
+    assert 32 * 32 * 9 <= K.DIRECT_PARALLEL_MAX_MACS < 64 * 32 * 9
+    assert K.conv_path(x_shape, small, (1, 1), 1, out_hw, pad) == "direct"
+    assert K.conv_path(x_shape, large, (1, 1), 1, out_hw, pad) == "im2col"
+    monkeypatch.setattr(backend, "_threads", 1)
+    assert K.conv_path(x_shape, large, (1, 1), 1, out_hw, pad) == "wide"
