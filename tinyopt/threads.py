@@ -23,13 +23,15 @@ So one pool does all the work, Numba's:
     tinyopt.set_num_threads(1)                   # everything on one thread
     tinyopt.get_num_threads()                    # the count last set, or BLAS's current count
 
-The first is the one to use. Against BLAS's own pool (the third), ms per Adam step on the 2-core
-Intel VM (2026-12-04; README, "Threads", has the tables): LeNet-5 at batch 64 / 256 3.1 / 10.3
-against 4.4 / 16.3, the Keras CNN 34.5 against 36.9, CNN92 103.9 against 100.6 (even within the
-noise), the SGD MLP even with it (0.93-0.98× / 1.00-1.12× torch in two runs each). Under load (one
-busy loop beside it) it held up best: LeNet-5 at 64 8.1-8.6 ms against 9.4-10.1, the MLP 1.2-1.4
-against 2.1-3.3. With the twins on, every stride-1 convolution with long enough rows takes the
-direct loops (`kernels.conv.conv_path`); the others and the linear layers run split GEMMs.
+The first is the one to use. Against BLAS's own pool (the third), ms per step on the 2-core Intel
+VM (2026-12-04; README, "Threads", has the tables): a LeNet-5 Adam step at batch 64 / 256 3.05 / 10.2
+against 4.34 / 15.5 (torch: 3.80 / 11.2), the Keras CNN 28.7 against 32.5, CNN92 88 against 94. Under
+load (one busy loop beside it) it held up best: LeNet-5 at 64 8.1-9.3 ms against 9.4-10.1. With the
+twins on, the stride-1 convolutions up to O·C·KH·KW = 12,288 with long enough rows take the direct
+loops (`kernels.conv.conv_path`); the larger ones and the linear layers run split GEMMs, as fast as
+BLAS's own two threads. The exception is a network of GEMMs alone on a quiet machine: an SGD step of
+the MLP 784-256-10 took 1.32-1.48 ms against 0.97-1.06 on BLAS's pool, whose workers spin between
+GEMMs for about 0.1 s where OpenMP's (below) sleep after 0.1-0.2 ms and take some 60 µs to wake.
 
 The parallel twins run on Numba's 'omp' layer (GNU OpenMP) unless NUMBA_THREADING_LAYER says
 otherwise: its regions start in microseconds, where the 'workqueue' layer took about 0.25 ms per
