@@ -13,12 +13,14 @@ import time
 import numpy as np
 
 from tinyopt.kernels import activation as _activation
+from tinyopt.kernels import blas as _blas
 from tinyopt.kernels import conv as _conv
 from tinyopt.kernels import pool as _pool
 
 
 def warmup(dtypes=(np.float32,), verbose: bool = False) -> float:
-    """Compile/load the Numba conv, pooling and ReLU kernels for each dtype; return the seconds it took."""
+    """Compile/load the Numba conv, pooling and ReLU kernels and the GEMM split for each dtype; return
+    the seconds it took."""
     start = time.perf_counter()
     for dtype in dtypes:
         x = np.zeros((1, 1, 4, 4), dtype=dtype)
@@ -42,6 +44,9 @@ def warmup(dtypes=(np.float32,), verbose: bool = False) -> float:
         _pool.max_pool2d_backward_numba(y, argmax, 4, 4)
         _pool.avg_pool2d_forward_numba(x, 2, 2, 2, 2, 0, 0, 2, 2, True, 0)
         _pool.avg_pool2d_backward_numba(y, 4, 4, 2, 2, 2, 2, 0, 0, True, 0)
+        if dtype in (np.float32, np.float64):   # the GEMM split of set_num_threads(n > 1)
+            square = np.zeros((32, 32), dtype=dtype)
+            _blas.matmul_split_numba(square, square, 2)
     seconds = time.perf_counter() - start
     if verbose:
         print(f"tinyopt.warmup: Numba kernels ready in {seconds:.2f} s")
