@@ -1,4 +1,5 @@
-"""Batch normalisation in training mode, forward and backward, as a NumPy reference and a Numba twin.
+"""Batch normalisation in training mode, forward and backward, and in evaluation (forward), as a
+NumPy reference and a Numba twin.
 
 Notation: the input viewed as x[n, c, k] (N samples, C channels, K = the product of the spatial
 dims, 1 for (N, C) inputs), m = N·K values per channel, γ = weight, β = bias:
@@ -14,6 +15,12 @@ Backward, with g = dL/dy (the three terms of the chain rule through μ and σ² 
     dβ_c = Σ_{n,k} g[n, c, k]
     dγ_c = Σ_{n,k} g[n, c, k] · x̂[n, c, k]
     dx[n, c, k] = (γ_c · r_c / m) · (m · g[n, c, k] − dβ_c − x̂[n, c, k] · dγ_c)
+
+In evaluation the running statistics μ̄, σ̄² stand in for the batch's, and the normalisation is
+one per-channel affine map, computed as torch's CPU kernel does:
+
+    s_c = γ_c / √(σ̄²_c + ε),    t_c = β_c − μ̄_c · s_c        (in float64, then the input's dtype)
+    y[n, c, k] = x[n, c, k] · s_c + t_c
 
 One pass of statistics and one of normalisation instead of the ~10 primitives (mean, sub, mul, mean,
 add, sqrt, div, mul, add, each with its own backward) of the composed formula. The Numba twin
@@ -138,3 +145,62 @@ def batch_norm_backward_numba(g3, x3, weight, mean, inv_std):
 
 
 batch_norm_backward = dispatch(batch_norm_backward_reference, batch_norm_backward_numba)
+
+
+# ----------------------------------------------------------------------------- evaluation (running statistics)
+
+
+def _eval_scale_shift(running_mean, running_var, weight, bias, eps, dtype):
+    """(s, t) of the module docstring, (C,) arrays of `dtype`, from float64 arithmetic."""
+    mean = np.asarray(running_mean, dtype=np.float64)
+    inv_std = 1.0 / np.sqrt(np.asarray(running_var, dtype=np.float64) + eps)
+    w = np.ones_like(mean) if weight is None else np.asarray(weight, dtype=np.float64)
+    b = np.zeros_like(mean) if bias is None else np.asarray(bias, dtype=np.float64)
+    scale = w * inv_std
+    return scale.astype(dtype), (b - mean * scale).astype(dtype)
+
+
+def batch_norm_eval_reference(x3, running_mean, running_var, weight, bias, eps):
+    """x3 of shape (N, C, K) → y = x · s_c + t_c (the module docstring; evaluation mode)."""
+    scale, shift = _eval_scale_shift(running_mean, running_var, weight, bias, eps, x3.dtype)
+    return x3 * scale[None, :, None] + shift[None, :, None]
+
+
+@numba.njit(cache=True)
+def _batch_norm_eval(x3, scale, shift, y):
+    n, c, k = x3.shape
+    for i in range(n):
+        for ch in range(c):
+            s, t = scale[ch], shift[ch]
+            for j in range(k):
+                y[i, ch, j] = x3[i, ch, j] * s + t
+
+
+@numba.njit(cache=True, parallel=True)
+def _batch_norm_eval_parallel(x3, scale, shift, y):
+    """`_batch_norm_eval` with the samples over Numba's threads (each element computed the same way)."""
+    n, c, k = x3.shape
+    for i in numba.prange(n):
+        for ch in range(c):
+            s, t = scale[ch], shift[ch]
+            for j in range(k):
+                y[i, ch, j] = x3[i, ch, j] * s + t
+
+
+def _eval_with(loop, x3, running_mean, running_var, weight, bias, eps):
+    scale, shift = _eval_scale_shift(running_mean, running_var, weight, bias, eps, x3.dtype)
+    x3 = np.ascontiguousarray(x3)
+    y = np.empty_like(x3)
+    loop(x3, scale, shift, y)
+    return y
+
+
+def batch_norm_eval_numba(x3, running_mean, running_var, weight, bias, eps):
+    return _eval_with(_batch_norm_eval, x3, running_mean, running_var, weight, bias, eps)
+
+
+def batch_norm_eval_parallel(x3, running_mean, running_var, weight, bias, eps):
+    return _eval_with(_batch_norm_eval_parallel, x3, running_mean, running_var, weight, bias, eps)
+
+
+batch_norm_eval = dispatch(batch_norm_eval_reference, batch_norm_eval_numba, batch_norm_eval_parallel)

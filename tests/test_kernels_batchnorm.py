@@ -70,3 +70,46 @@ def test_half_precision_falls_back_to_the_composed_formula(rng):
     assert y.dtype == to.float16
     y.sum().backward()
     assert x.grad.shape == x.shape
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("affine", [True, False])
+def test_eval_twins_agree_bit_for_bit(dtype, affine):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5, 3, 7)).astype(dtype)
+    mean, var = rng.standard_normal(3), rng.uniform(0.1, 2.0, 3)
+    w, b = (rng.standard_normal(3).astype(dtype), rng.standard_normal(3).astype(dtype)) if affine else (None, None)
+    ref = K.batch_norm_eval_reference(x, mean, var, w, b, 1e-5)
+    assert ref.dtype == dtype
+    np.testing.assert_array_equal(K.batch_norm_eval_numba(x, mean, var, w, b, 1e-5), ref)
+    np.testing.assert_array_equal(K.batch_norm_eval_parallel(x, mean, var, w, b, 1e-5), ref)
+    expected = (x.astype(np.float64) - mean[None, :, None]) / np.sqrt(var[None, :, None] + 1e-5)
+    if affine:
+        expected = expected * w[None, :, None] + b[None, :, None]
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(ref, expected, rtol=tol, atol=tol)
+
+
+def test_functional_eval_uses_the_kernel_only_without_a_gradient_to_compute(monkeypatch):
+    import tinyopt as to
+    import tinyopt.nn.functional as F
+
+    calls = []
+    original = K.batch_norm_eval
+    monkeypatch.setattr(K, "batch_norm_eval", lambda *a: calls.append(1) or original(*a))
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((4, 3, 5, 5)).astype(np.float32)
+    mean, var = np.zeros(3, np.float32), np.ones(3, np.float32)
+    w = to.tensor(rng.standard_normal(3).astype(np.float32), requires_grad=True)
+    b = to.tensor(rng.standard_normal(3).astype(np.float32), requires_grad=True)
+    with to.no_grad():
+        fast = F.batch_norm(to.tensor(x), mean, var, w, b, training=False)
+    assert calls == [1]
+    slow = F.batch_norm(to.tensor(x), mean, var, w, b, training=False)   # weight and bias need gradients
+    assert calls == [1] and slow.requires_grad
+    slow.sum().backward()
+    assert w.grad is not None and b.grad is not None
+    np.testing.assert_allclose(fast.data, slow.data, rtol=1e-5, atol=1e-5)

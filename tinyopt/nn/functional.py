@@ -24,6 +24,7 @@ from tinyopt.ops import resample as RS
 from tinyopt.ops import shape as S
 from tinyopt.ops.precision import float32_region
 from tinyopt.random import resolve
+from tinyopt.autograd.grad_mode import is_grad_enabled as _grad_enabled
 from tinyopt.tensor import Tensor, _operand, _softmax_dim, where
 
 # ----------------------------------------------------------------------------- activations
@@ -237,6 +238,16 @@ def batch_norm(input: Tensor, running_mean, running_var, weight: Tensor | None =
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm in evaluation needs running_mean and running_var (track_running_stats=True)")
         running_mean, running_var = np.asarray(running_mean), np.asarray(running_var)  # a Tensor's data
+        if (input.dtype in (np.float32, np.float64) and all(p is None or p.dtype == input.dtype for p in (weight, bias))
+                and not (_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight, bias)))):
+            # Nothing to differentiate: one pass of y = x·s + t per channel (kernels.batchnorm.batch_norm_eval,
+            # torch's CPU formula); with a gradient to compute, the composed formula below.
+            from tinyopt.kernels.batchnorm import batch_norm_eval
+
+            x3 = input.data.reshape(input.shape[0], c, -1)
+            y = batch_norm_eval(x3, running_mean, running_var, None if weight is None else weight.data,
+                                None if bias is None else bias.data, eps)
+            return Tensor._wrap(y.reshape(input.shape))
         mean = np.asarray(running_mean, dtype=input.dtype).reshape(shape)
         inv_std = (1.0 / np.sqrt(np.asarray(running_var, dtype=input.dtype) + eps)).astype(input.dtype).reshape(shape)
         x_hat = (input - mean) * inv_std
