@@ -163,7 +163,7 @@ def test_bench_cli_passes_blas_threads_to_set_num_threads(capsys, monkeypatch):
     assert main(["bench", "--model", "mlp", "--steps", "1", "--batch-size", "8", "--no-torch",
                  "--threads", "2", "--blas-threads", "1"]) == 0
     assert calls == [(2, 1)]
-    assert "(BLAS 1, kernels' twins 2)" in capsys.readouterr().out
+    assert "(BLAS's pool 1, kernels' twins 2)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("args", [["--blas-threads", "1"], ["--threads", "2", "--blas-threads", "3"]])

@@ -81,15 +81,15 @@ def main(argv=None) -> int:
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
     parser.add_argument("--threads", type=int, default=None, help="tinyopt.set_num_threads (and torch's)")
     parser.add_argument("--blas-threads", type=int, default=None,
-                        help="with --threads N: set_num_threads(N, blas_threads=M), e.g. 1 to give the "
-                             "kernels' parallel twins the cores (faster for LeNet-5)")
+                        help="with --threads N: set_num_threads(N, blas_threads=M), BLAS's own pool on M "
+                             "threads and the GEMMs whole (e.g. M = N for an MLP on a quiet machine)")
     parser.add_argument("--no-torch", action="store_true", help="only the profile, no comparison")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.steps <= 0 or args.batch_size <= 0 or args.rounds <= 0:
         parser.error("--steps, --batch-size and --rounds must be positive")
     if args.blas_threads is not None and args.threads is None:
-        parser.error("--blas-threads needs --threads, e.g. --threads 2 --blas-threads 1")
+        parser.error("--blas-threads needs --threads, e.g. --threads 2 --blas-threads 2")
     if args.blas_threads is not None and not 1 <= args.blas_threads <= args.threads:
         parser.error("--blas-threads must be between 1 and --threads")
 
@@ -103,7 +103,9 @@ def main(argv=None) -> int:
         for _ in range(args.steps):
             step()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    blas = "" if args.blas_threads is None else f" (BLAS {args.blas_threads}, kernels' twins {args.threads})"
+    blas = (" (one pool: the kernels' twins and the split GEMMs)" if args.threads and args.threads > 1 and args.blas_threads is None
+            else "" if args.blas_threads is None
+            else f" (BLAS's pool {args.blas_threads}, kernels' twins {args.threads if args.blas_threads < args.threads else 1})")
     print(f"{args.model}, batch {args.batch_size}, {args.optimizer}, {args.steps} steps, threads "
           f"{to.get_num_threads()}{blas}, load average {load:.1f}")
     print(prof.table())
