@@ -130,7 +130,7 @@ def matmul_split_numba(a: np.ndarray, b: np.ndarray, parts: int) -> np.ndarray:
     entry = _cblas_entry(a.dtype.char)
     if entry is None:
         return np.matmul(a, b)
-    fn, int_type = entry
+    fn, int_type, _ = entry
     m, k = a.shape
     n = b.shape[1]
     a, ta, lda = _operand(a)
@@ -200,26 +200,22 @@ def _cblas_library():
 
 @functools.lru_cache(maxsize=None)
 def _cblas_entry(char: str):
-    """(address of cblas_?gemm, its integer type) for dtype char 'f' or 'd', or None."""
+    """(address of cblas_?gemm, its integer type, its name) for dtype char 'f' or 'd', or None."""
     _, lib = _cblas_library()
     if lib is None or char not in _NAMES:
         return None
     for name, int_type in _NAMES[char]:
         symbol = getattr(lib, name, None)
         if symbol is not None:
-            return ctypes.cast(symbol, ctypes.c_void_p).value, int_type
+            return ctypes.cast(symbol, ctypes.c_void_p).value, int_type, name
     return None
 
 
 def gemm_split_info() -> dict:
     """Which library and entry points the split calls (None where the split falls back to np.matmul)."""
-    path, _ = _cblas_library()
-    names = {}
-    for char, dtype in (("f", "float32"), ("d", "float64")):
-        entry = _cblas_entry(char)
-        names[dtype] = None if entry is None else next(
-            name for name, _ in _NAMES[char] if getattr(_cblas_library()[1], name, None) is not None)
-    return {"library": path, "entry_points": names, "threads": _threads}
+    entries = {dtype: _cblas_entry(char) for char, dtype in (("f", "float32"), ("d", "float64"))}
+    return {"library": _cblas_library()[0], "threads": _threads,
+            "entry_points": {dtype: None if entry is None else entry[2] for dtype, entry in entries.items()}}
 
 
 # ----------------------------------------------------------------------------- the call
