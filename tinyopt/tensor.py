@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import numbers
+import sys
 import warnings
 
 import numpy as np
@@ -113,8 +114,6 @@ _ENGINE_REFERENCES = 4
 def _unshared(g) -> bool:
     """Whether only the backward engine holds `g` (CPython's reference counts; elsewhere False): a
     writable C-contiguous ndarray that owns its buffer, or a view of an ndarray that only it holds."""
-    import sys
-
     if type(g) is not np.ndarray or not g.flags.writeable or not g.flags.c_contiguous:
         return False
     getrefcount = getattr(sys, "getrefcount", None)
