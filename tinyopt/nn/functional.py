@@ -14,6 +14,7 @@ import numpy as np
 
 from tinyopt import dtypes
 from tinyopt.errors import ShapeError
+from tinyopt.kernels import batchnorm as _BN_KERNELS
 from tinyopt.ops import batchnorm as BN
 from tinyopt.ops import conv_pool as CP
 from tinyopt.ops import dims as D
@@ -242,11 +243,9 @@ def batch_norm(input: Tensor, running_mean, running_var, weight: Tensor | None =
                 and not (_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight, bias)))):
             # Nothing to differentiate: one pass of y = x·s + t per channel (kernels.batchnorm.batch_norm_eval,
             # torch's CPU formula); with a gradient to compute, the composed formula below.
-            from tinyopt.kernels.batchnorm import batch_norm_eval
-
             x3 = input.data.reshape(input.shape[0], c, -1)
-            y = batch_norm_eval(x3, running_mean, running_var, None if weight is None else weight.data,
-                                None if bias is None else bias.data, eps)
+            y = _BN_KERNELS.batch_norm_eval(x3, running_mean, running_var, None if weight is None else weight.data,
+                                            None if bias is None else bias.data, eps)
             return Tensor._wrap(y.reshape(input.shape))
         mean = np.asarray(running_mean, dtype=input.dtype).reshape(shape)
         inv_std = (1.0 / np.sqrt(np.asarray(running_var, dtype=input.dtype) + eps)).astype(input.dtype).reshape(shape)
