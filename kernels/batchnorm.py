@@ -167,24 +167,25 @@ def batch_norm_eval_reference(x3, running_mean, running_var, weight, bias, eps):
 
 
 @numba.njit(cache=True)
+def _batch_norm_eval_sample(x2, scale, shift, y2):
+    """One sample, (C, K): y = x · s_c + t_c."""
+    for ch in range(x2.shape[0]):
+        s, t = scale[ch], shift[ch]
+        for j in range(x2.shape[1]):
+            y2[ch, j] = x2[ch, j] * s + t
+
+
+@numba.njit(cache=True)
 def _batch_norm_eval(x3, scale, shift, y):
-    n, c, k = x3.shape
-    for i in range(n):
-        for ch in range(c):
-            s, t = scale[ch], shift[ch]
-            for j in range(k):
-                y[i, ch, j] = x3[i, ch, j] * s + t
+    for i in range(x3.shape[0]):
+        _batch_norm_eval_sample(x3[i], scale, shift, y[i])
 
 
 @numba.njit(cache=True, parallel=True)
 def _batch_norm_eval_parallel(x3, scale, shift, y):
     """`_batch_norm_eval` with the samples over Numba's threads (each element computed the same way)."""
-    n, c, k = x3.shape
-    for i in numba.prange(n):
-        for ch in range(c):
-            s, t = scale[ch], shift[ch]
-            for j in range(k):
-                y[i, ch, j] = x3[i, ch, j] * s + t
+    for i in numba.prange(x3.shape[0]):
+        _batch_norm_eval_sample(x3[i], scale, shift, y[i])
 
 
 def _eval_with(loop, x3, running_mean, running_var, weight, bias, eps):
