@@ -103,9 +103,13 @@ def main(argv=None) -> int:
         for _ in range(args.steps):
             step()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    blas = (" (one pool: the kernels' twins and the split GEMMs)" if args.threads and args.threads > 1 and args.blas_threads is None
-            else "" if args.blas_threads is None
-            else f" (BLAS's pool {args.blas_threads}, kernels' twins {args.threads if args.blas_threads < args.threads else 1})")
+    if args.blas_threads is not None:
+        twins = args.threads if args.blas_threads < args.threads else 1
+        blas = f" (BLAS's pool {args.blas_threads}, kernels' twins {twins})"
+    elif args.threads and args.threads > 1:
+        blas = " (one pool: the kernels' twins and the split GEMMs)"
+    else:
+        blas = ""
     print(f"{args.model}, batch {args.batch_size}, {args.optimizer}, {args.steps} steps, threads "
           f"{to.get_num_threads()}{blas}, load average {load:.1f}")
     print(prof.table())
