@@ -113,3 +113,18 @@ def test_functional_eval_uses_the_kernel_only_without_a_gradient_to_compute(monk
     slow.sum().backward()
     assert w.grad is not None and b.grad is not None
     np.testing.assert_allclose(fast.data, slow.data, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5, 5), (6, 3)])
+def test_eval_kernel_matches_torch(shape):
+    """The no-gradient evaluation path (the kernel) against torch's eval-mode batch_norm, float64."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(shape) * 3 + 1
+    mean, var = rng.standard_normal(3), rng.uniform(0.2, 3.0, 3)
+    w, b = rng.standard_normal(3), rng.standard_normal(3)
+    with to.no_grad():
+        ours = F.batch_norm(to.tensor(x), mean, var, to.tensor(w), to.tensor(b), training=False, eps=1e-3)
+    ref = torch.nn.functional.batch_norm(torch.tensor(x), torch.tensor(mean), torch.tensor(var), torch.tensor(w),
+                                         torch.tensor(b), training=False, eps=1e-3)
+    np.testing.assert_allclose(ours.data, ref.numpy(), rtol=1e-12, atol=1e-12)
