@@ -18,7 +18,11 @@ convolution followed by a max pool, `conv2d_requant_pool`, which does both):
 - stride 1 with VNNI (AVX-VNNI or AVX-512 VNNI+VL): `_conv_s1_vnni`, the same scheme with
   `vpdpbusd` on four taps at a time, the input shifted to unsigned (`gemm_u8s8`'s operand types);
   `_conv_s1_vnni_requant_pool` also max-pools and requantizes each image while its accumulators
-  are in cache, on 512-bit registers (32 positions per panel) where the CPU has AVX-512 VNNI;
+  are in cache, on 512-bit registers (32 positions per panel) where the CPU has AVX-512 VNNI.
+  `conv2d_requant_pool` has two more layouts of that fused step, chosen per layer by
+  `choose_layout`: output channels in the lanes for layers with many output channels
+  (`conv_int8_channels`), and output positions in the lanes with the input read in place by
+  byte permutes instead of packed (`conv_int8_sliding`);
 - stride 1 with AVX2: `_conv_s1_avx2`, the matmul's 6×16 micro-kernel with the *weight* as the
   6-row operand and 16 output positions per column panel, each panel packed into L1 straight
   from the padded input (no im2col matrix in memory); accumulators come out channels first.
@@ -37,7 +41,9 @@ from numba import njit, prange
 from .backend import dispatch
 from .gemm_int8 import MR, NR, PackedB, _choose, _microkernel, _pack_pair16, matmul_int8_avx2_pairs, matmul_int8_numba, pack_b
 from .fixed_point import INT32_MAX, INT32_MIN, _requantize_one, requantize_reference
-from .gemm_u8s8 import _mk_vnni256_sw, _mk_vnni512_sw, _pack_quad16, available_kernels
+from .gemm_u8s8 import _mk_vnni256_sw, _mk_vnni512_sw, _pack_quad16, available_kernels, host_features
+from . import conv_int8_channels as CH
+from . import conv_int8_sliding as SL
 
 
 def _pair(v):
@@ -334,20 +340,13 @@ def _conv_s1_vnni(xu, n, c, hp, wp, kh, kw, w_quads, init, npos, out):
 
 
 def _padded_u8(x, padding, pad_value, ho, kw, nr=NR):
-    """The VNNI kernels' input: X̃ + 128 as uint8 (padded with pad_value + 128), flattened, with
-    spare bytes at the end for the ignored positions of the last image (as in the AVX2 path).
-    Returns (flat, Hp, Wp, npos); one fill of the border and one shifted copy (no np.pad)."""
-    n, c, h, w = x.shape
+    """The positions kernels' input: `conv_int8_channels.padded_u8` (X̃ + 128 as uint8, padded with
+    pad_value + 128, flattened) with spare bytes at the end for the ignored positions of the
+    last image (as in the AVX2 path).  Returns (flat, Hp, Wp, npos)."""
     ph, pw = _pair(padding)
-    hp, wp = h + 2 * ph, w + 2 * pw
+    wp = x.shape[3] + 2 * pw
     npos = -(-(ho * wp) // nr) * nr
-    size = n * c * hp * wp
-    flat = np.empty(size + npos - ho * wp + kw, np.uint8)
-    flat[size:] = 0
-    img = flat[:size].reshape(n, c, hp, wp)
-    if ph or pw:
-        img[...] = np.uint8((int(pad_value) + 128) & 0xFF)
-    np.bitwise_xor(x.view(np.uint8), np.uint8(0x80), out=img[:, :, ph:ph + h, pw:pw + w])   # u = x + 128
+    flat, hp, wp = CH.padded_u8(x, (ph, pw), pad_value, slack=npos - ho * wp + kw)
     return flat, hp, wp, npos
 
 
@@ -471,10 +470,10 @@ requantize_pool_nchw.__doc__ = requantize_pool_nchw_reference.__doc__
 
 
 def conv2d_requant_pool_reference(x, w, padding, pad_value, offset, m0, shift, zero_point, qmin, qmax, pool=1,
-                                  w_quads=None):
+                                  w_quads=None, w_channels=None, layout=None):
     """A stride-1 quantized convolution's int8 output in one call: `requantize_pool_nchw` of
-    `conv2d_int8_acc` (int8 [N, O, Ho/k, Wo/k]; k = `pool`, 1: no pooling).  `w_quads` is accepted
-    for parity with the Numba twin and ignored."""
+    `conv2d_int8_acc` (int8 [N, O, Ho/k, Wo/k]; k = `pool`, 1: no pooling).  `w_quads`,
+    `w_channels` and `layout` are accepted for parity with the Numba twin and ignored."""
     acc = conv2d_int8_acc_reference(x, w, 1, padding, pad_value)
     return requantize_pool_nchw_reference(acc, offset, m0, shift, zero_point, qmin, qmax, pool)
 
@@ -540,22 +539,70 @@ def _conv_s1_vnni_requant_pool(xu, n, c, hp, wp, kh, kw, w_quads, init, npos, of
                 dst[t] = _requantize_one(total, mo, sh, zero_point, qmin, qmax)
 
 
+LAYOUTS = ("positions", "channels", "sliding")
+
+
+def choose_layout(c: int, o: int, lanes: int) -> str:
+    """Which fused VNNI kernel a stride-1 layer with C input and O output channels runs:
+
+    - 'channels' (`kernels.conv_int8_channels`: output channels in the `lanes` vector lanes, the
+      input read in place) when O fills at least 3/4 of its lane groups and C ≥ 4;
+    - else 'sliding' (`kernels.conv_int8_sliding`: output positions in the lanes, the input read
+      in place by byte permutes) on 512-bit registers where the CPU has AVX-512 VBMI;
+    - else 'positions' (`_conv_s1_vnni_requant_pool`: output positions in the lanes, the input
+      packed into panels).
+
+    Measured at 2 threads (`benchmarks/bench_quant_lenet.py`, and 3×3 layers at batch 64):
+    LeNet-5's conv2 (6 → 16, 5×5, batch 256) 0.50 ms by positions, 0.35 by channels; its conv1
+    (1 → 6) 0.51 by positions, 0.40 by sliding, 1.4 by channels (10 of 16 lanes idle); 16 → 32
+    3×3 0.45 / 0.40 / 0.62 (positions / channels / sliding); 3 → 32 3×3 0.71 / 0.81 / 0.62."""
+    groups = -(-o // lanes)
+    if c >= 4 and 4 * o >= 3 * groups * lanes:
+        return "channels"
+    if lanes == 16 and host_features().get("avx512vbmi"):
+        return "sliding"
+    return "positions"
+
+
 def conv2d_requant_pool_numba(x, w, padding, pad_value, offset, m0, shift, zero_point, qmin, qmax, pool=1,
-                              w_quads=None):
-    """The fused kernel where the CPU has VNNI (`_conv_s1_vnni_requant_pool`), else the two steps
-    (`conv2d_int8_acc_numba`, `requantize_pool_nchw_numba`)."""
+                              w_quads=None, w_channels=None, layout=None):
+    """The fused kernels where the CPU has VNNI, else the two steps (`conv2d_int8_acc_numba`,
+    `requantize_pool_nchw_numba`).  Of the fused ones, `layout` (one of LAYOUTS; None:
+    `choose_layout`) picks `_conv_s1_vnni_requant_pool`, `conv_int8_channels`'s or
+    `conv_int8_sliding`'s kernel; `w_channels`, a dict, keeps the latter two's packed weights
+    between calls."""
     _check(x, w)
     n = x.shape[0]
     o, c, kh, kw = w.shape
     ho, wo = conv_output_size(x.shape[2], x.shape[3], kh, kw, 1, padding)
+    if layout is not None and layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)} or None, got {layout!r}")
     if not (_use_vnni_conv() and ho > 0 and wo > 0):
         acc = conv2d_int8_acc_numba(x, w, 1, padding, pad_value)
         return requantize_pool_nchw_numba(acc, offset, m0, shift, zero_point, qmin, qmax, pool)
+    as_channels = lambda v: np.ascontiguousarray(np.broadcast_to(np.asarray(v, np.int64).reshape(-1), (o,)))  # noqa: E731
+    lanes = 16 if _vnni_conv_width() == 32 else 8
+    layout = layout or choose_layout(c, o, lanes)
+    if layout == "sliding" and lanes != 16:
+        raise RuntimeError("the sliding layout needs AVX-512 VNNI (512-bit registers)")
+    cache = w_channels if w_channels is not None else {}
+    if layout == "channels":
+        if lanes not in cache:
+            cache[lanes] = CH.pack_weight_channels(w, lanes)
+        packed, init = cache[lanes]
+        return CH.conv2d_requant_pool_channels(x, packed, init, kh, kw, _pair(padding), pad_value, as_channels(offset),
+                                               as_channels(m0), as_channels(shift), zero_point, qmin, qmax, int(pool),
+                                               lanes)
+    if layout == "sliding":
+        if "rows" not in cache:
+            cache["rows"] = SL.pack_weight_rows(w)
+        packed, init = cache["rows"]
+        return SL.conv2d_requant_pool_sliding(x, packed, init, kh, kw, _pair(padding), pad_value, as_channels(offset),
+                                              as_channels(m0), as_channels(shift), zero_point, qmin, qmax, int(pool))
     quads = w_quads if w_quads is not None else pack_conv_weight_quads(w)
     nr = _vnni_conv_width()
     xu, hp, wp, npos = _padded_u8(x, padding, pad_value, ho, kw, nr)
     init = -128 * quads.astype(np.int32).sum(axis=1)
-    as_channels = lambda v: np.ascontiguousarray(np.broadcast_to(np.asarray(v, np.int64).reshape(-1), (o,)))  # noqa: E731
     out = np.empty((n, o, ho // pool, wo // pool), np.int8)
     _conv_s1_vnni_requant_pool(xu, n, c, hp, wp, kh, kw, quads, init, npos, as_channels(offset), as_channels(m0),
                                as_channels(shift), int(zero_point), int(qmin), int(qmax), int(pool), nr, out)

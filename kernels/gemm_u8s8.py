@@ -65,7 +65,7 @@ def host_features() -> dict:
         import llvmlite.binding as llvm
 
         f = llvm.get_host_cpu_features()
-        return {name: bool(f.get(name, False)) for name in ("avx2", "avxvnni", "avx512vnni", "avx512vl", "avx512bw")}
+        return {name: bool(f.get(name, False)) for name in ("avx2", "avxvnni", "avx512vnni", "avx512vl", "avx512bw", "avx512vbmi")}
     except Exception:  # pragma: no cover - unusual llvmlite builds
         return {}
 

@@ -236,10 +236,17 @@ def test_minmax_finite_names_non_finite_inputs(bad):
     assert KA.minmax_finite(np.zeros((0, 3), np.float32)) == (0.0, 0.0, True)
 
 
+@pytest.mark.parametrize("layout", [None, "positions", "channels", "sliding"])
 @pytest.mark.parametrize("forced", ["", "vnni256", "int16"])
 @pytest.mark.parametrize("shape", [(2, 1, 28, 28, 6, 5, 2, -3, 2), (3, 6, 14, 14, 16, 5, 0, 7, 2), (2, 5, 9, 9, 13, 3, 1, -128, 1),
-                                   (1, 3, 12, 12, 7, 3, 0, 5, 3), (2, 2, 7, 7, 4, 3, 1, 0, 2)])
-def test_fused_conv_requantize_pool_twins_agree(monkeypatch, forced, shape):
+                                   (1, 3, 12, 12, 7, 3, 0, 5, 3), (2, 2, 7, 7, 4, 3, 1, 0, 2), (2, 9, 11, 10, 33, 3, 1, 4, 2),
+                                   (2, 1, 40, 70, 5, 7, 3, 9, 2), (1, 2, 5, 5, 3, 5, 0, 1, 1), (2, 4, 35, 36, 8, 1, 0, 2, 2),
+                                   (2, 6, 5, 5, 16, 5, 0, 0, 2)])
+def test_fused_conv_requantize_pool_twins_agree(monkeypatch, layout, forced, shape):
+    """Every fused layout (output positions in the lanes with packed panels or sliding windows,
+    output channels in the lanes) against the NumPy twin: kernel widths that are and are not
+    multiples of 4, channel counts below, at and past a lane group, pools 1-3 with dropped
+    rows and columns, outputs empty after pooling, several images per thread."""
     from tinyopt.kernels import conv_int8 as KC
     from tinyopt.kernels import fixed_point as FP
 
@@ -247,14 +254,38 @@ def test_fused_conv_requantize_pool_twins_agree(monkeypatch, forced, shape):
         pytest.skip(f"this CPU has no {forced}")
     monkeypatch.setenv("TINYOPT_U8S8_KERNEL", forced)
     assert KC._vnni_conv_width() == (32 if forced == "" and "vnni512" in U.available_kernels() else 16)
+    wide = KC._use_vnni_conv() and KC._vnni_conv_width() == 32
+    if layout == "sliding" and KC._use_vnni_conv() and not wide:
+        with pytest.raises(RuntimeError, match="AVX-512"):
+            KC.conv2d_requant_pool_numba(np.zeros((1, 1, 5, 5), np.int8), np.zeros((1, 1, 3, 3), np.int8), 0, 0,
+                                         [0], [1 << 30], [1], 0, -128, 127, 1, layout=layout)
+        return
     n, c, h, w, o, k, pad, z, pool = shape
     rng = np.random.default_rng(abs(sum(shape)))
     x = rng.integers(-128, 128, (n, c, h, w)).astype(np.int8)
     wt = rng.integers(-128, 128, (o, c, k, k)).astype(np.int8)
+    x[0, 0, 0, :2] = -128                                   # the extremes
+    wt[0, 0, 0, 0] = -128
     offset = rng.integers(-5000, 5000, o)
     m0, shift = FP.quantize_multiplier(rng.uniform(1e-4, 1e-2, o))
+    packed = {}
     for zp, lo, hi in ((3, -20, 127), (-128, -128, 127), (0, 0, 100)):
         expected = KC.conv2d_requant_pool_reference(x, wt, pad, z, offset, m0, shift, zp, lo, hi, pool)
         got = KC.conv2d_requant_pool_numba(x, wt, pad, z, offset, m0, shift, zp, lo, hi, pool,
-                                           w_quads=KC.pack_conv_weight_quads(wt))
+                                           w_quads=KC.pack_conv_weight_quads(wt), w_channels=packed, layout=layout)
         np.testing.assert_array_equal(got, expected)
+
+
+def test_fused_conv_layout_choice_and_bad_layout():
+    from tinyopt.kernels import conv_int8 as KC
+
+    assert KC.choose_layout(6, 16, 16) == "channels"            # LeNet-5's conv2
+    assert KC.choose_layout(6, 16, 8) == "channels"
+    assert KC.choose_layout(3, 32, 16) != "channels"            # too few input channels
+    assert KC.choose_layout(16, 20, 16) != "channels"           # 20 of 32 lanes busy
+    vbmi = U.host_features().get("avx512vbmi")
+    assert KC.choose_layout(1, 6, 16) == ("sliding" if vbmi else "positions")   # LeNet-5's conv1
+    assert KC.choose_layout(1, 6, 8) == "positions"
+    with pytest.raises(ValueError, match="layout must be one of"):
+        KC.conv2d_requant_pool_numba(np.zeros((1, 1, 5, 5), np.int8), np.zeros((1, 1, 3, 3), np.int8), 0, 0,
+                                     [0], [1 << 30], [1], 0, -128, 127, 1, layout="rows")

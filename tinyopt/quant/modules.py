@@ -334,6 +334,7 @@ class QuantConv2d(_QuantLayer):
         self.packed_w = KC.pack_conv_weight(self.w_int8)
         self.w_pairs = KC.pack_conv_weight_pairs(self.w_int8)
         self.w_quads = KC.pack_conv_weight_quads(self.w_int8)
+        self.w_channels = {}      # lanes → the channels-layout kernel's packed weights, made on first use
 
     def accumulate(self, x):
         q_x, s_x, z_x = self._input(x)
@@ -360,7 +361,8 @@ class QuantConv2d(_QuantLayer):
             return self.requantize_acc(self.conv_acc(q_x, z_x), s_x, z_x, pool=pool)
         offset, m0, n, _ = self.requant_params(s_x, z_x)
         return KC.conv2d_requant_pool(q_x, self.w_int8, self.padding, z_x, offset, m0, n, self.zero_point,
-                                      self.out_qmin, self.out_qmax, pool, w_quads=self.w_quads)
+                                      self.out_qmin, self.out_qmax, pool, w_quads=self.w_quads,
+                                      w_channels=self.w_channels)
 
     def requantize_acc(self, acc, s_x, z_x, pool=1):
         """int32 accumulators [N, O, Ho, Wo] → int8 [N, O, Ho/pool, Wo/pool] (requantize, then max
@@ -494,6 +496,7 @@ class DynamicQuantConv2d(Module, _DynamicMixin):
         self.packed_w = KC.pack_conv_weight(self.w_int8)
         self.w_pairs = KC.pack_conv_weight_pairs(self.w_int8)
         self.w_quads = KC.pack_conv_weight_quads(self.w_int8)
+        self.w_channels = {}      # lanes → the channels-layout kernel's packed weights, made on first use
 
     def forward(self, x):
         arr = x.data if isinstance(x, Tensor) else np.asarray(x)
