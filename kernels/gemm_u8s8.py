@@ -85,6 +85,29 @@ def available_kernels() -> tuple:
     return tuple(out)
 
 
+def host_can_emit(kind: str) -> bool:
+    """Whether LLVM can compile `kind`'s instructions for this CPU ('vnni512', 'vnni256', 'maddubs').
+    A driver may hold calls to several micro-kernels and pick one at run time; the intrinsics
+    emit a trap instead of an instruction the CPU lacks (LLVM would abort the process trying to
+    select it), so such a driver still compiles everywhere and only the chosen branch runs."""
+    f = host_features()
+    if kind == "vnni512":
+        return bool(f.get("avx512vnni") and f.get("avx512bw"))
+    if kind == "vnni256":
+        return bool(f.get("avxvnni") or (f.get("avx512vnni") and f.get("avx512vl")))
+    return bool(f.get("avx2"))
+
+
+def emit_trap(context, builder):
+    """The body of an intrinsic whose instructions this CPU lacks (see `host_can_emit`)."""
+    from llvmlite import ir
+    from numba.core import cgutils
+
+    trap = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.trap")
+    builder.call(trap, [])
+    return context.get_dummy_value()
+
+
 def u8s8_kernel_info() -> dict:
     return {"available": available_kernels(), "full_range": choose(False), "seven_bit": choose(True),
             **host_features()}
@@ -164,6 +187,8 @@ def _make_microkernel(kind: str, signed_broadcast: bool = False):
         sig = types.void(ap, a_off, a_stride, bp, b_off, c, c_off, c_stride, nquads)
 
         def codegen(context, builder, signature, args):
+            if not host_can_emit(kind):
+                return emit_trap(context, builder)
             ap_v, a_off_v, a_str_v, bp_v, b_off_v, c_v, c_off_v, c_str_v, n_v = args
             aty, bty, cty = signature.args[0], signature.args[3], signature.args[5]
             a_ptr = cgutils.create_struct_proxy(aty)(context, builder, value=ap_v).data
@@ -443,5 +468,5 @@ matmul_u8s8 = dispatch(matmul_u8s8_reference, matmul_u8s8_numba)
 matmul_u8s8.__doc__ = """uint8 [M, K] × int8 [K, N] → exact int32 [M, N] (b may be a `PackedU8S8`); `seven_bit=True`
 promises (and checks) A ≤ 127, which lets an AVX2 CPU without VNNI use `vpmaddubsw`."""
 
-__all__ = ["PackedU8S8", "available_kernels", "choose", "host_features", "matmul_u8s8", "matmul_u8s8_kernel",
+__all__ = ["PackedU8S8", "available_kernels", "choose", "emit_trap", "host_can_emit", "host_features", "matmul_u8s8", "matmul_u8s8_kernel",
            "matmul_u8s8_numba", "matmul_u8s8_reference", "pack_b_u8s8", "u8s8_kernel_info"]

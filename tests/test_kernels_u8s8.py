@@ -289,3 +289,25 @@ def test_fused_conv_layout_choice_and_bad_layout():
     with pytest.raises(ValueError, match="layout must be one of"):
         KC.conv2d_requant_pool_numba(np.zeros((1, 1, 5, 5), np.int8), np.zeros((1, 1, 3, 3), np.int8), 0, 0,
                                      [0], [1 << 30], [1], 0, -128, 127, 1, layout="rows")
+
+
+def test_intrinsics_compile_to_a_trap_where_the_cpu_lacks_them(monkeypatch):
+    """A driver that holds both the 512- and the 256-bit micro-kernel must still compile on a CPU
+    with AVX-VNNI but no AVX-512 (LLVM would abort selecting vpdpbusd.512): there the missing
+    kernel's body is a trap, never reached because the driver picks by CPU."""
+    from numba import njit, types
+
+    monkeypatch.setattr(U, "host_features", lambda: {"avx2": True, "avxvnni": True})
+    assert not U.host_can_emit("vnni512") and U.host_can_emit("vnni256")
+
+    @njit
+    def both(a, b, c, wide):
+        if wide:
+            U._mk_vnni512(a, 0, 1, b, 0, c, 0, 32, 1)
+        else:
+            U._mk_vnni256(a, 0, 1, b, 0, c, 0, 16, 1)
+
+    both.compile((types.int32[::1], types.int8[::1], types.int32[::1], types.boolean))
+    llvm_ir = both.inspect_llvm(both.signatures[0])
+    assert "llvm.trap" in llvm_ir
+    assert "vpdpbusd.512" not in llvm_ir and "vpdpbusd.256" in llvm_ir
