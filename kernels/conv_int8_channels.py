@@ -34,6 +34,7 @@ import numpy as np
 from numba import njit, prange
 
 from .fixed_point import INT32_MAX, INT32_MIN, _requantize_one
+from .gemm_u8s8 import emit_trap, host_can_emit
 
 MR = 8            # output positions per micro-kernel call (8 accumulators in registers)
 
@@ -63,6 +64,8 @@ def _make_channels_microkernel(lanes: int):
         sig = types.void(xu, x_off, pos, pos_off, toff, nk, w, w_off, init, init_off, c, c_off, c_stride)
 
         def codegen(context, builder, signature, args):
+            if not host_can_emit("vnni512" if lanes == 16 else "vnni256"):
+                return emit_trap(context, builder)
             (xu_v, x_off_v, pos_v, pos_off_v, toff_v, nk_v, w_v, w_off_v, init_v, init_off_v, c_v, c_off_v,
              c_stride_v) = args
             data = lambda i, v: cgutils.create_struct_proxy(signature.args[i])(context, builder, value=v).data  # noqa: E731
@@ -194,33 +197,34 @@ def window_positions(ho: int, wo: int, c: int, hp: int, wp: int, pool: int, kh: 
 def _pool_requantize_image(acc, win, o_len, offset, m0, shift, zero_point, qmin, qmax, best, q, dst):
     """dst [O, n_win] of one image: for each window w, per channel o, the max of its `win`
     consecutive accumulator rows, requantized once (`_requantize_one`).  Each loop runs over the
-    channels, contiguous in acc, best [n_win, O_pad] and q [n_win, O_pad], so it is vectorised; the
+    channels, contiguous in acc, best [O_pad] and q [n_win, O_pad], so it is vectorised; the
     channels-first result is one transposed copy at the end."""
     n_win = dst.shape[1]
     o_pad = acc.shape[1]
     for wdx in range(n_win):
         r0 = wdx * win
-        m = best[wdx]
-        if win == 4:                                 # the common 2×2 pool, unrolled
+        qq = q[wdx]
+        if win == 4:                                 # the common 2×2 pool: max and requantize in one loop
             a0, a1, a2, a3 = acc[r0], acc[r0 + 1], acc[r0 + 2], acc[r0 + 3]
             for o in range(o_pad):
-                m[o] = max(max(a0[o], a1[o]), max(a2[o], a3[o]))
+                m = max(max(a0[o], a1[o]), max(a2[o], a3[o]))
+                total = min(max(np.int64(m) + offset[o], INT32_MIN), INT32_MAX)
+                qq[o] = _requantize_one(total, m0[o], shift[o], zero_point, qmin, qmax)
             continue
         first = acc[r0]
         for o in range(o_pad):
-            m[o] = first[o]
+            best[o] = first[o]
         for t in range(1, win):
             row = acc[r0 + t]
             for o in range(o_pad):
-                m[o] = max(m[o], row[o])
-    for wdx in range(n_win):
-        m, qq = best[wdx], q[wdx]
+                best[o] = max(best[o], row[o])
         for o in range(o_pad):
-            total = min(max(np.int64(m[o]) + offset[o], INT32_MIN), INT32_MAX)
+            total = min(max(np.int64(best[o]) + offset[o], INT32_MIN), INT32_MAX)
             qq[o] = _requantize_one(total, m0[o], shift[o], zero_point, qmin, qmax)
     for o in range(o_len):
+        row = dst[o]
         for wdx in range(n_win):
-            dst[o, wdx] = q[wdx, o]
+            row[wdx] = q[wdx, o]
 
 
 @njit(cache=True, parallel=True)
@@ -234,7 +238,7 @@ def _conv_channels16(xu, n, image, pos, toff, w, init, offset, m0, shift, zero_p
     for b in prange(n):
         acc = np.empty((pos.size, o_pad), np.int32)
         acc_flat = acc.ravel()
-        best = np.empty((n_win, o_pad), np.int32)
+        best = np.empty(o_pad, np.int32)
         q = np.empty((n_win, o_pad), np.int8)
         for g in range(groups):
             for p0 in range(0, pos.size, MR):
@@ -253,7 +257,7 @@ def _conv_channels8(xu, n, image, pos, toff, w, init, offset, m0, shift, zero_po
     for b in prange(n):
         acc = np.empty((pos.size, o_pad), np.int32)
         acc_flat = acc.ravel()
-        best = np.empty((n_win, o_pad), np.int32)
+        best = np.empty(o_pad, np.int32)
         q = np.empty((n_win, o_pad), np.int8)
         for g in range(groups):
             for p0 in range(0, pos.size, MR):

@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from .fixed_point import INT32_MAX, INT32_MIN, _requantize_one
+from .gemm_u8s8 import emit_trap, host_can_emit
 
 MR = 6            # output channels per micro-kernel call
 NR = 32           # output positions per panel: two vectors of 16 int32 lanes
@@ -38,15 +39,16 @@ IN_ORDER = tuple(16 * h + b // 4 + b % 4 for h in range(2) for b in range(64))  
 
 
 def _make_sliding_microkernel(order):
-    """_mk(w, w_off, w_stride, xu, x_off, toff, c, c_off, c_stride, nk), a Numba intrinsic:
+    """_mk(w, w_off, w_stride, xu, x_off, toff, init, init_off, c, c_off, c_stride, nk), a Numba intrinsic:
 
+        acc[r, h] = init[init_off + r]                        # every lane
         for t in range(nk):                                   # tap quads
             bytes = xu[x_off + toff[t] : … + 64]
             v_h = permute(bytes, order[64h : 64h + 64])       # h = 0, 1: 16 positions × 4 taps
             for r in range(MR):
                 a = broadcast(w[w_off + r·w_stride + t])      # 4 signed weights
                 acc[r, h] += vpdpbusd(v_h, a)
-        c[c_off + r·c_stride + 16h : … + 16] += acc[r, h]
+        c[c_off + r·c_stride + 16h : … + 16] = acc[r, h]
 
     `order` is PAIRS or IN_ORDER (the byte index of each vector byte, from the module docstring);
     w the packed weights viewed as int32."""
@@ -56,20 +58,26 @@ def _make_sliding_microkernel(order):
     from numba.extending import intrinsic
 
     @intrinsic
-    def _mk(typingctx, w, w_off, w_stride, xu, x_off, toff, c, c_off, c_stride, nk):
-        sig = types.void(w, w_off, w_stride, xu, x_off, toff, c, c_off, c_stride, nk)
+    def _mk(typingctx, w, w_off, w_stride, xu, x_off, toff, init, init_off, c, c_off, c_stride, nk):
+        sig = types.void(w, w_off, w_stride, xu, x_off, toff, init, init_off, c, c_off, c_stride, nk)
 
         def codegen(context, builder, signature, args):
-            w_v, w_off_v, w_str_v, xu_v, x_off_v, toff_v, c_v, c_off_v, c_str_v, nk_v = args
+            if not host_can_emit("vnni512"):
+                return emit_trap(context, builder)
+            w_v, w_off_v, w_str_v, xu_v, x_off_v, toff_v, init_v, init_off_v, c_v, c_off_v, c_str_v, nk_v = args
             data = lambda i, v: cgutils.create_struct_proxy(signature.args[i])(context, builder, value=v).data  # noqa: E731
-            w_ptr, x_ptr, toff_ptr, c_ptr = data(0, w_v), data(3, xu_v), data(5, toff_v), data(6, c_v)
+            w_ptr, x_ptr, toff_ptr, init_ptr, c_ptr = data(0, w_v), data(3, xu_v), data(5, toff_v), data(6, init_v), data(8, c_v)
             i64, i32, i8 = ir.IntType(64), ir.IntType(32), ir.IntType(8)
             vi32, vi8 = ir.VectorType(i32, 16), ir.VectorType(i8, 64)
             dp = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vi32, [vi32, vi32, vi32]),
                                                 "llvm.x86.avx512.vpdpbusd.512")
-            zero = ir.Constant(vi32, [0] * 16)
             const = lambda v: ir.Constant(i64, v)  # noqa: E731
             masks = [ir.Constant(ir.VectorType(i32, 64), list(order[64 * h:64 * h + 64])) for h in range(2)]
+            starts = []
+            for r in range(MR):
+                v = builder.load(builder.gep(init_ptr, [builder.add(init_off_v, const(r))]))
+                v = builder.insert_element(ir.Constant(vi32, ir.Undefined), v, ir.Constant(i32, 0))
+                starts.append(builder.shuffle_vector(v, ir.Constant(vi32, ir.Undefined), ir.Constant(vi32, [0] * 16)))
 
             entry = builder.block
             loop = builder.append_basic_block("mks.loop")
@@ -80,10 +88,11 @@ def _make_sliding_microkernel(order):
             t = builder.phi(i64)
             t.add_incoming(const(0), entry)
             acc = []
-            for _ in range(MR * 2):
-                phi = builder.phi(vi32)
-                phi.add_incoming(zero, entry)
-                acc.append(phi)
+            for r in range(MR):
+                for _ in range(2):
+                    phi = builder.phi(vi32)
+                    phi.add_incoming(starts[r], entry)
+                    acc.append(phi)
             tap = builder.load(builder.gep(toff_ptr, [t]))
             src = builder.gep(x_ptr, [builder.add(x_off_v, tap)])
             raw = builder.load(builder.bitcast(src, vi8.as_pointer()), align=1)
@@ -105,16 +114,15 @@ def _make_sliding_microkernel(order):
 
             builder.position_at_end(done)
             totals = []
-            for value in new:          # all phi nodes first: LLVM wants them at the top of the block
+            for i, value in enumerate(new):   # all phi nodes first: LLVM wants them at the top of the block
                 total = builder.phi(vi32)
-                total.add_incoming(zero, entry)
+                total.add_incoming(starts[i // 2], entry)
                 total.add_incoming(value, body_end)
                 totals.append(total)
             for r in range(MR):
                 for h in range(2):
                     idx = builder.add(builder.add(c_off_v, builder.mul(const(r), c_str_v)), const(16 * h))
-                    ptr = builder.bitcast(builder.gep(c_ptr, [idx]), vi32.as_pointer())
-                    builder.store(builder.add(builder.load(ptr, align=4), totals[2 * r + h]), ptr, align=4)
+                    builder.store(totals[2 * r + h], builder.bitcast(builder.gep(c_ptr, [idx]), vi32.as_pointer()), align=4)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -169,9 +177,7 @@ def _conv_sliding_requant_pool(xu, n, image, wp, w, init, toff, rows, n_panels, 
     row_len = n_panels * NR
     o_len, hq, wq = out.shape[1], out.shape[2], out.shape[3]
     for b in prange(n):
-        acc = np.empty((op, rows, row_len), np.int32)
-        for o in range(op):
-            acc[o] = init[o]
+        acc = np.empty((op, rows, row_len), np.int32)     # every element written once by _mk
         acc_flat = acc.ravel()
         for y in range(rows):
             for p in range(n_panels):
@@ -179,11 +185,11 @@ def _conv_sliding_requant_pool(xu, n, image, wp, w, init, toff, rows, n_panels, 
                 for strip in range(op // MR):
                     c_off = (strip * MR * rows + y) * row_len + NR * p
                     if k == 2:
-                        _mk_sliding_pairs(w_flat, strip * MR * nk, nk, xu, x_off, toff, acc_flat, c_off,
-                                          rows * row_len, nk)
+                        _mk_sliding_pairs(w_flat, strip * MR * nk, nk, xu, x_off, toff, init, strip * MR, acc_flat,
+                                          c_off, rows * row_len, nk)
                     else:
-                        _mk_sliding_in_order(w_flat, strip * MR * nk, nk, xu, x_off, toff, acc_flat, c_off,
-                                             rows * row_len, nk)
+                        _mk_sliding_in_order(w_flat, strip * MR * nk, nk, xu, x_off, toff, init, strip * MR,
+                                             acc_flat, c_off, rows * row_len, nk)
         out_img = out[b].ravel()
         end = out_img.size
         q = np.empty(16 * n_panels, np.int8)
