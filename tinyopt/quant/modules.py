@@ -27,6 +27,7 @@ import numpy as np
 from tinyopt.kernels import affine_u8 as KA
 from tinyopt.kernels import conv_int8 as KC
 from tinyopt.kernels import gemm_u8s8 as KU
+from tinyopt.kernels import linear_int8 as KL
 from tinyopt.kernels import fixed_point as KR
 from tinyopt.nn import functional as F
 from tinyopt.nn.conv import Conv2d
@@ -304,11 +305,23 @@ class QuantLinear(_QuantLayer):
         return acc.reshape(lead + (self.out_features,)), q_x, s_x, z_x
 
     def forward(self, x):
-        acc, _, s_x, z_x = self.accumulate(x)
+        """One fused kernel (`kernels.linear_int8`): the int8 product and the requantization (or,
+        for the model's output, the scale to float) in one pass, the same integers as
+        `accumulate` followed by `_requantize` / `_float_from_acc`."""
+        q_x, s_x, z_x = quantize_input(x, self.input_scale, self.input_zero_point, self.input_qmin, self.input_qmax)
+        if q_x.shape[-1] != self.in_features:
+            raise ShapeError(f"QuantLinear {self.name!r} expects input of shape (*, {self.in_features}), "
+                             f"got input of shape {tuple(q_x.shape)}")
+        lead = q_x.shape[:-1]
+        rows = np.ascontiguousarray(q_x.reshape(-1, self.in_features))
+        offset, m0, n, _ = self.requant_params(s_x, z_x)
         if self.float_output:
-            y = self._float_from_acc(acc, s_x, z_x)
+            y = KL.linear_int8_float(rows, self.packed_w, self.input_qmin, self.input_qmax, offset,
+                                     s_x * self.w_scale).reshape(lead + (self.out_features,))
             return Tensor(np.maximum(y, 0) if self.relu else y)
-        return QActivation(self._requantize(acc, s_x, z_x), self.scale, self.zero_point)
+        q = KL.linear_int8(rows, self.packed_w, self.input_qmin, self.input_qmax, offset, m0, n, self.zero_point,
+                           self.out_qmin, self.out_qmax)
+        return QActivation(q.reshape(lead + (self.out_features,)), self.scale, self.zero_point)
 
     def explain(self, x, index):
         """Step through one output element: index = (row, o) of a 2-D input batch. Returns a dict
