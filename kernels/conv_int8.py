@@ -40,7 +40,7 @@ from numba import njit, prange
 
 from .backend import dispatch
 from .gemm_int8 import MR, NR, PackedB, _choose, _microkernel, _pack_pair16, matmul_int8_avx2_pairs, matmul_int8_numba, pack_b
-from .fixed_point import INT32_MAX, INT32_MIN, _requantize_one, requantize_reference
+from .fixed_point import INT32_MAX, INT32_MIN, _requantize_one, per_channel, requantize_reference
 from .gemm_u8s8 import _mk_vnni256_sw, _mk_vnni512_sw, _pack_quad16, available_kernels, host_features
 from . import conv_int8_channels as CH
 from . import conv_int8_sliding as SL
@@ -455,7 +455,7 @@ def _requantize_pool_nchw(acc, k, offset, m0, shift, zero_point, qmin, qmax, out
 
 def requantize_pool_nchw_numba(acc, offset, m0, shift, zero_point, qmin, qmax, pool=1):
     n, o, ho, wo = acc.shape
-    as_channels = lambda v: np.ascontiguousarray(np.broadcast_to(np.asarray(v, np.int64).reshape(-1), (o,)))  # noqa: E731
+    as_channels = lambda v: per_channel(v, o)  # noqa: E731
     out = np.empty((n, o, ho // pool, wo // pool), np.int8)
     _requantize_pool_nchw(acc, int(pool), as_channels(offset), as_channels(m0), as_channels(shift),
                           int(zero_point), int(qmin), int(qmax), out)
@@ -580,7 +580,7 @@ def conv2d_requant_pool_numba(x, w, padding, pad_value, offset, m0, shift, zero_
     if not (_use_vnni_conv() and ho > 0 and wo > 0):
         acc = conv2d_int8_acc_numba(x, w, 1, padding, pad_value)
         return requantize_pool_nchw_numba(acc, offset, m0, shift, zero_point, qmin, qmax, pool)
-    as_channels = lambda v: np.ascontiguousarray(np.broadcast_to(np.asarray(v, np.int64).reshape(-1), (o,)))  # noqa: E731
+    as_channels = lambda v: per_channel(v, o)  # noqa: E731
     lanes = 16 if _vnni_conv_width() == 32 else 8
     layout = layout or choose_layout(c, o, lanes)
     if layout == "sliding" and lanes != 16:

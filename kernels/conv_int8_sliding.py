@@ -38,8 +38,9 @@ PAIRS = tuple(2 * (b // 4) + h + b % 4 for h in range(2) for b in range(64))    
 IN_ORDER = tuple(16 * h + b // 4 + b % 4 for h in range(2) for b in range(64))   # s_h(l) = 16h + l
 
 
-def _make_sliding_microkernel(order):
-    """_mk(w, w_off, w_stride, xu, x_off, toff, init, init_off, c, c_off, c_stride, nk), a Numba intrinsic:
+def _make_sliding_microkernel(order, rows: int = 1):
+    """_mk(w, w_off, w_stride, xu, x_off, row_stride, toff, init, init_off, c, c_off, c_stride, nk),
+    a Numba intrinsic. With rows = 1:
 
         acc[r, h] = init[init_off + r]                        # every lane
         for t in range(nk):                                   # tap quads
@@ -50,6 +51,11 @@ def _make_sliding_microkernel(order):
                 acc[r, h] += vpdpbusd(v_h, a)
         c[c_off + r·c_stride + 16h : … + 16] = acc[r, h]
 
+    With rows = 2 (order PAIRS: a 2×2 max pool), the same for output rows y and y + 1 (the second
+    reads at x_off + row_stride), 24 accumulators, and only the window maxima are stored:
+
+        c[c_off + r·c_stride : … + 16] = max(acc[r, y, even], acc[r, y, odd], acc[r, y+1, even], acc[r, y+1, odd])
+
     `order` is PAIRS or IN_ORDER (the byte index of each vector byte, from the module docstring);
     w the packed weights viewed as int32."""
     from llvmlite import ir
@@ -58,21 +64,23 @@ def _make_sliding_microkernel(order):
     from numba.extending import intrinsic
 
     @intrinsic
-    def _mk(typingctx, w, w_off, w_stride, xu, x_off, toff, init, init_off, c, c_off, c_stride, nk):
-        sig = types.void(w, w_off, w_stride, xu, x_off, toff, init, init_off, c, c_off, c_stride, nk)
+    def _mk(typingctx, w, w_off, w_stride, xu, x_off, row_stride, toff, init, init_off, c, c_off, c_stride, nk):
+        sig = types.void(w, w_off, w_stride, xu, x_off, row_stride, toff, init, init_off, c, c_off, c_stride, nk)
 
         def codegen(context, builder, signature, args):
             if not host_can_emit("vnni512"):
                 return emit_trap(context, builder)
-            w_v, w_off_v, w_str_v, xu_v, x_off_v, toff_v, init_v, init_off_v, c_v, c_off_v, c_str_v, nk_v = args
+            (w_v, w_off_v, w_str_v, xu_v, x_off_v, row_str_v, toff_v, init_v, init_off_v, c_v, c_off_v, c_str_v,
+             nk_v) = args
             data = lambda i, v: cgutils.create_struct_proxy(signature.args[i])(context, builder, value=v).data  # noqa: E731
-            w_ptr, x_ptr, toff_ptr, init_ptr, c_ptr = data(0, w_v), data(3, xu_v), data(5, toff_v), data(6, init_v), data(8, c_v)
+            w_ptr, x_ptr, toff_ptr, init_ptr, c_ptr = data(0, w_v), data(3, xu_v), data(6, toff_v), data(7, init_v), data(9, c_v)
             i64, i32, i8 = ir.IntType(64), ir.IntType(32), ir.IntType(8)
             vi32, vi8 = ir.VectorType(i32, 16), ir.VectorType(i8, 64)
             dp = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vi32, [vi32, vi32, vi32]),
                                                 "llvm.x86.avx512.vpdpbusd.512")
             const = lambda v: ir.Constant(i64, v)  # noqa: E731
             masks = [ir.Constant(ir.VectorType(i32, 64), list(order[64 * h:64 * h + 64])) for h in range(2)]
+            per_r = 2 * rows                                         # accumulators per output channel
             starts = []
             for r in range(MR):
                 v = builder.load(builder.gep(init_ptr, [builder.add(init_off_v, const(r))]))
@@ -89,22 +97,26 @@ def _make_sliding_microkernel(order):
             t.add_incoming(const(0), entry)
             acc = []
             for r in range(MR):
-                for _ in range(2):
+                for _ in range(per_r):
                     phi = builder.phi(vi32)
                     phi.add_incoming(starts[r], entry)
                     acc.append(phi)
             tap = builder.load(builder.gep(toff_ptr, [t]))
-            src = builder.gep(x_ptr, [builder.add(x_off_v, tap)])
-            raw = builder.load(builder.bitcast(src, vi8.as_pointer()), align=1)
-            vecs = [builder.bitcast(builder.shuffle_vector(raw, ir.Constant(vi8, ir.Undefined), m), vi32) for m in masks]
+            vecs = []                                                # [row][h]
+            for row in range(rows):
+                off = builder.add(x_off_v, tap) if row == 0 else builder.add(builder.add(x_off_v, row_str_v), tap)
+                raw = builder.load(builder.bitcast(builder.gep(x_ptr, [off]), vi8.as_pointer()), align=1)
+                vecs.append([builder.bitcast(builder.shuffle_vector(raw, ir.Constant(vi8, ir.Undefined), m), vi32)
+                             for m in masks])
             new = []
             for r in range(MR):
                 a_idx = builder.add(builder.add(w_off_v, builder.mul(const(r), w_str_v)), t)
                 a = builder.load(builder.gep(w_ptr, [a_idx]), align=4)
                 splat = builder.insert_element(ir.Constant(vi32, ir.Undefined), a, ir.Constant(i32, 0))
                 splat = builder.shuffle_vector(splat, ir.Constant(vi32, ir.Undefined), ir.Constant(vi32, [0] * 16))
-                for h in range(2):
-                    new.append(builder.call(dp, [acc[2 * r + h], vecs[h], splat]))
+                for row in range(rows):
+                    for h in range(2):
+                        new.append(builder.call(dp, [acc[per_r * r + 2 * row + h], vecs[row][h], splat]))
             t_next = builder.add(t, const(1))
             body_end = builder.block
             t.add_incoming(t_next, body_end)
@@ -116,13 +128,19 @@ def _make_sliding_microkernel(order):
             totals = []
             for i, value in enumerate(new):   # all phi nodes first: LLVM wants them at the top of the block
                 total = builder.phi(vi32)
-                total.add_incoming(starts[i // 2], entry)
+                total.add_incoming(starts[i // per_r], entry)
                 total.add_incoming(value, body_end)
                 totals.append(total)
+            vmax = lambda a, b: builder.select(builder.icmp_signed(">", a, b), a, b)  # noqa: E731
             for r in range(MR):
+                ptr_at = lambda idx: builder.bitcast(builder.gep(c_ptr, [idx]), vi32.as_pointer())  # noqa: E731
+                base = builder.add(c_off_v, builder.mul(const(r), c_str_v))
+                mine = totals[per_r * r:per_r * (r + 1)]
+                if rows == 2:                                    # the 2×2 window maxima
+                    builder.store(vmax(vmax(mine[0], mine[1]), vmax(mine[2], mine[3])), ptr_at(base), align=4)
+                    continue
                 for h in range(2):
-                    idx = builder.add(builder.add(c_off_v, builder.mul(const(r), c_str_v)), const(16 * h))
-                    builder.store(totals[2 * r + h], builder.bitcast(builder.gep(c_ptr, [idx]), vi32.as_pointer()), align=4)
+                    builder.store(mine[h], ptr_at(builder.add(base, const(16 * h))), align=4)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -130,7 +148,7 @@ def _make_sliding_microkernel(order):
     return _mk
 
 
-_mk_sliding_pairs = _make_sliding_microkernel(PAIRS)       # nothing is emitted until a driver compiles
+_mk_sliding_pool2 = _make_sliding_microkernel(PAIRS, rows=2)   # nothing is emitted until a driver compiles
 _mk_sliding_in_order = _make_sliding_microkernel(IN_ORDER)
 
 
@@ -168,55 +186,56 @@ def tap_offsets(c: int, kh: int, kw: int, hp: int, wp: int) -> np.ndarray:
 @njit(cache=True, parallel=True)
 def _conv_sliding_requant_pool(xu, n, image, wp, w, init, toff, rows, n_panels, offset, m0, shift, zero_point,
                                qmin, qmax, k, out):
-    """Threads over images. Per image: the accumulators acc [Op, rows, 32·n_panels] of the output
-    rows a window uses, panel by panel (`_mk_sliding_pairs` for k = 2, else `_mk_sliding_in_order`),
-    then per channel the k × k window maxima and one requantization each, into out [N, O, Hq, Wq]."""
+    """Threads over images. k = 2: per pair of output rows and panel, `_mk_sliding_pool2` leaves
+    the 2×2 window maxima, best [Op, Hq, 16·n_panels] (lane l of panel p is window 16p + l), and
+    each channel's are requantized in one contiguous loop.  Otherwise the accumulators of the rows
+    a window uses, acc [Op, rows, 32·n_panels] in order (`_mk_sliding_in_order`), then per channel
+    the k × k window maxima and one requantization each.  Into out [N, O, Hq, Wq]."""
     op = init.size
     nk = toff.size
     w_flat = w.ravel().view(np.int32)
-    row_len = n_panels * NR
     o_len, hq, wq = out.shape[1], out.shape[2], out.shape[3]
     for b in prange(n):
-        acc = np.empty((op, rows, row_len), np.int32)     # every element written once by _mk
+        out_img = out[b].ravel()
+        if k == 2:
+            width = 16 * n_panels
+            best = np.empty((op, hq, width), np.int32)             # every element written once by _mk
+            best_flat = best.ravel()
+            for yq in range(hq):
+                for p in range(n_panels):
+                    x_off = b * image + 2 * yq * wp + NR * p
+                    for strip in range(op // MR):
+                        _mk_sliding_pool2(w_flat, strip * MR * nk, nk, xu, x_off, wp, toff, init, strip * MR, best_flat,
+                                          (strip * MR * hq + yq) * width + 16 * p, hq * width, nk)
+            size = out_img.size
+            for o in range(o_len):
+                off, mo, sh = offset[o], m0[o], shift[o]
+                for yq in range(hq):
+                    base = (o * hq + yq) * wq
+                    src = best_flat[(o * hq + yq) * width:(o * hq + yq + 1) * width]
+                    # all the row's lanes where they fit: those past Wq land on the next rows, which
+                    # are written after this one, so nothing is lost; the image's last row exactly
+                    span = width if base + width <= size else wq
+                    dst = out_img[base:base + span]
+                    for t in range(span):
+                        total = min(max(np.int64(src[t]) + off, INT32_MIN), INT32_MAX)
+                        dst[t] = _requantize_one(total, mo, sh, zero_point, qmin, qmax)
+            continue
+        row_len = n_panels * NR
+        acc = np.empty((op, rows, row_len), np.int32)              # every element written once by _mk
         acc_flat = acc.ravel()
         for y in range(rows):
             for p in range(n_panels):
                 x_off = b * image + y * wp + NR * p
                 for strip in range(op // MR):
-                    c_off = (strip * MR * rows + y) * row_len + NR * p
-                    if k == 2:
-                        _mk_sliding_pairs(w_flat, strip * MR * nk, nk, xu, x_off, toff, init, strip * MR, acc_flat,
-                                          c_off, rows * row_len, nk)
-                    else:
-                        _mk_sliding_in_order(w_flat, strip * MR * nk, nk, xu, x_off, toff, init, strip * MR,
-                                             acc_flat, c_off, rows * row_len, nk)
-        out_img = out[b].ravel()
-        end = out_img.size
-        q = np.empty(16 * n_panels, np.int8)
+                    _mk_sliding_in_order(w_flat, strip * MR * nk, nk, xu, x_off, wp, toff, init, strip * MR, acc_flat,
+                                         (strip * MR * rows + y) * row_len + NR * p, rows * row_len, nk)
         for o in range(o_len):
             off, mo, sh = offset[o], m0[o], shift[o]
             plane = acc_flat[o * rows * row_len:(o + 1) * rows * row_len]
             for yq in range(hq):
                 base = (o * hq + yq) * wq
-                if k == 2:               # lane l of the even and odd vectors of rows 2yq, 2yq + 1
-                    r0 = 2 * yq * row_len
-                    r1 = r0 + row_len
-                    for p in range(n_panels):
-                        v0 = plane[r0 + NR * p:r0 + NR * p + NR]
-                        v1 = plane[r1 + NR * p:r1 + NR * p + NR]
-                        qp = q[16 * p:16 * p + 16]
-                        for lane in range(16):
-                            m = max(max(v0[lane], v0[16 + lane]), max(v1[lane], v1[16 + lane]))
-                            total = min(max(np.int64(m) + off, INT32_MIN), INT32_MAX)
-                            qp[lane] = _requantize_one(total, mo, sh, zero_point, qmin, qmax)
-                    width = 16 * n_panels if base + 16 * n_panels <= end else wq
-                    # whole vectors where they fit: the lanes past Wq land on the next rows, which
-                    # are written after this one (in order), so nothing is lost
-                    dst = out_img[base:base + width]
-                    for t in range(width):
-                        dst[t] = q[t]
-                    continue
-                for xq in range(wq):         # positions in order: a k × k window from k rows
+                for xq in range(wq):         # a k × k window from k rows
                     m = plane[yq * k * row_len + xq * k]
                     for i in range(k):
                         for j in range(k):

@@ -140,6 +140,14 @@ def requantize_float(acc, multiplier, zero_point=0, qmin=-128, qmax=127, axis=-1
 # ----------------------------------------------------------------------------- Numba twin
 
 
+def per_channel(v, n: int) -> np.ndarray:
+    """A scalar or per-channel parameter as the kernels take it: contiguous int64 [n] (no copy when
+    it already is one)."""
+    if isinstance(v, np.ndarray) and v.dtype == np.int64 and v.shape == (n,) and v.flags.c_contiguous:
+        return v
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(v, np.int64).reshape(-1), (n,)))
+
+
 @njit(cache=True, inline="always")
 def _requantize_one(acc, m0, n, zero_point, qmin, qmax):
     """One element, the reference's steps in int64 scalars.  Only conditional expressions (no if
@@ -184,7 +192,7 @@ def requantize_numba(acc, m0, n, zero_point=0, qmin=-128, qmax=127, axis=-1, out
     moved = np.moveaxis(acc, axis, -1)                       # a copy below only when axis is not last
     flat = np.ascontiguousarray(moved).reshape(-1, moved.shape[-1])
     channels = flat.shape[1]
-    as_channels = lambda v: np.ascontiguousarray(np.broadcast_to(np.asarray(v, np.int64).reshape(-1), (channels,)))  # noqa: E731
+    as_channels = lambda v: per_channel(v, channels)  # noqa: E731
     offset_arr = as_channels(0 if offset is None else offset)
     out = np.empty(flat.shape, out_dtype)
     _requantize_rows(flat, offset_arr, as_channels(m0), as_channels(n), int(zero_point), int(qmin), int(qmax), out)

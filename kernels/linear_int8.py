@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from .backend import dispatch
-from .fixed_point import INT32_MAX, INT32_MIN, _requantize_one, requantize_reference
+from .fixed_point import INT32_MAX, INT32_MIN, _requantize_one, per_channel, requantize_reference
 from .gemm_int8 import MR
 from .gemm_u8s8 import PackedU8S8, _mk_vnni256, _mk_vnni512, _panels, choose, matmul_u8s8_numba
 
@@ -154,9 +154,9 @@ def linear_int8_numba(q_x, packed, qmin_x, qmax_x, offset, m0, shift, zero_point
         acc = matmul_u8s8_numba(u, packed, seven_bit=qmax_x - qmin_x <= 127)
         return requantize_reference(acc, m0, shift, zero_point, qmin, qmax, axis=-1, out_dtype=np.int8,
                                     offset=_offsets(packed, qmin_x, offset))
-    as_n = lambda v: np.ascontiguousarray(np.broadcast_to(np.asarray(v, np.int64).reshape(-1), (n,)))  # noqa: E731
     out = np.empty((m, n), np.int8)
-    _linear_requant(q_x, int(qmin_x), vnni[0], vnni[1], _offsets(packed, qmin_x, offset), as_n(m0), as_n(shift),
+    _linear_requant(q_x, int(qmin_x), vnni[0], vnni[1], _offsets(packed, qmin_x, offset), per_channel(m0, n),
+                    per_channel(shift, n),
                     int(zero_point), int(qmin), int(qmax), out)
     return out
 
