@@ -13,9 +13,10 @@ one, a randomly initialised LeNet-5 on random images (timings do not depend on t
 the int8 ranges come from 512 calibration images either way).  In one process, on the same batch:
 
 - tinyopt fp32 forward (OpenBLAS threads as set by the environment);
-- tinyopt static int8 (fuse → prepare → calibrate → convert), whole model, and per stage:
-  quantize the input, each conv's int32 accumulators (`conv2d_int8_acc`), each conv's fused
-  requantize + ReLU + 2×2 max pool, the Linear layers;
+- tinyopt static int8 (fuse → prepare → calibrate → convert), whole model, and per stage (wall
+  and CPU ms): quantize the input, each conv's int32 accumulators alone (`conv2d_int8_acc`) and
+  its requantize + ReLU + 2×2 max pool alone, each conv as the model runs it (one fused kernel
+  on a VNNI CPU), the Linear layers;
 - PyTorch fp32 LeNet-5 with the same weights (when torch is importable).
 
 The whole-model variants (fp32, static int8, static int8 with 7-bit activations
@@ -40,21 +41,28 @@ from tinyopt.models import LeNet5
 from tinyopt.quant import quantize as QZ
 from tinyopt.quant.modules import QActivation, quantize_input
 from tinyopt.quant.reporting import calibrate
-from tinyopt.tensor import Tensor
 
 
 def median_ms(fn, repeats):
-    """Median CPU ms (this process's threads) after a short idle pause (so the spinning worker
-    threads of the previous measurement have gone to sleep) and three warm-up calls.  CPU time, not wall time: on a shared machine wall time counts other jobs' load."""
+    """(median wall ms, median CPU ms of this process's threads) after a short idle pause (so the
+    spinning worker threads of the previous measurement have gone to sleep) and three warm-up
+    calls.  On a shared machine wall time counts other jobs' load; CPU time counts the Numba
+    workers' spin between calls, so a stage of parallel kernels can show more CPU than 2 × wall."""
     time.sleep(0.02)
     for _ in range(3):
         fn()
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.process_time()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
-        times.append(time.process_time() - t0)
-    return 1e3 * statistics.median(times)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return 1e3 * statistics.median(wall), 1e3 * statistics.median(cpu)
+
+
+def stage_line(name, fn, repeats, note=""):
+    wall, cpu = median_ms(fn, repeats)
+    print(f"  {name:<34} {wall:8.2f} {cpu:8.2f}{note}")
 
 
 def alternate(fns: dict, rounds: int, calls: int = 5, pause: float = 0.02, warm: int = 2) -> dict:
@@ -140,8 +148,9 @@ def main(argv=None):
           f"{os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, load average {os.getloadavg()[0]:.1f}; "
           f"median of {args.repeats} alternating rounds of 5 calls (after 2 untimed)")
     with no_grad():
-        variants = {"tinyopt fp32": lambda: model(Tensor(x)), "tinyopt static int8": lambda: q(Tensor(x)),
-                    "tinyopt static int8, 7-bit act.": lambda: q7(Tensor(x))}
+        xs = to.from_numpy(x)              # shares x's memory, as torch.from_numpy does for the torch model
+        variants = {"tinyopt fp32": lambda: model(xs), "tinyopt static int8": lambda: q(xs),
+                    "tinyopt static int8, 7-bit act.": lambda: q7(xs)}
         try:
             import torch
 
@@ -154,20 +163,19 @@ def main(argv=None):
         print(f"  {'variant':<34} {'wall ms':>8} {'cpu ms':>8} {'fp32/this (wall)':>17} {'(cpu)':>6}")
         for name, (wall, cpu) in times.items():
             print(f"  {name:<34} {wall:8.2f} {cpu:8.2f} {fp32[0] / wall:16.2f}x {fp32[1] / cpu:5.2f}x")
-        print("int8 stages (CPU ms):")
+        print(f"int8 stages (median of {args.repeats} calls after 3 untimed):")
+        print(f"  {'stage':<34} {'wall ms':>8} {'cpu ms':>8}")
         conv1 = q.features[0]
-        stage = median_ms(lambda: quantize_input(Tensor(x), conv1.input_scale, conv1.input_zero_point,
-                                                 conv1.input_qmin, conv1.input_qmax), args.repeats)
-        print(f"  quantize input                    {stage:7.2f}")
-        a, z = quantize_input(Tensor(x), conv1.input_scale, conv1.input_zero_point)[0], conv1.input_zero_point
+        stage_line("quantize input", lambda: quantize_input(xs, conv1.input_scale, conv1.input_zero_point,
+                                                            conv1.input_qmin, conv1.input_qmax), args.repeats)
+        a, z = quantize_input(xs, conv1.input_scale, conv1.input_zero_point)[0], conv1.input_zero_point
         for name, conv in (("conv1", q.features[0]), ("conv2", q.features[3])):
             s_x = conv.input_scale
             acc = conv.conv_acc(a, z)
-            print(f"  {name} accumulators alone          {median_ms(lambda: conv.conv_acc(a, z), args.repeats):7.2f}")
-            print(f"  {name} requant+pool alone          "
-                  f"{median_ms(lambda: conv.requantize_acc(acc, s_x, z, pool=2), args.repeats):7.2f}")
-            fused = median_ms(lambda: conv.conv_requantize_pool(a, s_x, z, 2), args.repeats)
-            print(f"  {name} as the model runs it        {fused:7.2f}   (fused on a VNNI CPU)")
+            stage_line(f"{name} accumulators alone", lambda: conv.conv_acc(a, z), args.repeats)
+            stage_line(f"{name} requant+pool alone", lambda: conv.requantize_acc(acc, s_x, z, pool=2), args.repeats)
+            stage_line(f"{name} as the model runs it", lambda: conv.conv_requantize_pool(a, s_x, z, 2), args.repeats,
+                       "   (fused on a VNNI CPU)")
             a, z = conv.conv_requantize_pool(a, s_x, z, 2), conv.zero_point
         h0 = q.classifier[0](QActivation(a, q.features[3].scale, z))
 
@@ -176,8 +184,7 @@ def main(argv=None):
             for i in (1, 3, 5):
                 h = q.classifier[i](h)
             return h
-        print(f"  3 Linear layers                   {median_ms(linears, args.repeats):7.2f}")
-
+        stage_line("3 Linear layers", linears, args.repeats, "   (fused on a VNNI CPU)")
 
 if __name__ == "__main__":
     main()

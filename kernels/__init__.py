@@ -7,7 +7,9 @@ The public int8 kernels are importable by name (`from tinyopt.kernels import mat
 function); their modules are `gemm_int8` (exact int8 × int8 GEMM), `gemm_u8s8` (exact u8 × s8
 GEMM: vpmaddubsw for 7-bit activations, VNNI), `conv_int8` (int8 convolution and pooling; its
 fused convolution + requantize + pool has two more VNNI layouts in `conv_int8_channels` and
-`conv_int8_sliding`) and `fixed_point` (requantization by a fixed-point multiplier).
+`conv_int8_sliding`, and reads its padded uint8 input from `conv_input_u8`), `linear_int8` (the
+integer Linear, GEMM and requantization fused) and `fixed_point` (requantization by a
+fixed-point multiplier).
 """
 from .backend import backend, dispatch, get_backend, set_backend
 from .conv_int8 import conv2d_int8, conv2d_int8_acc, max_pool2d_int8, requantize_pool_nchw

@@ -43,6 +43,7 @@ from .gemm_int8 import MR, NR, PackedB, _choose, _microkernel, _pack_pair16, mat
 from .fixed_point import INT32_MAX, INT32_MIN, _requantize_one, per_channel, requantize_reference
 from .gemm_u8s8 import _mk_vnni256_sw, _mk_vnni512_sw, _pack_quad16, available_kernels, host_features
 from . import conv_int8_channels as CH
+from .conv_input_u8 import PaddedU8, ensure_padded
 from . import conv_int8_sliding as SL
 
 
@@ -56,8 +57,11 @@ def conv_output_size(h, w, kh, kw, stride, padding):
     return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
 
 
-def _check(x, w):
+def _check(x, w, padded_ok=False):
+    """x and w int8 4-D with matching channels; `padded_ok`: x may be a `conv_input_u8.PaddedU8`."""
     for name, a, nd in (("x", x, 4), ("w", w, 4)):
+        if padded_ok and name == "x" and isinstance(a, PaddedU8):
+            continue
         if not isinstance(a, np.ndarray) or a.dtype != np.int8 or a.ndim != nd:
             desc = f"{a.dtype} array of shape {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
             raise TypeError(f"conv2d_int8: {name} must be a 4-D int8 ndarray, got {desc}")
@@ -340,14 +344,14 @@ def _conv_s1_vnni(xu, n, c, hp, wp, kh, kw, w_quads, init, npos, out):
 
 
 def _padded_u8(x, padding, pad_value, ho, kw, nr=NR):
-    """The positions kernels' input: `conv_int8_channels.padded_u8` (X̃ + 128 as uint8, padded with
+    """The positions kernels' input: `conv_input_u8` (X̃ + 128 as uint8, padded with
     pad_value + 128, flattened) with spare bytes at the end for the ignored positions of the
     last image (as in the AVX2 path).  Returns (flat, Hp, Wp, npos)."""
     ph, pw = _pair(padding)
     wp = x.shape[3] + 2 * pw
     npos = -(-(ho * wp) // nr) * nr
-    flat, hp, wp = CH.padded_u8(x, (ph, pw), pad_value, slack=npos - ho * wp + kw)
-    return flat, hp, wp, npos
+    xu = ensure_padded(x, (ph, pw), pad_value, slack=npos - ho * wp + kw)
+    return xu.flat, xu.hp, xu.wp, npos
 
 
 def _use_vnni_conv() -> bool:
@@ -473,7 +477,11 @@ def conv2d_requant_pool_reference(x, w, padding, pad_value, offset, m0, shift, z
                                   w_quads=None, w_channels=None, layout=None):
     """A stride-1 quantized convolution's int8 output in one call: `requantize_pool_nchw` of
     `conv2d_int8_acc` (int8 [N, O, Ho/k, Wo/k]; k = `pool`, 1: no pooling).  `w_quads`,
-    `w_channels` and `layout` are accepted for parity with the Numba twin and ignored."""
+    `w_channels` and `layout` are accepted for parity with the Numba twin and ignored; x may be a
+    `conv_input_u8.PaddedU8` (its int8 values are used)."""
+    _check(x, w, padded_ok=True)
+    if isinstance(x, PaddedU8):
+        x = x.int8()
     acc = conv2d_int8_acc_reference(x, w, 1, padding, pad_value)
     return requantize_pool_nchw_reference(acc, offset, m0, shift, zero_point, qmin, qmax, pool)
 
@@ -570,14 +578,16 @@ def conv2d_requant_pool_numba(x, w, padding, pad_value, offset, m0, shift, zero_
     `requantize_pool_nchw_numba`).  Of the fused ones, `layout` (one of LAYOUTS; None:
     `choose_layout`) picks `_conv_s1_vnni_requant_pool`, `conv_int8_channels`'s or
     `conv_int8_sliding`'s kernel; `w_channels`, a dict, keeps the latter two's packed weights
-    between calls."""
-    _check(x, w)
+    between calls.  x is int8 NCHW or a `conv_input_u8.PaddedU8` (read in place when its padding
+    and pad value are these)."""
+    _check(x, w, padded_ok=True)
     n = x.shape[0]
     o, c, kh, kw = w.shape
     ho, wo = conv_output_size(x.shape[2], x.shape[3], kh, kw, 1, padding)
     if layout is not None and layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)} or None, got {layout!r}")
     if not (_use_vnni_conv() and ho > 0 and wo > 0):
+        x = x.int8() if isinstance(x, PaddedU8) else x
         acc = conv2d_int8_acc_numba(x, w, 1, padding, pad_value)
         return requantize_pool_nchw_numba(acc, offset, m0, shift, zero_point, qmin, qmax, pool)
     as_channels = lambda v: per_channel(v, o)  # noqa: E731

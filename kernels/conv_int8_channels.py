@@ -10,7 +10,7 @@ the lanes are output channels instead (16 per zmm register with AVX-512 VNNI, 8 
 AVX-VNNI), and nothing is packed:
 
 - the input is the positions kernel's: shifted to unsigned, u = X̃ + 128, padded, channels first
-  (`padded_u8`), so four neighbouring taps of one kernel row, u[c, y + i, x + 4j4 : x + 4j4 + 4],
+  (`conv_input_u8`), so four neighbouring taps of one kernel row, u[c, y + i, x + 4j4 : x + 4j4 + 4],
   are four consecutive bytes: one (unaligned) int32;
 - for each such quad of taps (c, i, j4), the weights W[o, c, i, 4j4 : 4j4 + 4] of `lanes` output
   channels are one vector, zero past kw (`pack_weight_channels`, once per layer);
@@ -34,6 +34,7 @@ import numpy as np
 from numba import njit, prange
 
 from .fixed_point import INT32_MAX, INT32_MIN, _requantize_one
+from .conv_input_u8 import ensure_padded
 from .gemm_u8s8 import emit_trap, host_can_emit
 
 MR = 8            # output positions per micro-kernel call (8 accumulators in registers)
@@ -151,26 +152,9 @@ def pack_weight_channels(w: np.ndarray, lanes: int):
     return np.ascontiguousarray(packed).reshape(groups, c * kh * kw4, lanes, 4), init
 
 
-def padded_u8(x: np.ndarray, padding, pad_value: int, slack: int):
-    """int8 NCHW → (flat uint8, Hp, Wp): X̃ + 128 (padded by `padding` with pad_value + 128),
-    flattened, with `slack` zero bytes after the last image for reads past its end.  One fill
-    of the border and one shifted copy (no np.pad)."""
-    n, c, h, w = x.shape
-    ph, pw = padding
-    hp, wp = h + 2 * ph, w + 2 * pw
-    size = n * c * hp * wp
-    flat = np.empty(size + slack, np.uint8)
-    flat[size:] = 0
-    img = flat[:size].reshape(n, c, hp, wp)
-    if ph or pw:
-        img[...] = np.uint8((int(pad_value) + 128) & 0xFF)
-    np.bitwise_xor(x.view(np.uint8), np.uint8(0x80), out=img[:, :, ph:ph + h, pw:pw + w])   # u = x + 128
-    return flat, hp, wp
-
-
 @functools.lru_cache(maxsize=64)
 def window_positions(ho: int, wo: int, c: int, hp: int, wp: int, pool: int, kh: int, kw: int):
-    """(pos, toff) as read-only int64 arrays of byte offsets in one `padded_u8` image:
+    """(pos, toff) as read-only int64 arrays of byte offsets in one `conv_input_u8` image:
 
     - pos[r]: the r-th computed output position (y, x), y·Wp + x, window by window ((yq, xq)
       row-major, then (i, j) inside the pool × pool window: y = pool·yq + i, x = pool·xq + j),
@@ -269,8 +253,9 @@ def _conv_channels8(xu, n, image, pos, toff, w, init, offset, m0, shift, zero_po
 def conv2d_requant_pool_channels(x, packed, init, kh, kw, padding, pad_value, offset, m0, shift, zero_point,
                                  qmin, qmax, pool, lanes):
     """int8 [N, O, Ho/pool, Wo/pool] of a stride-1 convolution (W packed by `pack_weight_channels`
-    with `lanes`), max pool and requantization; offset, m0, shift int64 [O]. The caller checks
-    shapes and that the CPU has the `lanes` kernel (16: AVX-512 VNNI, 8: AVX-VNNI)."""
+    with `lanes`), max pool and requantization; offset, m0, shift int64 [O]; x int8 NCHW or a
+    `conv_input_u8.PaddedU8`. The caller checks shapes and that the CPU has the `lanes` kernel
+    (16: AVX-512 VNNI, 8: AVX-VNNI)."""
     n, c, h, w = x.shape
     o = offset.shape[0]
     ph, pw = padding
@@ -279,14 +264,15 @@ def conv2d_requant_pool_channels(x, packed, init, kh, kw, padding, pad_value, of
     out = np.empty((n, o, hq, wq), np.int8)
     if out.size == 0:
         return out
-    xu, hp, wp = padded_u8(x, padding, pad_value, slack=4)    # a quad past kw reads ≤ 3 bytes beyond
+    xu = ensure_padded(x, padding, pad_value, slack=4)        # a quad past kw reads ≤ 3 bytes beyond
+    hp, wp = xu.hp, xu.wp
     pos, toff = window_positions(ho, wo, c, hp, wp, pool, kh, kw)
     o_pad = init.shape[0]
     pad = lambda v: np.concatenate([v, np.zeros(o_pad - o, np.int64)]) if o_pad > o else v  # noqa: E731
     driver = _conv_channels16 if lanes == 16 else _conv_channels8
-    driver(xu, n, c * hp * wp, pos, toff, packed.reshape(-1).view(np.int32), init, pad(offset), pad(m0), pad(shift),
+    driver(xu.flat, n, c * hp * wp, pos, toff, packed.reshape(-1).view(np.int32), init, pad(offset), pad(m0), pad(shift),
            int(zero_point), int(qmin), int(qmax), pool * pool, out.reshape(n, o, hq * wq))
     return out
 
 
-__all__ = ["MR", "conv2d_requant_pool_channels", "pack_weight_channels", "padded_u8", "window_positions"]
+__all__ = ["MR", "conv2d_requant_pool_channels", "pack_weight_channels", "window_positions"]

@@ -18,7 +18,7 @@ s_h(l) = 16h + l (positions in order) for any other pool. The weights are quads 
 row (`pack_weight_rows`, zero past kw: ⌈kw/4⌉·4 taps per kernel row, 8 for 5) broadcast as the
 signed operand, six output channels per call (`_mk_sliding`: 12 accumulators).
 
-u = X̃ + 128 (`conv_int8_channels.padded_u8`), and Σ u·W = acc + 128 Σ W, so each image's
+u = X̃ + 128 (`conv_input_u8`), and Σ u·W = acc + 128 Σ W, so each image's
 accumulators start at init[o] = −128 Σ W[o] and end exact. The NumPy twin is
 `conv_int8.conv2d_requant_pool_reference`; `conv_int8.conv2d_requant_pool_numba` chooses.
 """
@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from .fixed_point import INT32_MAX, INT32_MIN, _requantize_one
+from .conv_input_u8 import ensure_padded
 from .gemm_u8s8 import emit_trap, host_can_emit
 
 MR = 6            # output channels per micro-kernel call
@@ -247,10 +248,8 @@ def _conv_sliding_requant_pool(xu, n, image, wp, w, init, toff, rows, n_panels, 
 def conv2d_requant_pool_sliding(x, packed, init, kh, kw, padding, pad_value, offset, m0, shift, zero_point,
                                 qmin, qmax, pool):
     """int8 [N, O, Ho/pool, Wo/pool] of a stride-1 convolution (W packed by `pack_weight_rows`),
-    max pool and requantization; offset, m0, shift int64 [O]. The caller checks shapes and that
-    the CPU has AVX-512 VNNI."""
-    from .conv_int8_channels import padded_u8
-
+    max pool and requantization; offset, m0, shift int64 [O]; x int8 NCHW or a
+    `conv_input_u8.PaddedU8`. The caller checks shapes and that the CPU has AVX-512 VNNI."""
     n, c, h, w = x.shape
     o = offset.shape[0]
     ph, pw = padding
@@ -265,8 +264,8 @@ def conv2d_requant_pool_sliding(x, packed, init, kh, kw, padding, pad_value, off
     image = c * hp * wp
     # the last image's last load starts at (rows − 1)·Wp + 32·(n_panels − 1) + toff[−1] and reads 64 bytes
     slack = max(0, (rows - 1) * wp + NR * (n_panels - 1) + int(toff[-1]) + 64 - image)
-    xu, _, _ = padded_u8(x, (ph, pw), pad_value, slack)
-    _conv_sliding_requant_pool(xu, n, image, wp, packed, init, toff, rows, n_panels, offset, m0, shift,
+    xu = ensure_padded(x, (ph, pw), pad_value, slack)
+    _conv_sliding_requant_pool(xu.flat, n, image, wp, packed, init, toff, rows, n_panels, offset, m0, shift,
                                int(zero_point), int(qmin), int(qmax), int(pool), out)
     return out
 

@@ -247,6 +247,7 @@ def test_fused_conv_requantize_pool_twins_agree(monkeypatch, layout, forced, sha
     output channels in the lanes) against the NumPy twin: kernel widths that are and are not
     multiples of 4, channel counts below, at and past a lane group, pools 1-3 with dropped
     rows and columns, outputs empty after pooling, several images per thread."""
+    from tinyopt.kernels import conv_input_u8 as KI
     from tinyopt.kernels import conv_int8 as KC
     from tinyopt.kernels import fixed_point as FP
 
@@ -271,9 +272,13 @@ def test_fused_conv_requantize_pool_twins_agree(monkeypatch, layout, forced, sha
     packed = {}
     for zp, lo, hi in ((3, -20, 127), (-128, -128, 127), (0, 0, 100)):
         expected = KC.conv2d_requant_pool_reference(x, wt, pad, z, offset, m0, shift, zp, lo, hi, pool)
-        got = KC.conv2d_requant_pool_numba(x, wt, pad, z, offset, m0, shift, zp, lo, hi, pool,
-                                           w_quads=KC.pack_conv_weight_quads(wt), w_channels=packed, layout=layout)
-        np.testing.assert_array_equal(got, expected)
+        for given in (x, KI.pad_u8(x, (pad, pad), z, slack=0), KI.pad_u8(x, (pad, pad), z, slack=KI.SLACK)):
+            # int8, or the padded uint8 input (read in place when its slack is enough, else padded again)
+            got = KC.conv2d_requant_pool_numba(given, wt, pad, z, offset, m0, shift, zp, lo, hi, pool,
+                                               w_quads=KC.pack_conv_weight_quads(wt), w_channels=packed, layout=layout)
+            np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(KC.conv2d_requant_pool_reference(KI.pad_u8(x, (pad, pad), z, 0), wt, pad, z, offset,
+                                                                       m0, shift, zp, lo, hi, pool), expected)
 
 
 def test_fused_conv_layout_choice_and_bad_layout():

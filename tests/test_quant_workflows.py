@@ -98,6 +98,29 @@ def test_backends_give_identical_integers():
     np.testing.assert_array_equal(a.q, b.q)
 
 
+@pytest.mark.parametrize("float_logits", [False, True])
+def test_converted_lenet_gives_the_reference_integers_on_every_fused_path(float_logits):
+    """LeNet-5 runs the fused kernels end to end on a VNNI CPU (float input quantized straight into
+    the padded layout, conv1 sliding, conv2 channels, the fused Linears): the same integers, and
+    the same float logits, as the NumPy reference backend."""
+    model = LeNet5(rng=4).eval()
+    prepared = Q.prepare(Q.fuse_known(model))
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        prepared(to.tensor(rng.standard_normal((32, 1, 28, 28)).astype(np.float32)))
+    converted = Q.convert(prepared, float_logits=float_logits)
+    x = to.tensor(rng.standard_normal((61, 1, 28, 28)).astype(np.float32))
+    with backend("numba"):
+        a = converted(x)
+    with backend("reference"):
+        b = converted(x)
+    np.testing.assert_array_equal(a.data if float_logits else a.q, b.data if float_logits else b.q)
+    bad = x.data.copy()
+    bad[7, 0, 3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        converted(to.tensor(bad))
+
+
 def test_converted_lenet_keeps_predictions_and_is_int8_end_to_end():
     model = LeNet5(rng=3).eval()
     prepared = Q.prepare(Q.fuse_known(model))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyopt.kernels import affine_u8 as KA
+from tinyopt.kernels import conv_input_u8 as KI
 from tinyopt.kernels import conv_int8 as KC
 from tinyopt.kernels import gemm_u8s8 as KU
 from tinyopt.kernels import linear_int8 as KL
@@ -134,7 +135,8 @@ class ConvQActivation(QActivation):
     @property
     def q(self):
         if self._q is None:
-            acc = self._layer.conv_acc(self._q_x, self._z_x)
+            q_x = self._q_x.int8() if isinstance(self._q_x, KI.PaddedU8) else self._q_x
+            acc = self._layer.conv_acc(q_x, self._z_x)
             self._q = self._layer.requantize_acc(acc, self._s_x, self._z_x)
             self._q_x = None
         return self._q
@@ -243,7 +245,9 @@ class _QuantLayer(Module):
                 b_q = np.clip(np.rint(self.bias / acc_scale), INT32_MIN, INT32_MAX).astype(np.int64)
             offset = b_q - z_x * self.w_sum
             m0, n = KR.quantize_multiplier(acc_scale / self.scale)      # M = S_x S_w / S_y
-            self._cache[key] = (offset, np.atleast_1d(m0), np.atleast_1d(n), b_q)
+            channels = self.w_int8.shape[0]                             # per output channel, as the kernels take them
+            self._cache[key] = (KR.per_channel(offset, channels), KR.per_channel(m0, channels),
+                                KR.per_channel(n, channels), b_q)
         return self._cache[key]
 
     def _requantize(self, acc: np.ndarray, s_x, z_x) -> np.ndarray:
@@ -360,6 +364,16 @@ class QuantConv2d(_QuantLayer):
             acc, _, s_x, z_x = self.accumulate(x)
             y = self._float_from_acc(acc, s_x, z_x)
             return Tensor(np.ascontiguousarray((np.maximum(y, 0) if self.relu else y).transpose(0, 3, 1, 2)))
+        if not isinstance(x, QActivation) and tuple(self.stride) == (1, 1):
+            # the network's float input: quantized straight into the fused kernels' padded uint8
+            # layout (one pass; the same integers as quantize_input, then padding)
+            arr = x.data if isinstance(x, Tensor) else np.asarray(x)
+            self._check_input_shape(arr.shape)
+            xu, finite = KI.quantize_pad_u8(arr, self.input_scale, self.input_zero_point, self.input_qmin,
+                                            self.input_qmax, KC._pair(self.padding))
+            if not finite:
+                raise ValueError("cannot quantize an input that contains NaN or Inf")
+            return ConvQActivation(self, xu, self.input_scale, self.input_zero_point)
         q_x, s_x, z_x = self._input(x)
         return ConvQActivation(self, np.ascontiguousarray(q_x), s_x, z_x)
 
@@ -383,11 +397,14 @@ class QuantConv2d(_QuantLayer):
         offset, m0, n, _ = self.requant_params(s_x, z_x)
         return KC.requantize_pool_nchw(acc, offset, m0, n, self.zero_point, self.out_qmin, self.out_qmax, pool)
 
+    def _check_input_shape(self, shape):
+        if len(shape) != 4 or shape[1] != self.in_channels:
+            raise ShapeError(f"QuantConv2d {self.name!r} expects input of shape (N, {self.in_channels}, H, W), "
+                             f"got input of shape {tuple(shape)}")
+
     def _input(self, x):
         q_x, s_x, z_x = quantize_input(x, self.input_scale, self.input_zero_point, self.input_qmin, self.input_qmax)
-        if q_x.ndim != 4 or q_x.shape[1] != self.in_channels:
-            raise ShapeError(f"QuantConv2d {self.name!r} expects input of shape (N, {self.in_channels}, H, W), "
-                             f"got input of shape {tuple(q_x.shape)}")
+        self._check_input_shape(q_x.shape)
         return q_x, s_x, z_x
 
     def explain(self, x, index):
