@@ -35,7 +35,7 @@ from numba import njit, prange
 
 from .fixed_point import INT32_MAX, INT32_MIN, _requantize_one
 from .conv_input_u8 import ensure_padded
-from .gemm_u8s8 import emit_trap, host_can_emit
+from .gemm_u8s8 import emit_counted_loop, emit_trap, host_can_emit
 
 MR = 8            # output positions per micro-kernel call (8 accumulators in registers)
 
@@ -81,42 +81,20 @@ def _make_channels_microkernel(lanes: int):
             bases = [builder.add(x_off_v, builder.load(builder.gep(pos_ptr, [builder.add(pos_off_v, const(r))])))
                      for r in range(MR)]
             start = builder.load(vec_at(init_ptr, init_off_v), align=4)
-            entry = builder.block
-            loop = builder.append_basic_block("mkc.loop")
-            done = builder.append_basic_block("mkc.done")
-            builder.cbranch(builder.icmp_signed(">", nk_v, const(0)), loop, done)
 
-            builder.position_at_end(loop)
-            t = builder.phi(i64)
-            t.add_incoming(const(0), entry)
-            acc = []
-            for _ in range(MR):
-                phi = builder.phi(vi32)
-                phi.add_incoming(start, entry)
-                acc.append(phi)
-            tap = builder.load(builder.gep(toff_ptr, [t]))
-            w_t = builder.load(vec_at(w_ptr, builder.add(w_off_v, builder.mul(t, const(lanes)))), align=4)
-            new = []
-            for r in range(MR):
-                byte = builder.gep(x_ptr, [builder.add(bases[r], tap)])
-                u = builder.load(builder.bitcast(byte, i32.as_pointer()), align=1)
-                splat = builder.insert_element(ir.Constant(vi32, ir.Undefined), u, ir.Constant(i32, 0))
-                splat = builder.shuffle_vector(splat, ir.Constant(vi32, ir.Undefined), ir.Constant(vi32, [0] * lanes))
-                new.append(builder.call(dp, [acc[r], splat, w_t]))
-            t_next = builder.add(t, const(1))
-            body_end = builder.block
-            t.add_incoming(t_next, body_end)
-            for phi, value in zip(acc, new):
-                phi.add_incoming(value, body_end)
-            builder.cbranch(builder.icmp_signed("<", t_next, nk_v), loop, done)
+            def tap_quad(t, acc):
+                tap = builder.load(builder.gep(toff_ptr, [t]))
+                w_t = builder.load(vec_at(w_ptr, builder.add(w_off_v, builder.mul(t, const(lanes)))), align=4)
+                new = []
+                for r in range(MR):
+                    byte = builder.gep(x_ptr, [builder.add(bases[r], tap)])
+                    u = builder.load(builder.bitcast(byte, i32.as_pointer()), align=1)
+                    splat = builder.insert_element(ir.Constant(vi32, ir.Undefined), u, ir.Constant(i32, 0))
+                    splat = builder.shuffle_vector(splat, ir.Constant(vi32, ir.Undefined), ir.Constant(vi32, [0] * lanes))
+                    new.append(builder.call(dp, [acc[r], splat, w_t]))
+                return new
 
-            builder.position_at_end(done)
-            totals = []
-            for value in new:          # all phi nodes first: LLVM wants them at the top of the block
-                total = builder.phi(vi32)
-                total.add_incoming(start, entry)
-                total.add_incoming(value, body_end)
-                totals.append(total)
+            totals = emit_counted_loop(builder, nk_v, [start] * MR, tap_quad, "mkc")
             for r in range(MR):
                 idx = builder.add(c_off_v, builder.mul(const(r), c_stride_v))
                 builder.store(totals[r], vec_at(c_ptr, idx), align=4)
@@ -212,12 +190,13 @@ def _pool_requantize_image(acc, win, o_len, offset, m0, shift, zero_point, qmin,
 
 
 @njit(cache=True, parallel=True)
-def _conv_channels16(xu, n, image, pos, toff, w, init, offset, m0, shift, zero_point, qmin, qmax, win, out):
-    """Threads over images; per image, each group of 16 output channels over all computed
-    positions into acc [positions, G·16] (in cache), then `_pool_requantize_image`."""
-    groups = init.size // 16
+def _conv_channels(xu, n, image, pos, toff, w, init, lanes, offset, m0, shift, zero_point, qmin, qmax, win, out):
+    """Threads over images; per image, each group of `lanes` output channels (16: `_mk_channels16`,
+    8: `_mk_channels8`; the CPU's, the other compiles to a trap) over all computed positions into
+    acc [positions, G·lanes] (in cache), then `_pool_requantize_image`."""
+    groups = init.size // lanes
     nk = toff.size
-    o_pad = groups * 16
+    o_pad = groups * lanes
     o_len, n_win = out.shape[1], out.shape[2]
     for b in prange(n):
         acc = np.empty((pos.size, o_pad), np.int32)
@@ -226,27 +205,12 @@ def _conv_channels16(xu, n, image, pos, toff, w, init, offset, m0, shift, zero_p
         q = np.empty((n_win, o_pad), np.int8)
         for g in range(groups):
             for p0 in range(0, pos.size, MR):
-                _mk_channels16(xu, b * image, pos, p0, toff, nk, w, g * nk * 16, init, g * 16, acc_flat,
-                               p0 * o_pad + g * 16, o_pad)
-        _pool_requantize_image(acc, win, o_len, offset, m0, shift, zero_point, qmin, qmax, best, q, out[b])
-
-
-@njit(cache=True, parallel=True)
-def _conv_channels8(xu, n, image, pos, toff, w, init, offset, m0, shift, zero_point, qmin, qmax, win, out):
-    """`_conv_channels16` on 8 lanes (ymm, AVX-VNNI)."""
-    groups = init.size // 8
-    nk = toff.size
-    o_pad = groups * 8
-    o_len, n_win = out.shape[1], out.shape[2]
-    for b in prange(n):
-        acc = np.empty((pos.size, o_pad), np.int32)
-        acc_flat = acc.ravel()
-        best = np.empty(o_pad, np.int32)
-        q = np.empty((n_win, o_pad), np.int8)
-        for g in range(groups):
-            for p0 in range(0, pos.size, MR):
-                _mk_channels8(xu, b * image, pos, p0, toff, nk, w, g * nk * 8, init, g * 8, acc_flat,
-                              p0 * o_pad + g * 8, o_pad)
+                if lanes == 16:
+                    _mk_channels16(xu, b * image, pos, p0, toff, nk, w, g * nk * 16, init, g * 16, acc_flat,
+                                   p0 * o_pad + g * 16, o_pad)
+                else:
+                    _mk_channels8(xu, b * image, pos, p0, toff, nk, w, g * nk * 8, init, g * 8, acc_flat,
+                                  p0 * o_pad + g * 8, o_pad)
         _pool_requantize_image(acc, win, o_len, offset, m0, shift, zero_point, qmin, qmax, best, q, out[b])
 
 
@@ -269,9 +233,8 @@ def conv2d_requant_pool_channels(x, packed, init, kh, kw, padding, pad_value, of
     pos, toff = window_positions(ho, wo, c, hp, wp, pool, kh, kw)
     o_pad = init.shape[0]
     pad = lambda v: np.concatenate([v, np.zeros(o_pad - o, np.int64)]) if o_pad > o else v  # noqa: E731
-    driver = _conv_channels16 if lanes == 16 else _conv_channels8
-    driver(xu.flat, n, c * hp * wp, pos, toff, packed.reshape(-1).view(np.int32), init, pad(offset), pad(m0), pad(shift),
-           int(zero_point), int(qmin), int(qmax), pool * pool, out.reshape(n, o, hq * wq))
+    _conv_channels(xu.flat, n, c * hp * wp, pos, toff, packed.reshape(-1).view(np.int32), init, int(lanes), pad(offset),
+                   pad(m0), pad(shift), int(zero_point), int(qmin), int(qmax), pool * pool, out.reshape(n, o, hq * wq))
     return out
 
 

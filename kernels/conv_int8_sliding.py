@@ -31,7 +31,7 @@ from numba import njit, prange
 
 from .fixed_point import INT32_MAX, INT32_MIN, _requantize_one
 from .conv_input_u8 import ensure_padded
-from .gemm_u8s8 import emit_trap, host_can_emit
+from .gemm_u8s8 import emit_counted_loop, emit_trap, host_can_emit
 
 MR = 6            # output channels per micro-kernel call
 NR = 32           # output positions per panel: two vectors of 16 int32 lanes
@@ -88,50 +88,26 @@ def _make_sliding_microkernel(order, rows: int = 1):
                 v = builder.insert_element(ir.Constant(vi32, ir.Undefined), v, ir.Constant(i32, 0))
                 starts.append(builder.shuffle_vector(v, ir.Constant(vi32, ir.Undefined), ir.Constant(vi32, [0] * 16)))
 
-            entry = builder.block
-            loop = builder.append_basic_block("mks.loop")
-            done = builder.append_basic_block("mks.done")
-            builder.cbranch(builder.icmp_signed(">", nk_v, const(0)), loop, done)
-
-            builder.position_at_end(loop)
-            t = builder.phi(i64)
-            t.add_incoming(const(0), entry)
-            acc = []
-            for r in range(MR):
-                for _ in range(per_r):
-                    phi = builder.phi(vi32)
-                    phi.add_incoming(starts[r], entry)
-                    acc.append(phi)
-            tap = builder.load(builder.gep(toff_ptr, [t]))
-            vecs = []                                                # [row][h]
-            for row in range(rows):
-                off = builder.add(x_off_v, tap) if row == 0 else builder.add(builder.add(x_off_v, row_str_v), tap)
-                raw = builder.load(builder.bitcast(builder.gep(x_ptr, [off]), vi8.as_pointer()), align=1)
-                vecs.append([builder.bitcast(builder.shuffle_vector(raw, ir.Constant(vi8, ir.Undefined), m), vi32)
-                             for m in masks])
-            new = []
-            for r in range(MR):
-                a_idx = builder.add(builder.add(w_off_v, builder.mul(const(r), w_str_v)), t)
-                a = builder.load(builder.gep(w_ptr, [a_idx]), align=4)
-                splat = builder.insert_element(ir.Constant(vi32, ir.Undefined), a, ir.Constant(i32, 0))
-                splat = builder.shuffle_vector(splat, ir.Constant(vi32, ir.Undefined), ir.Constant(vi32, [0] * 16))
+            def tap_quad(t, acc):
+                tap = builder.load(builder.gep(toff_ptr, [t]))
+                vecs = []                                            # [row][h]
                 for row in range(rows):
-                    for h in range(2):
-                        new.append(builder.call(dp, [acc[per_r * r + 2 * row + h], vecs[row][h], splat]))
-            t_next = builder.add(t, const(1))
-            body_end = builder.block
-            t.add_incoming(t_next, body_end)
-            for phi, value in zip(acc, new):
-                phi.add_incoming(value, body_end)
-            builder.cbranch(builder.icmp_signed("<", t_next, nk_v), loop, done)
+                    off = builder.add(x_off_v, tap) if row == 0 else builder.add(builder.add(x_off_v, row_str_v), tap)
+                    raw = builder.load(builder.bitcast(builder.gep(x_ptr, [off]), vi8.as_pointer()), align=1)
+                    vecs.append([builder.bitcast(builder.shuffle_vector(raw, ir.Constant(vi8, ir.Undefined), m), vi32)
+                                 for m in masks])
+                new = []
+                for r in range(MR):
+                    a_idx = builder.add(builder.add(w_off_v, builder.mul(const(r), w_str_v)), t)
+                    a = builder.load(builder.gep(w_ptr, [a_idx]), align=4)
+                    splat = builder.insert_element(ir.Constant(vi32, ir.Undefined), a, ir.Constant(i32, 0))
+                    splat = builder.shuffle_vector(splat, ir.Constant(vi32, ir.Undefined), ir.Constant(vi32, [0] * 16))
+                    for row in range(rows):
+                        for h in range(2):
+                            new.append(builder.call(dp, [acc[per_r * r + 2 * row + h], vecs[row][h], splat]))
+                return new
 
-            builder.position_at_end(done)
-            totals = []
-            for i, value in enumerate(new):   # all phi nodes first: LLVM wants them at the top of the block
-                total = builder.phi(vi32)
-                total.add_incoming(starts[i // per_r], entry)
-                total.add_incoming(value, body_end)
-                totals.append(total)
+            totals = emit_counted_loop(builder, nk_v, [starts[i // per_r] for i in range(MR * per_r)], tap_quad, "mks")
             vmax = lambda a, b: builder.select(builder.icmp_signed(">", a, b), a, b)  # noqa: E731
             for r in range(MR):
                 ptr_at = lambda idx: builder.bitcast(builder.gep(c_ptr, [idx]), vi32.as_pointer())  # noqa: E731

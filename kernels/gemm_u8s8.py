@@ -108,6 +108,42 @@ def emit_trap(context, builder):
     return context.get_dummy_value()
 
 
+def emit_counted_loop(builder, count, starts, body, name):
+    """LLVM IR for `acc = starts; for t in range(count): acc = body(t, acc)`, the micro-kernels'
+    loop over k: returns the final values (the starts when count ≤ 0). `body(t, acc)` emits one
+    iteration at the builder's position and returns the new values, one per start."""
+    from llvmlite import ir
+
+    i64 = ir.IntType(64)
+    entry = builder.block
+    loop = builder.append_basic_block(name + ".loop")
+    done = builder.append_basic_block(name + ".done")
+    builder.cbranch(builder.icmp_signed(">", count, ir.Constant(i64, 0)), loop, done)
+    builder.position_at_end(loop)
+    t = builder.phi(i64)
+    t.add_incoming(ir.Constant(i64, 0), entry)
+    acc = []
+    for start in starts:
+        phi = builder.phi(start.type)
+        phi.add_incoming(start, entry)
+        acc.append(phi)
+    new = body(t, acc)
+    t_next = builder.add(t, ir.Constant(i64, 1))
+    body_end = builder.block
+    t.add_incoming(t_next, body_end)
+    for phi, value in zip(acc, new):
+        phi.add_incoming(value, body_end)
+    builder.cbranch(builder.icmp_signed("<", t_next, count), loop, done)
+    builder.position_at_end(done)
+    totals = []
+    for start, value in zip(starts, new):     # phi nodes only: LLVM wants them at the top of the block
+        total = builder.phi(start.type)
+        total.add_incoming(start, entry)
+        total.add_incoming(value, body_end)
+        totals.append(total)
+    return totals
+
+
 def u8s8_kernel_info() -> dict:
     return {"available": available_kernels(), "full_range": choose(False), "seven_bit": choose(True),
             **host_features()}
@@ -468,5 +504,5 @@ matmul_u8s8 = dispatch(matmul_u8s8_reference, matmul_u8s8_numba)
 matmul_u8s8.__doc__ = """uint8 [M, K] × int8 [K, N] → exact int32 [M, N] (b may be a `PackedU8S8`); `seven_bit=True`
 promises (and checks) A ≤ 127, which lets an AVX2 CPU without VNNI use `vpmaddubsw`."""
 
-__all__ = ["PackedU8S8", "available_kernels", "choose", "emit_trap", "host_can_emit", "host_features", "matmul_u8s8", "matmul_u8s8_kernel",
+__all__ = ["PackedU8S8", "available_kernels", "choose", "emit_counted_loop", "emit_trap", "host_can_emit", "host_features", "matmul_u8s8", "matmul_u8s8_kernel",
            "matmul_u8s8_numba", "matmul_u8s8_reference", "pack_b_u8s8", "u8s8_kernel_info"]

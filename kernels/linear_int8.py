@@ -96,8 +96,11 @@ def _tile(q, i0, rows, qmin_x, kq, b_flat, n_panels, nr, wide, a, c):
 
 
 @njit(cache=True, parallel=True)
-def _linear_requant(q, qmin_x, b_pack, wide, offset, m0, shift, zero_point, qmin, qmax, out):
-    m, n = out.shape
+def _linear(q, qmin_x, b_pack, wide, offset, m0, shift, zero_point, qmin, qmax, scale, to_float, out_q, out_f):
+    """Threads over tasks of ROWS rows: `_tile`, then per row either the requantization into
+    out_q int8 [M, N] or (`to_float`) the scale into out_f float32 [M, N] (the other is unused)."""
+    m = out_f.shape[0] if to_float else out_q.shape[0]
+    n = out_f.shape[1] if to_float else out_q.shape[1]
     n_panels, kq, nr = b_pack.shape[0], b_pack.shape[1], b_pack.shape[2] // 4
     b_flat = b_pack.ravel()
     for task in prange(-(-m // ROWS)):
@@ -107,27 +110,22 @@ def _linear_requant(q, qmin_x, b_pack, wide, offset, m0, shift, zero_point, qmin
         c = np.empty((ROWS, n_panels * nr), np.int32)
         _tile(q, i0, rows, qmin_x, kq, b_flat, n_panels, nr, wide, a, c)
         for r in range(rows):
-            acc, dst = c[r], out[i0 + r]
-            for j in range(n):
-                total = min(max(np.int64(acc[j]) + offset[j], INT32_MIN), INT32_MAX)
-                dst[j] = _requantize_one(total, m0[j], shift[j], zero_point, qmin, qmax)
+            acc = c[r]
+            if to_float:
+                dst_f = out_f[i0 + r]
+                for j in range(n):
+                    dst_f[j] = np.float32((np.int64(acc[j]) + offset[j]) * scale[j])
+            else:
+                dst_q = out_q[i0 + r]
+                for j in range(n):
+                    total = min(max(np.int64(acc[j]) + offset[j], INT32_MIN), INT32_MAX)
+                    dst_q[j] = _requantize_one(total, m0[j], shift[j], zero_point, qmin, qmax)
 
 
-@njit(cache=True, parallel=True)
-def _linear_float(q, qmin_x, b_pack, wide, offset, scale, out):
-    m, n = out.shape
-    n_panels, kq, nr = b_pack.shape[0], b_pack.shape[1], b_pack.shape[2] // 4
-    b_flat = b_pack.ravel()
-    for task in prange(-(-m // ROWS)):
-        i0 = task * ROWS
-        rows = min(ROWS, m - i0)
-        a = np.empty((ROWS, kq * 4), np.uint8)
-        c = np.empty((ROWS, n_panels * nr), np.int32)
-        _tile(q, i0, rows, qmin_x, kq, b_flat, n_panels, nr, wide, a, c)
-        for r in range(rows):
-            acc, dst = c[r], out[i0 + r]
-            for j in range(n):
-                dst[j] = np.float32((np.int64(acc[j]) + offset[j]) * scale[j])
+_NO_SCALE = np.zeros(0, np.float64)          # the unused operands of `_linear`
+_NO_INT = np.zeros(0, np.int64)
+_NO_INT8 = np.zeros((0, 0), np.int8)
+_NO_FLOAT = np.zeros((0, 0), np.float32)
 
 
 def _vnni(packed):
@@ -155,9 +153,8 @@ def linear_int8_numba(q_x, packed, qmin_x, qmax_x, offset, m0, shift, zero_point
         return requantize_reference(acc, m0, shift, zero_point, qmin, qmax, axis=-1, out_dtype=np.int8,
                                     offset=_offsets(packed, qmin_x, offset))
     out = np.empty((m, n), np.int8)
-    _linear_requant(q_x, int(qmin_x), vnni[0], vnni[1], _offsets(packed, qmin_x, offset), per_channel(m0, n),
-                    per_channel(shift, n),
-                    int(zero_point), int(qmin), int(qmax), out)
+    _linear(q_x, int(qmin_x), vnni[0], vnni[1], _offsets(packed, qmin_x, offset), per_channel(m0, n),
+            per_channel(shift, n), int(zero_point), int(qmin), int(qmax), _NO_SCALE, False, out, _NO_FLOAT)
     return out
 
 
@@ -171,8 +168,8 @@ def linear_int8_float_numba(q_x, packed, qmin_x, qmax_x, offset, scale):
         acc = matmul_u8s8_numba(u, packed, seven_bit=qmax_x - qmin_x <= 127).astype(np.int64) + _offsets(packed, qmin_x, offset)
         return (acc * np.asarray(scale, np.float64)).astype(np.float32)
     out = np.empty((m, n), np.float32)
-    _linear_float(q_x, int(qmin_x), vnni[0], vnni[1], _offsets(packed, qmin_x, offset),
-                  np.ascontiguousarray(scale, np.float64), out)
+    _linear(q_x, int(qmin_x), vnni[0], vnni[1], _offsets(packed, qmin_x, offset), _NO_INT, _NO_INT, 0, 0, 0,
+            np.ascontiguousarray(scale, np.float64), True, _NO_INT8, out)
     return out
 
 
