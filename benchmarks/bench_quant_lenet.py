@@ -21,9 +21,13 @@ the int8 ranges come from 512 calibration images either way).  In one process, o
 
 The whole-model variants (fp32, static int8, static int8 with 7-bit activations
 `reduce_range=True`, torch fp32) alternate in rounds (each after an idle pause, so the previous
-variant's spinning BLAS/OpenMP threads are asleep), so a change of machine load hits them alike; the table gives median wall and CPU time (all threads of this process) and the ratio
-fp32 / variant.  The per-stage times are medians of `--repeats` wall-clock runs.  The machine's
-load average is printed: with other jobs running, trust the CPU times more.
+variant's spinning BLAS/OpenMP threads are asleep), so a change of machine load hits them alike;
+the table gives median wall and CPU time (all threads of this process) and the ratio fp32 /
+variant.  The per-stage times are medians of `--repeats` calls.  The machine's load average is
+printed.  Read the CPU column with care: Linux adds another thread's CPU time to the process's
+at scheduler ticks (every few ms), so for a call shorter than a tick it can show only the main
+thread's (the int8 model's 0.8 ms: CPU = wall although both threads work; measured over 200
+calls in a row it was 1.5 ms for 0.75 ms of wall).
 """
 from __future__ import annotations
 

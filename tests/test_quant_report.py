@@ -60,9 +60,11 @@ def test_cli_quantizes_a_training_run(tmp_path, capsys):
 
     config = TrainConfig(model="mlp", optimizer="adam", epochs=1, train_size=300, test_size=100, seed=0)
     run(config, tmp_path / "run", verbose=0, plots=False)
-    assert main([str(tmp_path / "run"), "--test-size", "100", "--calibration", "100", "--latency-batch", "32"]) == 0
+    assert main([str(tmp_path / "run"), "--test-size", "100", "--calibration", "100", "--latency-batch", "32",
+                 "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "static int8" in out and "dynamic" in out
+    assert "1 thread(s)" in out and "GEMMs split 1 ways" in out          # the setting the latencies ran with
     assert main([str(tmp_path / "missing")]) == 2
     assert "is not a training run" in capsys.readouterr().err
 

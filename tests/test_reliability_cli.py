@@ -96,6 +96,7 @@ QUANTIZE_MISTAKES = [
     (["--qat-lr", "nan"], "--qat-lr: expected a positive number"),
     (["--qat-lr", "inf"], "--qat-lr: expected a positive number"),
     (["--latency-batch", "0"], "--latency-batch: expected a number >= 1"),
+    (["--threads", "0"], "--threads: expected a number >= 1"),
     (["--bogus"], "unrecognized arguments: --bogus"),
 ]
 

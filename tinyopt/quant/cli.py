@@ -1,7 +1,7 @@
 """`tinyopt quantize RUN_DIR`: quantize a trained run's checkpoint and print the report.
 
     tinyopt quantize runs/tour [--calibration 1000] [--qat-epochs 1] [--qat-steps N] [--qat-lr 1e-4]
-                               [--test-size N] [--latency-batch 256] [--data DIR]
+                               [--test-size N] [--latency-batch 256] [--threads N] [--data DIR]
 
 The run folder is one written by `tinyopt train` / `tinyopt tour` (config + checkpoint). Every
 argument is checked before anything is loaded; a mistake is one line naming the fix, exit status 2.
@@ -25,6 +25,9 @@ def build_parser():
                    help="Adam learning rate of the QAT fine-tuning (small: the model is already trained)")
     p.add_argument("--test-size", type=_whole(1), default=None, help="first N test images (default: all)")
     p.add_argument("--latency-batch", type=_whole(1), default=256)
+    p.add_argument("--threads", type=_whole(1), default=None,
+                   help="tinyopt.set_num_threads(N) for the latencies, as the tour does (default: every core this "
+                        "process may use)")
     p.add_argument("--data", type=Path, default=None, help="folder with the Fashion-MNIST files")
     return p
 
@@ -54,7 +57,12 @@ def main(argv=None) -> int:
     if args.calibration > len(x_train):
         return _error(f"--calibration {args.calibration} is more than the {len(x_train):,} training images of this "
                       f"run; use at most {len(x_train)}")
-    print(f"quantizing {config.model} from {args.run} on {len(y_test):,} test images", flush=True)
+    from tinyopt.cli import _available_cores
+    import tinyopt
+
+    threads = args.threads or _available_cores()
+    tinyopt.set_num_threads(threads)      # one pool, as in training: the fp32 model's GEMMs split on Numba's threads
+    print(f"quantizing {config.model} from {args.run} on {len(y_test):,} test images; {threads} thread(s)", flush=True)
     rep = report(model, (x_test, y_test), calibration=x_train[: args.calibration],
                  train_data=(x_train, y_train) if args.qat_epochs > 0 else None, qat_epochs=args.qat_epochs,
                  qat_max_steps=args.qat_steps, qat_lr=args.qat_lr, latency_batch=args.latency_batch, verbose=True)

@@ -53,30 +53,45 @@ def predict(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
 
 
 def latency(model, x: np.ndarray, repeats: int = 5):
-    """(median wall seconds, median CPU seconds) of one forward pass on the batch `x`, after one
-    warm-up.  CPU time sums this process's threads; on a shared machine it is the steadier number
-    (wall time also counts the time other processes held the cores)."""
+    """(median wall seconds, median CPU seconds) of one forward pass on the batch `x`, after two
+    warm-ups.  CPU time sums this process's threads, but Linux adds another thread's time only at
+    scheduler ticks, so for a pass shorter than a tick it can count the main thread alone; wall
+    time also counts the time other processes held the cores."""
+    from tinyopt.creation import from_numpy
+
     model.eval()
+    batch = from_numpy(np.ascontiguousarray(x))      # wrapped once: no copy inside the timing
     wall, cpu = [], []
-    time.sleep(0.2)      # let the previous variant's spinning worker threads (OpenBLAS, OpenMP) go idle
+    # Let the previous variant's spinning worker threads (OpenBLAS, OpenMP) go idle: 20 ms covers
+    # OpenMP's short spin. Not longer: on a VM, after 0.2 s of idle the second core came back only
+    # ~50 ms later, and a pass of 1 ms then ran on one core (benchmarks/bench_quant_lenet.py).
+    time.sleep(0.02)
     with no_grad():
-        model(Tensor(x))
+        for _ in range(2):
+            model(batch)
         for _ in range(repeats):
             c0, t0 = time.process_time(), time.perf_counter()
-            model(Tensor(x))
+            model(batch)
             wall.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
     return float(np.median(wall)), float(np.median(cpu))
 
 
 def _thread_note() -> str:
-    """Numba's thread count (the int8 kernels) and OpenBLAS's (fp32 matmuls) as set by the environment."""
+    """The thread setting the latencies ran with: Numba's threads (the kernels, and the fp32 GEMMs
+    when they are split), BLAS's own pool, and how many ways a large GEMM is split."""
     import os
 
     import numba
 
-    blas = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or "default"
-    return f"Numba {numba.get_num_threads()}, OpenBLAS {blas}"
+    from tinyopt.kernels.blas import gemm_threads
+    from tinyopt.threads import _blas_controller
+
+    numpy_dir = os.path.dirname(os.path.dirname(np.__file__))     # site-packages: numpy/ and numpy.libs/
+    blas = [info["num_threads"] for info in _blas_controller().info()
+            if info.get("user_api") == "blas" and info.get("filepath", "").startswith(os.path.join(numpy_dir, "numpy"))]
+    return (f"Numba {numba.get_num_threads()}, NumPy's BLAS {blas[0] if blas else 'unknown'}, "
+            f"GEMMs split {gemm_threads()} ways")
 
 
 def calibrate(model, qconfig, calibration: np.ndarray, batch_size: int = 500):
