@@ -7,6 +7,7 @@ import numpy as np
 from tinyopt.autograd.autocast_mode import FP32, LOWER
 from tinyopt.autograd.function import Function
 from tinyopt.ops.precision import low_precision_dtype, narrow, widen
+from tinyopt.kernels import cross_entropy as KCE
 from tinyopt.kernels.blas import matmul
 
 
@@ -109,15 +110,7 @@ class CrossEntropy(Function):
 
     @staticmethod
     def forward(ctx, logits, labels, reduction="mean", weight=None, ignore_index=-100):
-        shifted = logits - np.max(logits, axis=1, keepdims=True)
-        log_sum = np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-        log_p = shifted - log_sum
-        rows = np.arange(logits.shape[0])
-        keep = labels != ignore_index
-        safe = np.where(keep, labels, 0)
-        w = np.ones(len(labels), dtype=logits.dtype) if weight is None else weight.astype(logits.dtype)[safe]
-        w = w * keep
-        losses = -log_p[rows, safe] * w
+        log_p, safe, w, losses = KCE.forward(logits, labels, weight, ignore_index)   # kernels.cross_entropy
         ctx.save_for_backward(log_p, safe, w)
         ctx.reduction = reduction
         if reduction == "mean":
@@ -130,12 +123,8 @@ class CrossEntropy(Function):
     @staticmethod
     def backward(ctx, grad):
         log_p, labels, w = ctx.saved_tensors
-        d_logits = np.exp(log_p)
-        d_logits[np.arange(len(labels)), labels] -= 1
         if ctx.reduction == "mean":
-            d_logits *= (w * (grad / ctx.total))[:, None]
-        elif ctx.reduction == "sum":
-            d_logits *= (w * grad)[:, None]
+            scale = w * (grad / ctx.total)
         else:
-            d_logits *= (w * grad)[:, None]
-        return d_logits, None
+            scale = w * grad
+        return KCE.backward(log_p, labels, np.asarray(scale, log_p.dtype).reshape(-1)), None
